@@ -1,0 +1,37 @@
+# llmfoundry_lite: `make demo` runs the pipeline on the built-in local corpus, `make test` the test suite.
+# Both install the pinned environment into .venv first (only when it is missing or the lock changed).
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint lock clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@echo "==> installing the pinned environment into $(VENV) (first run or lock changed)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV) pip install --python $(PY) --quiet -r requirements.lock
+	$(UV) pip install --python $(PY) --quiet --no-deps -e .
+	@touch $(STAMP)
+
+demo: install
+	$(PY) data_prep/make_local_stack.py yamls/data/local-stack.yaml
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+# Re-resolve requirements.in into exact pins (needs network access to PyPI).
+lock: install
+	$(UV) pip compile requirements.in --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) data runs

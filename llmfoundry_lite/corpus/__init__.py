@@ -1,0 +1,1 @@
+"""The Stack-format corpus: language detection, the local corpus builder, readers."""

@@ -1,0 +1,199 @@
+"""Read Stack-format documents from Parquet, JSONL(.gz) or plain source trees.
+
+Every reader yields the same normalized rows: ``id, content, path, lang,
+repository_name, size, ext``. Column names of the real The Stack dumps are mapped
+(``max_stars_repo_path`` → ``path``, ``max_stars_repo_name`` → ``repository_name``,
+``hexsha`` → ``id``). An input that cannot be used at all (wrong schema, corrupt
+file) raises ``InputError`` naming the file; a single bad record (a JSONL line that
+is not JSON, null or non-UTF-8 content) is skipped and counted in ``skips``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmfoundry_lite.corpus.languages import extension_of, language_from_path
+from llmfoundry_lite.corpus.sources import decode_source, walk_directory
+
+PATH_COLUMNS = ("path", "max_stars_repo_path", "max_issues_repo_path", "max_forks_repo_path")
+REPO_COLUMNS = ("repository_name", "max_stars_repo_name", "repo_name", "max_issues_repo_name")
+ID_COLUMNS = ("id", "hexsha")
+LANG_COLUMNS = ("lang", "language")
+TABLE_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".json.gz", ".ndjson")
+
+
+class InputError(ValueError):
+    """An input file that cannot be used at all; the message names the file."""
+
+
+@dataclass(frozen=True)
+class InputShard:
+    """One unit of input: a Parquet file, a JSONL(.gz) file or a source directory."""
+
+    path: str
+    kind: str  # "parquet" | "jsonl" | "source_dir"
+
+
+def _is_table(name: str) -> bool:
+    return name.endswith(TABLE_SUFFIXES)
+
+
+def list_input_shards(paths: list[str]) -> list[InputShard]:
+    """Expand user-given paths into sorted input shards.
+
+    A directory holding Parquet/JSONL files (The Stack's ``data/<lang>/*.parquet``
+    layout) contributes each of them; any other directory is a tree of source files.
+    """
+    shards: list[InputShard] = []
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            raise InputError(f"input not found: {raw}")
+        if p.is_file():
+            if not _is_table(p.name):
+                raise InputError(f"{raw}: not a Parquet or JSONL(.gz) file; pass its directory to read source files")
+            shards.append(InputShard(str(p), "parquet" if p.name.endswith(".parquet") else "jsonl"))
+            continue
+        tables = sorted(str(f) for f in p.rglob("*") if f.is_file() and _is_table(f.name))
+        if tables:
+            shards.extend(InputShard(t, "parquet" if t.endswith(".parquet") else "jsonl") for t in tables)
+        else:
+            shards.append(InputShard(str(p), "source_dir"))
+    return shards
+
+
+def _first(row: dict, names: tuple[str, ...]) -> object | None:
+    for n in names:
+        v = row.get(n)
+        if v is not None and v != "":
+            return v
+    return None
+
+
+def normalize(row: dict, origin: str, index: int, skips: Counter) -> dict | None:
+    """Map one raw record to the canonical columns, or count why it is unusable."""
+    content = row.get("content")
+    if content is None:
+        skips["null_content"] += 1
+        return None
+    if isinstance(content, bytes):
+        content, reason = decode_source(content)
+        if reason is not None:
+            skips[reason] += 1
+            return None
+    elif not isinstance(content, str):
+        skips["content_not_text"] += 1
+        return None
+    path = str(_first(row, PATH_COLUMNS) or "")
+    lang = _first(row, LANG_COLUMNS) or language_from_path(path) or "unknown"
+    doc_id = _first(row, ID_COLUMNS) or hashlib.sha1(f"{origin}\0{index}".encode()).hexdigest()
+    return {
+        "id": str(doc_id),
+        "content": content,
+        "path": path,
+        "lang": str(lang),
+        "repository_name": str(_first(row, REPO_COLUMNS) or ""),
+        "size": len(content.encode("utf-8", "surrogatepass")),
+        "ext": str(row.get("ext") or extension_of(path)),
+    }
+
+
+def _check_columns(origin: str, columns: list[str]) -> None:
+    if "content" not in columns:
+        raise InputError(f"{origin}: missing column 'content' (found: {', '.join(sorted(columns)) or 'none'})")
+    if not any(c in columns for c in PATH_COLUMNS + LANG_COLUMNS):
+        raise InputError(f"{origin}: needs a 'path' or 'lang' column besides 'content' (found: {', '.join(sorted(columns))})")
+
+
+def _read_parquet(path: str, skips: Counter, batch_size: int) -> Iterator[dict]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as err:
+        raise InputError(f"{path}: not a readable Parquet file ({err})") from None
+    names = pf.schema_arrow.names
+    _check_columns(path, names)
+    wanted = [c for c in names if c in {"content", "ext"} | set(PATH_COLUMNS + REPO_COLUMNS + ID_COLUMNS + LANG_COLUMNS)]
+    index = 0
+    try:
+        for batch in pf.iter_batches(batch_size=batch_size, columns=wanted):
+            for row in batch.to_pylist():
+                doc = normalize(row, path, index, skips)
+                index += 1
+                if doc is not None:
+                    yield doc
+    except (pa.ArrowException, OSError) as err:
+        raise InputError(f"{path}: corrupt or truncated Parquet after {index} rows ({err})") from None
+
+
+def _read_jsonl(path: str, skips: Counter) -> Iterator[dict]:
+    opener = gzip.open if path.endswith(".gz") else open
+    seen_content = False
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="strict") as fh:
+            for index, line in enumerate(fh):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    skips["bad_json_line"] += 1
+                    continue
+                if not isinstance(row, dict):
+                    skips["json_not_object"] += 1
+                    continue
+                if not seen_content:
+                    _check_columns(f"{path} line {index + 1}", list(row))
+                    seen_content = True
+                doc = normalize(row, path, index, skips)
+                if doc is not None:
+                    yield doc
+    except (OSError, EOFError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: unreadable JSONL ({type(err).__name__}: {err})") from None
+
+
+def _read_source_dir(root: str, skips: Counter) -> Iterator[dict]:
+    label = Path(root).resolve().name
+    for cand in walk_directory(root, label, frozenset(), skips):
+        text, reason = decode_source(cand.read_bytes())
+        if reason is not None:
+            skips[reason] += 1
+            continue
+        path = cand.relpath
+        yield {
+            "id": hashlib.sha1(f"{label}/{path}".encode()).hexdigest(),
+            "content": text,
+            "path": path,
+            "lang": cand.lang,
+            "repository_name": label,
+            "size": len(text.encode("utf-8")),
+            "ext": extension_of(path),
+        }
+
+
+def iter_documents(shard: InputShard, skips: Counter, batch_size: int = 512) -> Iterator[dict]:
+    """Normalized documents of one input shard, in file order."""
+    if shard.kind == "parquet":
+        return _read_parquet(shard.path, skips, batch_size)
+    if shard.kind == "jsonl":
+        return _read_jsonl(shard.path, skips)
+    if shard.kind == "source_dir":
+        return _read_source_dir(shard.path, skips)
+    raise ValueError(f"unknown input kind {shard.kind!r}")
+
+
+def shard_size_bytes(shard: InputShard) -> int:
+    """On-disk size of a shard (a directory's total), for progress and scheduling."""
+    p = Path(shard.path)
+    if p.is_file():
+        return p.stat().st_size
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not os.path.islink(f))

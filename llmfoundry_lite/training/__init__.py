@@ -1,0 +1,1 @@
+"""Training on Composer: config schema, model/loader/callback builders, the train loop."""
