@@ -1,0 +1,1 @@
+"""The code vocabulary: special tokens, BPE training, loading."""
