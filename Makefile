@@ -8,9 +8,15 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint lock clean
+.PHONY: install system-deps demo test lint lock clean
 
-install: $(STAMP)
+install: $(STAMP) system-deps
+
+# bubblewrap isolates model-written code in eval/humaneval.py (Debian package; needs root or sudo).
+system-deps:
+	@command -v bwrap >/dev/null || { echo "==> installing bubblewrap (sandbox for code execution)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq bubblewrap >/dev/null; }
 
 $(STAMP): requirements.lock pyproject.toml
 	@echo "==> installing the pinned environment into $(VENV) (first run or lock changed)"

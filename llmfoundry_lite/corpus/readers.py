@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmfoundry_lite.corpus.languages import extension_of, language_from_path
-from llmfoundry_lite.corpus.sources import decode_source, walk_directory
+from llmfoundry_lite.corpus.sources import BINARY_PROBE_BYTES, decode_source, walk_directory
 
 PATH_COLUMNS = ("path", "max_stars_repo_path", "max_issues_repo_path", "max_forks_repo_path")
 REPO_COLUMNS = ("repository_name", "max_stars_repo_name", "repo_name", "max_issues_repo_name")
@@ -77,6 +77,19 @@ def _first(row: dict, names: tuple[str, ...]) -> object | None:
     return None
 
 
+def _text_problem(content: str) -> str | None:
+    """Why already-decoded text is not admitted (The Stack's rules as in ``decode_source``), or None."""
+    if "\x00" in content[:BINARY_PROBE_BYTES]:
+        return "binary"
+    if not content or content.isspace():
+        return "empty"
+    try:  # a JSON "\ud800" escape decodes to a lone surrogate that no UTF-8 writer accepts
+        content.encode("utf-8")
+    except UnicodeEncodeError:
+        return "non_utf8"
+    return None
+
+
 def normalize(row: dict, origin: str, index: int, skips: Counter) -> dict | None:
     """Map one raw record to the canonical columns, or count why it is unusable."""
     content = row.get("content")
@@ -91,6 +104,10 @@ def normalize(row: dict, origin: str, index: int, skips: Counter) -> dict | None
     elif not isinstance(content, str):
         skips["content_not_text"] += 1
         return None
+    reason = _text_problem(content)
+    if reason is not None:
+        skips[reason] += 1
+        return None
     path = str(_first(row, PATH_COLUMNS) or "")
     lang = _first(row, LANG_COLUMNS) or language_from_path(path) or "unknown"
     doc_id = _first(row, ID_COLUMNS) or hashlib.sha1(f"{origin}\0{index}".encode()).hexdigest()
@@ -100,7 +117,7 @@ def normalize(row: dict, origin: str, index: int, skips: Counter) -> dict | None
         "path": path,
         "lang": str(lang),
         "repository_name": str(_first(row, REPO_COLUMNS) or ""),
-        "size": len(content.encode("utf-8", "surrogatepass")),
+        "size": len(content.encode("utf-8")),
         "ext": str(row.get("ext") or extension_of(path)),
     }
 
@@ -135,21 +152,36 @@ def _read_parquet(path: str, skips: Counter, batch_size: int) -> Iterator[dict]:
         raise InputError(f"{path}: corrupt or truncated Parquet after {index} rows ({err})") from None
 
 
+def _jsonl_row(raw: bytes, skips: Counter) -> dict | None:
+    """One JSONL line as a dict, or None after counting why it is unusable."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        skips["non_utf8"] += 1
+        return None
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        skips["bad_json_line"] += 1
+        return None
+    if not isinstance(row, dict):
+        skips["json_not_object"] += 1
+        return None
+    return row
+
+
 def _read_jsonl(path: str, skips: Counter) -> Iterator[dict]:
+    # Lines are read as bytes and decoded one by one: one bad byte costs one record, not the file.
     opener = gzip.open if path.endswith(".gz") else open
     seen_content = False
+    index = 0
     try:
-        with opener(path, "rt", encoding="utf-8", errors="strict") as fh:
-            for index, line in enumerate(fh):
-                if not line.strip():
+        with opener(path, "rb") as fh:
+            for index, raw in enumerate(fh):
+                if not raw.strip():
                     continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    skips["bad_json_line"] += 1
-                    continue
-                if not isinstance(row, dict):
-                    skips["json_not_object"] += 1
+                row = _jsonl_row(raw, skips)
+                if row is None:
                     continue
                 if not seen_content:
                     _check_columns(f"{path} line {index + 1}", list(row))
@@ -157,8 +189,8 @@ def _read_jsonl(path: str, skips: Counter) -> Iterator[dict]:
                 doc = normalize(row, path, index, skips)
                 if doc is not None:
                     yield doc
-    except (OSError, EOFError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: unreadable JSONL ({type(err).__name__}: {err})") from None
+    except (OSError, EOFError) as err:
+        raise InputError(f"{path}: unreadable JSONL near line {index + 1} ({type(err).__name__}: {err})") from None
 
 
 def _read_source_dir(root: str, skips: Counter) -> Iterator[dict]:
@@ -178,6 +210,26 @@ def _read_source_dir(root: str, skips: Counter) -> Iterator[dict]:
             "size": len(text.encode("utf-8")),
             "ext": extension_of(path),
         }
+
+
+def check_schema(shard: InputShard) -> None:
+    """Fail fast with ``InputError`` if ``shard`` is unreadable or lacks the needed columns.
+
+    Parquet: reads the footer only. JSONL: reads up to the first JSON object. Source
+    directories always qualify. Lets a pipeline refuse a bad input before doing any work.
+    """
+    if shard.kind == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            names = pq.ParquetFile(shard.path).schema_arrow.names
+        except (pa.ArrowException, OSError) as err:
+            raise InputError(f"{shard.path}: not a readable Parquet file ({err})") from None
+        _check_columns(shard.path, names)
+    elif shard.kind == "jsonl":
+        for _ in _read_jsonl(shard.path, Counter()):
+            return
 
 
 def iter_documents(shard: InputShard, skips: Counter, batch_size: int = 512) -> Iterator[dict]:

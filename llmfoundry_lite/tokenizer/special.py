@@ -37,3 +37,9 @@ def special_tokens(num_reserved: int) -> list[str]:
         + [sentinel(i) for i in range(NUM_SENTINELS)]
         + [reserved(i) for i in range(num_reserved)]
     )
+
+
+def unused(i: int) -> str:
+    """The i-th filler token, appended after the learned merges only when the training
+    sample was too small to reach the requested vocabulary size."""
+    return f"<|unused_{i}|>"

@@ -76,3 +76,33 @@ def test_missing_input_and_plain_file(tmp_path):
     f.write_text("x\n")
     with pytest.raises(InputError, match="not a Parquet or JSONL"):
         list_input_shards([str(f)])
+
+
+def test_jsonl_invalid_utf8_binary_and_surrogates_are_counted_per_record(tmp_path):
+    p = tmp_path / "mixed.jsonl"
+    p.write_bytes(b"\n".join([
+        b'{"content": "ok = 1\\n", "path": "a.py"}',
+        b'{"content": "caf\xe9", "path": "b.py"}',
+        b'{"content": "int x;\\u0000", "path": "c.c"}',
+        b'{"content": "\\ud800", "path": "d.py"}',
+        b'{"content": " \\n\\t", "path": "e.py"}',
+    ]) + b"\n")
+    docs, skips = _all([p])
+    assert [d["path"] for d in docs] == ["a.py"]
+    assert skips == Counter(non_utf8=2, binary=1, empty=1)
+
+
+def test_check_schema_reads_only_what_it_needs(tmp_path):
+    from llmfoundry_lite.corpus.readers import InputShard, check_schema
+
+    good = tmp_path / "g.jsonl"
+    good.write_text("garbage\n" + json.dumps({"content": "x", "lang": "Python"}) + "\n")
+    check_schema(InputShard(str(good), "jsonl"))
+    bad = tmp_path / "b.jsonl"
+    bad.write_text(json.dumps({"text": "x", "path": "a.py"}) + "\n")
+    with pytest.raises(InputError, match=r"b\.jsonl line 1: missing column 'content'"):
+        check_schema(InputShard(str(bad), "jsonl"))
+    nopath = tmp_path / "n.parquet"
+    pq.write_table(pa.table({"content": ["x"]}), nopath)
+    with pytest.raises(InputError, match=r"n\.parquet: needs a 'path' or 'lang' column"):
+        check_schema(InputShard(str(nopath), "parquet"))

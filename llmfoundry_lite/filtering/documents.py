@@ -1,0 +1,103 @@
+"""The per-document part of the filter stage: the same function runs under every engine.
+
+``process_document`` applies, in order, the size cap and the filters in ``DOC_FILTERS``
+(auto-generated → line heuristics → parse check; the first that objects names the reason),
+then redacts PII in surviving documents and fingerprints them for the global dedup pass.
+Auto-generated detection runs before the line heuristics so that a minified bundle is
+recorded as ``autogen:minified`` rather than the less telling ``max_line_length``.
+Rejected documents keep their original content so every decision can be audited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from llmfoundry_lite.filtering.autogen import autogen_rule
+from llmfoundry_lite.filtering.dedup import content_hash, minhash_signature
+from llmfoundry_lite.filtering.heuristics import LineStats, heuristics_reason, line_stats
+from llmfoundry_lite.filtering.parse import parse_error
+
+if TYPE_CHECKING:
+    from llmfoundry_lite.filtering.config import FilterConfig
+
+PII_TYPES = ("email", "ip_address", "key")
+FilterFn = Callable[[dict, LineStats, "FilterConfig"], "tuple[str, str] | None"]
+
+
+def _autogen(doc: dict, stats: LineStats, cfg: FilterConfig) -> tuple[str, str] | None:
+    rule = autogen_rule(doc, stats, cfg.autogen)
+    return None if rule is None else (f"autogen:{rule}", rule)
+
+
+def _heuristics(doc: dict, stats: LineStats, cfg: FilterConfig) -> tuple[str, str] | None:
+    reason = heuristics_reason(stats, doc["lang"], cfg.heuristics)
+    if reason is None:
+        return None
+    detail = (f"max_line_length={stats.max_line_length} mean_line_length={stats.mean_line_length:.1f} "
+              f"alphanum_fraction={stats.alphanum_fraction:.3f}")
+    return reason, detail
+
+
+def _parse(doc: dict, stats: LineStats, cfg: FilterConfig) -> tuple[str, str] | None:
+    err = parse_error(doc, cfg.parse)
+    return None if err is None else ("parse_error", err[:500])
+
+
+# Section name in FilterConfig -> check; tried in this order.
+DOC_FILTERS: dict[str, FilterFn] = {"autogen": _autogen, "heuristics": _heuristics, "parse": _parse}
+
+
+def scrub(text: str, cfg: FilterConfig) -> tuple[str, dict[str, int]]:
+    """Redact PII with the PII package (``scrub_pii``); counts keyed by ``PII_TYPES``."""
+    from llmfoundry_lite.filtering.pii import scrub_pii
+
+    redacted, found = scrub_pii(text, cfg.pii)
+    return redacted, {t: int(found.get(t, 0)) for t in PII_TYPES}
+
+
+def first_rejection(doc: dict, stats: LineStats, cfg: FilterConfig) -> tuple[str, str] | None:
+    """``(reason, detail)`` of the first enabled filter that rejects ``doc``, or None."""
+    if doc["size"] > cfg.max_doc_bytes:
+        return "too_large", f"{doc['size']} bytes > max_doc_bytes={cfg.max_doc_bytes}"
+    for section, check in DOC_FILTERS.items():
+        if getattr(cfg, section).enabled:
+            verdict = check(doc, stats, cfg)
+            if verdict is not None:
+                return verdict
+    return None
+
+
+def process_document(doc: dict, cfg: FilterConfig) -> tuple[dict, np.ndarray | None]:
+    """Filter, redact and fingerprint one normalized document.
+
+    Returns the output record (the Stack columns with ``content`` redacted when kept, plus
+    ``reason`` — empty while the document is still a candidate — ``detail``, line statistics,
+    PII counts and the normalized-content hash) and its MinHash signature (None when rejected,
+    near-dedup is off, or it has no tokens).
+    """
+    stats = line_stats(doc["content"])
+    verdict = first_rejection(doc, stats, cfg)
+    record = dict(doc)
+    counts = dict.fromkeys(PII_TYPES, 0)
+    signature = None
+    if verdict is None and cfg.pii.enabled:
+        record["content"], counts = scrub(doc["content"], cfg)
+        record["size"] = len(record["content"].encode("utf-8"))
+    if verdict is None:
+        record["content_hash"] = content_hash(record["content"]) if cfg.dedup.exact else ""
+        if cfg.dedup.near:
+            signature = minhash_signature(record["content"], cfg.dedup)
+    else:
+        record["content_hash"] = ""
+    record.update(
+        reason=verdict[0] if verdict else "",
+        detail=verdict[1] if verdict else "",
+        max_line_length=stats.max_line_length,
+        mean_line_length=stats.mean_line_length,
+        alphanum_fraction=stats.alphanum_fraction,
+        **{f"pii_{t}": n for t, n in counts.items()},
+    )
+    return record, signature

@@ -1,0 +1,172 @@
+"""The filter stage end to end: ``run_filter(cfg)`` → ``kept/``, ``rejected/``, ``stats.json``, ``report/``.
+
+Three passes, each resumable:
+
+1. per input shard, in parallel (``shards.filter_shard``): size cap, auto-generated rules, line
+   heuristics, parse check, PII redaction, exact hash and MinHash signature;
+2. once, globally (``dedup_pass.global_dedup``): exact and near-duplicate clusters, one
+   representative each (smallest input-order ordinal);
+3. per shard, in parallel (``shards.finalize_shard``): write ``kept/part-NNNNN.parquet`` and
+   ``rejected/part-NNNNN.parquet`` (with ``reason``).
+
+Every unit leaves a completion marker under ``<output>/work/``; a rerun of the same config
+skips finished units, and an output directory made with a different config is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from llmfoundry_lite.config import to_yaml
+from llmfoundry_lite.corpus.readers import check_schema, list_input_shards
+from llmfoundry_lite.filtering.config import FilterConfig, config_hash, fingerprint
+from llmfoundry_lite.filtering.dedup_pass import global_dedup
+from llmfoundry_lite.filtering.shards import filter_shard, finalize_shard
+
+CLAIM_FILE = "filter_config.json"
+
+
+class OutputDirError(ValueError):
+    """The output directory belongs to another config or to something else entirely."""
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): data}
+
+
+def claim_output(cfg: FilterConfig, out: Path) -> None:
+    """Record ``cfg`` in ``out``, or refuse when ``out`` was made by a different config."""
+    claim = out / CLAIM_FILE
+    if claim.exists():
+        previous = json.loads(claim.read_text())
+        if previous["config_hash"] == config_hash(cfg):
+            return
+        old, new = _flatten(previous["config"]), _flatten(fingerprint(cfg))
+        diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        raise OutputDirError(
+            f"output directory {out} was produced by a different filter config (differs at: {', '.join(diff)}); "
+            f"rerun with the same config to resume, or choose another --output (or delete {out})"
+        )
+    if out.exists() and any(out.iterdir()):
+        raise OutputDirError(f"output directory {out} is not empty and holds no {CLAIM_FILE}; choose an empty or new directory")
+    out.mkdir(parents=True, exist_ok=True)
+    claim.write_text(json.dumps({"config_hash": config_hash(cfg), "config": fingerprint(cfg)}, indent=1, default=str))
+    (out / "filter_config.yaml").write_text(to_yaml(cfg))
+
+
+def make_engine(cfg: FilterConfig, progress: bool) -> Any:
+    """The executor named by ``cfg.engine`` (explicit dispatch; Spark is imported only when chosen)."""
+    if cfg.engine == "local":
+        from llmfoundry_lite.filtering.local_engine import LocalEngine
+
+        return LocalEngine(cfg.workers, progress)
+    if cfg.engine == "spark":
+        from llmfoundry_lite.filtering.spark_engine import SparkEngine
+
+        return SparkEngine(cfg.spark_master, progress)
+    raise ValueError(f"unknown engine {cfg.engine!r}")
+
+
+def _merge_counts(parts: list[dict], key: str) -> Counter:
+    total: Counter = Counter()
+    for p in parts:
+        total.update(p.get(key, {}))
+    return total
+
+
+def _languages(first: list[dict], final: list[dict]) -> dict[str, dict[str, int]]:
+    langs: dict[str, dict[str, int]] = {}
+    for part, (files_key, bytes_key), key in ((first, ("files_before", "bytes_before"), "lang_before"),
+                                              (final, ("files_after", "bytes_after"), "lang_after")):
+        for p in part:
+            for lang, (files, size) in p[key].items():
+                row = langs.setdefault(lang, {"files_before": 0, "bytes_before": 0, "files_after": 0, "bytes_after": 0})
+                row[files_key] += files
+                row[bytes_key] += size
+    return dict(sorted(langs.items(), key=lambda kv: -kv[1]["bytes_before"]))
+
+
+def build_stats(cfg: FilterConfig, first: list[dict], dedup: dict, final: list[dict]) -> dict:
+    """Aggregate per-shard counts into the ``stats.json`` layout; checks kept + rejected + skipped == seen."""
+    rejected, skipped = _merge_counts(final, "rejected"), _merge_counts(first, "skipped")
+    by_lang: dict[str, Counter] = {}
+    for p in final:
+        for reason, langs in p["rejected_by_lang"].items():
+            by_lang.setdefault(reason, Counter()).update(langs)
+    stats = {
+        "config_hash": config_hash(cfg),
+        "input_shards": len(first),
+        "seen": sum(p["seen"] for p in first),
+        "kept": sum(p["kept"] for p in final),
+        "rejected": sum(rejected.values()),
+        "skipped": sum(skipped.values()),
+        "rejected_by_reason": dict(rejected.most_common()),
+        "skipped_by_reason": dict(skipped.most_common()),
+        "rejected_by_reason_and_lang": {r: dict(c.most_common()) for r, c in sorted(by_lang.items())},
+        "languages": _languages(first, final),
+        "pii": dict(_merge_counts(final, "pii")),
+        "dedup": dedup,
+        "thresholds": {"heuristics": fingerprint(cfg)["heuristics"]},
+    }
+    if stats["kept"] + stats["rejected"] + stats["skipped"] != stats["seen"]:
+        raise RuntimeError(f"document accounting broken: kept {stats['kept']} + rejected {stats['rejected']} + "
+                           f"skipped {stats['skipped']} != seen {stats['seen']}")
+    return stats
+
+
+def _draw_report(out: Path, stats: dict, cfg: FilterConfig) -> list[str]:
+    from llmfoundry_lite.filtering.report import write_report
+
+    return write_report(out, stats, cfg)
+
+
+def _write_stats(out: Path, stats: dict) -> None:
+    tmp = out / "stats.json.tmp"
+    tmp.write_text(json.dumps(stats, indent=1))
+    os.replace(tmp, out / "stats.json")
+
+
+def run_filter(cfg: FilterConfig, progress: bool = True) -> dict:
+    """Run (or resume) the filter stage; returns the stats dict also written to ``<output>/stats.json``."""
+    out = Path(cfg.output)
+    if not cfg.input:
+        raise ValueError("input: give at least one Parquet/JSONL file or directory (--input PATH ...)")
+    shards = list_input_shards(list(cfg.input))
+    for shard in shards:
+        check_schema(shard)  # a wrong schema anywhere stops the run before any work
+    claim_output(cfg, out)
+    if (out / "stats.json").exists():
+        stats = json.loads((out / "stats.json").read_text())
+        if cfg.report and "report" not in stats:  # finished earlier with report=false
+            stats["report"] = _draw_report(out, stats, cfg)
+            _write_stats(out, stats)
+        return stats
+    work = out / "work"
+    for sub in ("pass1", "dedup", "final"):
+        (work / sub).mkdir(parents=True, exist_ok=True)
+    for sub in ("kept", "rejected"):
+        (out / sub).mkdir(exist_ok=True)
+    with make_engine(cfg, progress) as engine:
+        first = engine.map(filter_shard, [(i, s, cfg, str(work)) for i, s in enumerate(shards)], "filter", tick=True)
+        dedup = global_dedup(cfg, str(work), len(shards), engine)
+        final = engine.map(finalize_shard, [(i, cfg, str(work), str(out)) for i in range(len(shards))], "write")
+    stats = build_stats(cfg, first, dedup, final)
+    if cfg.report:
+        stats["report"] = _draw_report(out, stats, cfg)
+    _write_stats(out, stats)
+    # Pass-1 records and signatures duplicate kept/ + rejected/; once stats.json exists they are never read.
+    for pattern in ("*.parquet", "*.npy"):
+        for f in (work / "pass1").glob(pattern):
+            f.unlink()
+    shutil.rmtree(work / "dedup", ignore_errors=False)
+    return stats

@@ -1,0 +1,157 @@
+"""Build train/val MDS shards from Stack-format documents, in parallel and resumably.
+
+``build_shards`` plans fixed units (``units.py``), runs the missing ones on
+``workers`` processes (``writer.py``), merges each split's per-unit indexes in unit
+order with streaming's ``merge_index`` and writes ``manifest.json`` last. Rerunning
+with the same config and tokenizer reuses finished shards; after a crash it redoes
+only the units that have no completion record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from llmfoundry_lite.shards.config import RUNTIME_KEYS, ShardsConfig, shards_fingerprint
+from llmfoundry_lite.shards.manifest import LAYOUT_NOTE, MANIFEST_FILE, write_shards_manifest
+from llmfoundry_lite.shards.pack import SPLITS
+from llmfoundry_lite.shards.units import Unit, plan_units
+from llmfoundry_lite.shards.writer import UNITS_DIR, unit_record_path, write_unit
+from llmfoundry_lite.tokenizer.io import load_manifest, tokenizer_sha256
+from llmfoundry_lite.tokenizer.sample import input_signature
+
+PLAN_FILE = "plan.json"
+
+
+def _fingerprint(cfg: ShardsConfig, units: list[Unit], tok_sha: str) -> str:
+    """Config, tokenizer and input files: a finished output is reused only when all three match."""
+    blob = json.dumps([shards_fingerprint(cfg, tok_sha), input_signature(cfg.input), len(units)]).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _reset_if_stale(out: Path, fingerprint: str, overwrite: bool) -> None:
+    """Keep finished units only if they were made with this exact config, tokenizer and input."""
+    plan = out / UNITS_DIR / PLAN_FILE
+    if out.exists() and any(out.iterdir()) and not plan.is_file() and not (out / MANIFEST_FILE).is_file():
+        raise ValueError(f"shards.output {out} exists and is not a shards directory; choose another output=")
+    stale = overwrite or not plan.is_file() or json.loads(plan.read_text())["fingerprint"] != fingerprint
+    if stale:
+        for name in (*SPLITS, UNITS_DIR):
+            shutil.rmtree(out / name, ignore_errors=True)
+    (out / MANIFEST_FILE).unlink(missing_ok=True)
+    for split in SPLITS:
+        for tmp in (out / split).glob("*.tmp") if (out / split).is_dir() else []:
+            shutil.rmtree(tmp)
+    plan.parent.mkdir(parents=True, exist_ok=True)
+    plan.write_text(json.dumps({"fingerprint": fingerprint}))
+
+
+def _run_units(todo: list[Unit], cfg: ShardsConfig) -> None:
+    """Write every unit in ``todo``; in-process for one worker, else a pool of forked processes.
+
+    The parent imports streaming (and with it torch) once before forking, so workers start
+    in milliseconds instead of re-importing it; they encode with one tokenizer thread each
+    because the processes are the parallelism.
+    """
+    def report(rec: dict) -> None:
+        if cfg.progress:
+            t, v = rec["train"], rec["val"]
+            print(f"  {rec['unit']}: train {t['docs']} docs / {t['samples']} samples, "
+                  f"val {v['docs']} docs / {v['samples']} samples", flush=True)
+
+    if cfg.workers == 1 or len(todo) <= 1:
+        for unit in todo:
+            report(write_unit(unit, cfg))
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    import streaming  # noqa: F401  (imported before the fork on purpose, see docstring)
+
+    previous = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        with ProcessPoolExecutor(min(cfg.workers, len(todo)), mp_context=mp.get_context("fork")) as pool:
+            for rec in pool.map(write_unit, todo, [cfg] * len(todo)):
+                report(rec)
+    finally:
+        if previous is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM")
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = previous
+
+
+def _merge(out: Path, units: list[Unit]) -> None:
+    from streaming.base.util import merge_index
+
+    # merge_index logs a warning about its temp folder and the non-empty output dir on every call.
+    logging.disable(logging.WARNING)
+    try:
+        for split in SPLITS:
+            indexes = [str(out / split / u.name / "index.json") for u in units if (out / split / u.name / "index.json").is_file()]
+            if indexes:
+                merge_index(indexes, str(out / split), keep_local=True)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _totals(records: list[dict]) -> dict:
+    totals: dict = {s: {"docs": 0, "tokens": 0, "samples": 0, "pad_tokens": 0, "dropped_tokens": 0} for s in SPLITS}
+    skips: dict[str, int] = {}
+    for rec in records:
+        for s in SPLITS:
+            for k in totals[s]:
+                totals[s][k] += rec[s][k]
+        for k, v in rec["skips"].items():
+            skips[k] = skips.get(k, 0) + v
+    return {"splits": totals, "skips": skips}
+
+
+def build_shards(cfg: ShardsConfig) -> dict:
+    """Build (or reuse) the shards described by ``cfg``; return their manifest (+ ``reused``)."""
+    out = Path(cfg.output)
+    tok_sha = tokenizer_sha256(cfg.tokenizer)
+    units = plan_units(cfg.input, cfg.unit_rows)
+    if not units:
+        raise ValueError(f"shards.input {cfg.input} holds no documents")
+    fingerprint = _fingerprint(cfg, units, tok_sha)
+    done_manifest = out / MANIFEST_FILE
+    if done_manifest.is_file() and not cfg.overwrite:
+        old = json.loads(done_manifest.read_text())
+        if old.get("fingerprint") == fingerprint:
+            return {**old, "reused": True}
+    _reset_if_stale(out, fingerprint, cfg.overwrite)
+    todo = [u for u in units if not unit_record_path(out, u).is_file()]
+    start = time.perf_counter()
+    _run_units(todo, cfg)
+    seconds = time.perf_counter() - start
+    records = [json.loads(unit_record_path(out, u).read_text()) for u in units]
+    totals = _totals(records)
+    if totals["splits"]["train"]["samples"] == 0:
+        raise ValueError(f"no training samples were produced from {cfg.input}")
+    if cfg.val_fraction > 0 and totals["splits"]["val"]["samples"] == 0:
+        raise ValueError(f"no document fell into the val split (val_fraction={cfg.val_fraction}); raise val_fraction")
+    _merge(out, units)
+    tman = load_manifest(cfg.tokenizer)
+    manifest = {
+        "fingerprint": fingerprint,
+        "tokenizer_sha256": tok_sha,
+        "tokenizer_dir": cfg.tokenizer,
+        "vocab_size": tman["vocab_size"],
+        "max_seq_len": cfg.max_seq_len,
+        "eos_id": tman["eos_id"],
+        "pad_id": tman["pad_id"],
+        "columns": {"tokens": "ndarray:int32"},
+        "units": len(units),
+        **totals,
+        "layout": LAYOUT_NOTE,
+        "source_config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RUNTIME_KEYS},
+    }
+    write_shards_manifest(out, manifest)
+    return {**manifest, "reused": False, "seconds_this_run": round(seconds, 2), "units_run": len(todo)}

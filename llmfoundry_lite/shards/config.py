@@ -1,0 +1,72 @@
+"""Typed options of the shard stage (``shards:`` in ``shard_stack.py``'s config); stdlib only."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+REMAINDERS = ("pad", "drop")
+HASH_ALGOS = ("sha1", "sha256", "xxh64", "xxh3_64", "md5")
+# Keys that change how the work is scheduled or where it goes, never the bytes written.
+RUNTIME_KEYS = ("workers", "output", "overwrite", "progress")
+
+
+@dataclass
+class ShardsConfig:
+    """Tokenize documents and write packed MDS samples for ``train`` and ``val``."""
+
+    input: list[str] = field(default_factory=lambda: ["data/filtered/kept"])
+    """Stack-format Parquet/JSONL files or directories (normally the filter's ``kept/``)."""
+    tokenizer: str = "data/tokenizer"
+    """Tokenizer directory (tokenizer.json + manifest.json) used to encode the documents."""
+    output: str = "data/shards"
+    """Receives ``train/``, ``val/`` (MDS) and ``manifest.json``."""
+    max_seq_len: int = 2048
+    """Tokens per packed sample."""
+    val_fraction: float = 0.01
+    """Share of documents (by a stable hash of their content) that go to ``val``."""
+    split_seed: int = 0
+    """Seed of the train/val hash; change it to draw a different validation set."""
+    unit_rows: int = 1024
+    """Rows of an input Parquet file per unit of work; fixed units make output independent of ``workers``."""
+    workers: int = 1
+    """Worker processes tokenizing units in parallel; the shards are byte-identical for any value."""
+    remainder: str = "pad"
+    """Last partial sample of each unit and split: ``pad`` (with PAD id 1) or ``drop``."""
+    compression: str = "zstd"
+    """MDS shard compression (``zstd``, ``zstd:<level>``, or empty for none)."""
+    hashes: list[str] = field(default_factory=lambda: ["sha1", "xxh64"])
+    """Hashes MDS records for every shard (verified by StreamingDataset when asked)."""
+    size_limit: int = 1 << 26
+    """Bytes per MDS shard file before a new one starts (64 MiB)."""
+    overwrite: bool = False
+    """Rebuild even if ``output`` holds shards made with the same config and tokenizer."""
+    progress: bool = True
+    """Print one line per finished unit."""
+
+    def __post_init__(self) -> None:
+        if not self.input:
+            raise ValueError("shards.input must name at least one file or directory")
+        if self.max_seq_len < 2:
+            raise ValueError(f"max_seq_len must be >= 2, got {self.max_seq_len}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
+        for key in ("unit_rows", "workers", "size_limit"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
+        if self.remainder not in REMAINDERS:
+            raise ValueError(f"remainder: unknown choice {self.remainder!r}; choose from {list(REMAINDERS)}")
+        unknown = sorted(set(self.hashes) - set(HASH_ALGOS))
+        if unknown:
+            raise ValueError(f"hashes: unknown algorithm(s) {unknown}; choose from {list(HASH_ALGOS)}")
+
+
+def shards_fingerprint(cfg: ShardsConfig, tokenizer_sha256: str) -> str:
+    """Hash of everything that decides the shard bytes: config minus runtime keys, plus the tokenizer."""
+    d = dataclasses.asdict(cfg)
+    for key in RUNTIME_KEYS:
+        d.pop(key)
+    d["tokenizer"] = tokenizer_sha256
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

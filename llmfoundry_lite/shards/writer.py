@@ -1,0 +1,129 @@
+"""Write one unit of work: read its documents, tokenize, split, pack, write MDS.
+
+A unit writes ``<split>/<unit>.tmp/`` for each split with its own ``MDSWriter``,
+renames them to ``<split>/<unit>/`` when complete, and only then records
+``.units/<unit>.json``. A unit without that record is redone from scratch on the
+next run, so a killed run resumes at unit granularity (one MDSWriter run cannot be
+resumed, so it is never asked to).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from llmfoundry_lite.shards.config import ShardsConfig
+from llmfoundry_lite.shards.pack import SPLITS, Packer, split_of
+from llmfoundry_lite.shards.units import Unit, iter_unit
+from llmfoundry_lite.tokenizer.io import encode_texts, load_manifest, load_tokenizer
+
+ENCODE_BATCH_DOCS = 64
+COLUMNS = {"tokens": "ndarray:int32"}
+UNITS_DIR = ".units"
+
+
+def unit_record_path(out: Path, unit: Unit) -> Path:
+    return out / UNITS_DIR / f"{unit.name}.json"
+
+
+class _SplitWriter:
+    """Packs one split of one unit; opens its MDSWriter only when the first sample exists."""
+
+    def __init__(self, cfg: ShardsConfig, folder: Path, eos_id: int) -> None:
+        self.cfg, self.folder = cfg, folder
+        self.packer = Packer(cfg.max_seq_len, eos_id)
+        self.writer = None
+        self.samples = 0
+
+    def write(self, samples: list[np.ndarray]) -> None:
+        if samples and self.writer is None:
+            from streaming import MDSWriter
+
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.writer = MDSWriter(
+                out=str(self.folder),
+                columns=COLUMNS,
+                compression=self.cfg.compression or None,
+                hashes=list(self.cfg.hashes),
+                size_limit=self.cfg.size_limit,
+            )
+        for s in samples:
+            self.writer.write({"tokens": s})
+        self.samples += len(samples)
+
+    def close(self, pad_id: int) -> dict:
+        dropped = self.packer.pending if self.cfg.remainder == "drop" else 0
+        last, pads = self.packer.finish(self.cfg.remainder, pad_id)
+        if last is not None:
+            self.write([last])
+        if self.writer is not None:
+            self.writer.finish()
+        return {"docs": self.packer.docs, "tokens": self.packer.tokens, "samples": self.samples,
+                "pad_tokens": pads, "dropped_tokens": dropped}
+
+
+def _check_no_specials(ids: list[list[int]], num_special: int, unit: Unit) -> None:
+    """Ordinary text must never encode to a special id; if it does the tokenizer is misconfigured."""
+    for doc in ids:
+        if doc and min(doc) < num_special:
+            raise RuntimeError(f"{unit.name}: text encoded to special id {min(doc)}; load tokenizers with load_tokenizer()")
+
+
+def _check_accounting(unit: Unit, record: dict) -> None:
+    """Every row of a Parquet range is written to a split or counted as skipped (JSONL and
+    source directories have no row count to check against; their readers count skips)."""
+    if unit.stop is None:
+        return
+    written = record["train"]["docs"] + record["val"]["docs"]
+    skipped = sum(record["skips"].values())
+    rows = unit.stop - unit.start
+    if written + skipped != rows:
+        raise RuntimeError(f"{unit.name}: document accounting broken: {written} written + {skipped} skipped != {rows} rows")
+
+
+def write_unit(unit: Unit, cfg: ShardsConfig) -> dict:
+    """Tokenize, pack and write one unit; return (and record) its counts."""
+    out = Path(cfg.output)
+    tok = load_tokenizer(cfg.tokenizer)
+    tmanifest = load_manifest(cfg.tokenizer)
+    eos_id, pad_id, num_special = tmanifest["eos_id"], tmanifest["pad_id"], tmanifest["num_special"]
+    writers = {s: _SplitWriter(cfg, out / s / f"{unit.name}.tmp", eos_id) for s in SPLITS}
+    skips: Counter = Counter()
+    batch: list[dict] = []
+
+    def flush() -> None:
+        ids = encode_texts(tok, [d["content"] for d in batch])
+        _check_no_specials(ids, num_special, unit)
+        for doc, doc_ids in zip(batch, ids, strict=True):
+            w = writers[split_of(doc["content"], cfg.split_seed, cfg.val_fraction)]
+            w.write(w.packer.add(doc_ids))
+        batch.clear()
+
+    for doc in iter_unit(unit, skips):
+        if not doc["content"]:
+            skips["empty_content"] += 1
+            continue
+        batch.append(doc)
+        if len(batch) >= ENCODE_BATCH_DOCS:
+            flush()
+    if batch:
+        flush()
+    record = {"unit": unit.name, "input": unit.shard.path, "rows": [unit.start, unit.stop], "skips": dict(skips)}
+    for split, w in writers.items():
+        record[split] = w.close(pad_id)
+    _check_accounting(unit, record)
+    for split, w in writers.items():
+        final = out / split / unit.name
+        shutil.rmtree(final, ignore_errors=True)
+        if w.writer is not None:
+            w.folder.rename(final)
+    path = unit_record_path(out, unit)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+    tmp.rename(path)
+    return record

@@ -1,0 +1,96 @@
+"""``shard_stack.py`` end to end on a tiny corpus: stages chain, rerun reuses every stage."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llmfoundry_lite.config import ConfigError
+
+from .conftest import ASSET_TOKENIZER
+
+
+def _args(corpus, tmp_path, *extra):
+    return [
+        f"input=[{corpus}]",
+        "filter_enabled=false",
+        f"tokenizer.output={tmp_path / 'tok'}",
+        "tokenizer.vocab_size=512",
+        "tokenizer.num_reserved=0",
+        f"shards.output={tmp_path / 'shards'}",
+        "shards.max_seq_len=64",
+        "shards.val_fraction=0.25",
+        "shards.unit_rows=8",
+        *extra,
+    ]
+
+
+def test_stack_trains_vocab_then_shards_and_reuses_on_rerun(corpus_dir, tmp_path, capsys):
+    from data_prep.shard_stack import main
+
+    first = main(_args(corpus_dir, tmp_path))
+    assert first["tokenizer"]["vocab_size"] == 512 and first["tokenizer"]["reused"] is False
+    shards = json.loads((tmp_path / "shards" / "manifest.json").read_text())
+    assert shards["tokenizer_sha256"] == first["tokenizer"]["tokenizer_sha256"]
+    assert shards["vocab_size"] == 512 and shards["max_seq_len"] == 64
+    assert shards["splits"]["train"]["docs"] + shards["splits"]["val"]["docs"] == 46
+    second = main(_args(corpus_dir, tmp_path))
+    assert second["tokenizer"]["reused"] is True and second["shards"]["reused"] is True
+    out = capsys.readouterr().out
+    assert "== stage 2: vocabulary" in out and "reused" in out
+
+
+def test_stack_with_reused_tokenizer(corpus_dir, tmp_path):
+    from data_prep.shard_stack import main
+
+    summary = main(_args(corpus_dir, tmp_path, f"reuse_tokenizer={ASSET_TOKENIZER}"))
+    assert summary["tokenizer_dir"] == str(ASSET_TOKENIZER)
+    assert summary["shards"]["vocab_size"] == 1024
+    assert not (tmp_path / "tok").exists()
+
+
+def test_stack_config_errors_name_the_key(tmp_path):
+    from llmfoundry_lite.config import load_config
+    from llmfoundry_lite.shards.stack import StackConfig
+
+    with pytest.raises(ConfigError, match="reuse_tokenizer"):
+        load_config(StackConfig, None, [f"reuse_tokenizer={tmp_path}"])
+    with pytest.raises(ConfigError, match="shards.max_seq_lenn"):
+        load_config(StackConfig, None, ["shards.max_seq_lenn=3"])
+    with pytest.raises(ConfigError, match="remainder: unknown choice 'keep'"):
+        load_config(StackConfig, None, ["shards.remainder=keep"])
+
+
+def test_local_yaml_matches_local_stack_and_code_tiny():
+    from pathlib import Path
+
+    from llmfoundry_lite.config import load_config
+    from llmfoundry_lite.corpus.local_stack import LocalStackConfig
+    from llmfoundry_lite.shards.stack import StackConfig
+    from llmfoundry_lite.training.config import TrainConfig
+
+    root = Path(__file__).resolve().parents[2]
+    stack = load_config(StackConfig, root / "yamls" / "data" / "local.yaml")
+    # Same corpus settings as local-stack.yaml, so `make_local_stack.py` output is reused, not rebuilt.
+    assert stack.corpus == load_config(LocalStackConfig, root / "yamls" / "data" / "local-stack.yaml")
+    tiny = load_config(TrainConfig, root / "yamls" / "code-tiny.yaml")
+    assert (stack.tokenizer.vocab_size, stack.shards.max_seq_len) == (tiny.model.vocab_size, tiny.model.max_seq_len)
+    assert (stack.tokenizer.output, stack.shards.output) == (tiny.tokenizer, tiny.train_loader.local)
+
+
+@pytest.mark.parametrize("preset", ["code-125m.yaml", "code-350m.yaml", "code-1b.yaml", "code-3b.yaml"])
+def test_stack_32k_yaml_feeds_the_gpu_presets(preset):
+    from pathlib import Path
+
+    from llmfoundry_lite.config import load_config
+    from llmfoundry_lite.shards.stack import StackConfig
+    from llmfoundry_lite.training.config import TrainConfig
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "yamls" / preset).is_file():
+        pytest.skip(f"{preset} is not shipped")
+    stack = load_config(StackConfig, root / "yamls" / "data" / "stack-32k.yaml")
+    train = load_config(TrainConfig, root / "yamls" / preset)
+    assert (stack.tokenizer.vocab_size, stack.shards.max_seq_len) == (train.model.vocab_size, train.model.max_seq_len)
+    assert (stack.tokenizer.output, stack.shards.output) == (train.tokenizer, train.train_loader.local)
