@@ -26,8 +26,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(UV) pip install --python $(PY) --quiet --no-deps -e .
 	@touch $(STAMP)
 
+# corpus → filter + X-ray → vocabulary → shards → train code-tiny → HF export → HumanEval; resumable.
 demo: install
-	$(PY) data_prep/make_local_stack.py yamls/data/local-stack.yaml
+	$(PY) scripts/demo.py
 
 test: install
 	$(PY) -m pytest -q

@@ -1,4 +1,4 @@
-"""Train a code LLM: ``composer train.py yamls/<name>.yaml [key=value ...]``."""
+"""Train a code LLM: ``composer train.py yamls/<name>.yaml [key=value ...]`` (or ``python train.py``)."""
 
 import sys
 
@@ -13,7 +13,16 @@ def main(argv: list[str]) -> None:
     except ConfigError as err:
         exit_on_config_error(err)
     print(to_yaml(cfg), end="")
-    raise SystemExit("the training loop is not implemented yet (issue 5); the config above is valid")
+    summary = cfg.summary()
+    print(f"model: {summary['params']:,} parameters; {summary['tokens_per_step']:,} tokens per optimizer step")
+    from llmfoundry_lite.training.trainer import build_trainer, fit  # heavy imports only after validation
+
+    try:  # setup problems a user can fix (paths, shards manifest, batch split) end with one line
+        trainer = build_trainer(cfg)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    fit(trainer, cfg)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,6 @@
 tokens inside ordinary text; ``tokenizer_sha256(dir)`` identifies it in manifests.
 """
 
-from llmfoundry_lite.tokenizer.io import load_manifest, load_tokenizer, tokenizer_sha256
+from llmfoundry_lite.tokenizer.io import load_manifest, load_tokenizer, text_safe, tokenizer_sha256
 
-__all__ = ["load_manifest", "load_tokenizer", "tokenizer_sha256"]
+__all__ = ["load_manifest", "load_tokenizer", "text_safe", "tokenizer_sha256"]

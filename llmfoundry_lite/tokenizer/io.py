@@ -40,7 +40,15 @@ def load_tokenizer(tokenizer_dir: str | Path) -> Tokenizer:
     """The ``tokenizers.Tokenizer`` in ``tokenizer_dir``, with special-token matching off for text."""
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(_dir_file(tokenizer_dir, TOKENIZER_FILE)))
+    return text_safe(Tokenizer.from_file(str(_dir_file(tokenizer_dir, TOKENIZER_FILE))))
+
+
+def text_safe(tok: Tokenizer) -> Tokenizer:
+    """Switch special-token matching off for text (the flag is not saved in tokenizer.json).
+
+    Use on every ``Tokenizer`` built from a file or a JSON string (``Tokenizer.from_str`` of a
+    checkpoint's copy): a literal ``<fim_prefix>`` in code must encode as text.
+    """
     tok.encode_special_tokens = True
     tok.no_truncation()
     tok.no_padding()

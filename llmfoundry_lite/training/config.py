@@ -7,65 +7,53 @@ validation runs before torch/composer load.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Any
+
+from llmfoundry_lite.models.config import ModelConfig
+from llmfoundry_lite.objectives.config import ObjectiveConfig
+from llmfoundry_lite.training.sections import CallbacksConfig, FSDPConfig, LoggersConfig
+
+__all__ = ["ModelConfig", "LoaderConfig", "OptimizerConfig", "SchedulerConfig", "TrainConfig", "check_time"]
+
+PRECISIONS = ("auto", "fp32", "amp_bf16", "amp_fp16")
+OPTIMIZERS = ("decoupled_adamw", "decoupled_lionw")
+SCHEDULERS = ("cosine_with_warmup", "linear_decay_with_warmup", "constant_with_warmup")
+_TIME = re.compile(r"^\d+(ba|ep|tok|sp|dur)$")
 
 
-@dataclass
-class ModelConfig:
-    """Decoder-only, LLaMA-style transformer shape."""
-
-    d_model: int = 256
-    """Hidden size."""
-    n_layers: int = 4
-    """Number of transformer blocks."""
-    n_heads: int = 4
-    """Attention query heads; d_model must be divisible by it."""
-    n_kv_heads: int | None = None
-    """Key/value heads for grouped-query attention; None means n_heads (plain MHA)."""
-    vocab_size: int = 32768
-    """Embedding rows; must match the tokenizer's vocabulary."""
-    max_seq_len: int = 512
-    """Longest context the model is trained on."""
-    ffn_hidden_size: int | None = None
-    """SwiGLU hidden size; None means 8/3·d_model rounded up to a multiple of 64."""
-    rope_theta: float = 10000.0
-    """RoPE base frequency."""
-    norm_eps: float = 1e-5
-    """RMSNorm epsilon."""
-    tie_embeddings: bool = False
-    """Share input embedding and output projection weights."""
-    doc_mask: bool = False
-    """Mask attention across end-of-text boundaries inside packed contexts."""
-    init_std: float = 0.02
-    """Std of the normal init; residual output projections get init_std / sqrt(2·n_layers)."""
-
-    def __post_init__(self) -> None:
-        if self.d_model % self.n_heads:
-            raise ValueError(f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}")
-        kv = self.n_kv_heads or self.n_heads
-        if self.n_heads % kv:
-            raise ValueError(f"model.n_heads={self.n_heads} is not divisible by model.n_kv_heads={kv}")
-        for key in ("d_model", "n_layers", "n_heads", "vocab_size", "max_seq_len"):
-            if getattr(self, key) <= 0:
-                raise ValueError(f"model.{key} must be positive, got {getattr(self, key)}")
+def check_time(key: str, value: str, units: tuple[str, ...] = ("ba", "ep", "tok", "sp")) -> None:
+    """Validate a Composer time string such as ``200ba``, ``1ep`` or ``1000000tok``."""
+    m = _TIME.match(value)
+    if not m or m.group(1) not in units:
+        raise ValueError(f"{key}={value!r} is not a Composer time string; use an integer followed by one of {units}")
 
 
 @dataclass
 class LoaderConfig:
-    """A StreamingDataset over MDS shards."""
+    """A StreamingDataset over MDS shards (column ``tokens``: int32 of length max_seq_len)."""
 
     local: str = "data/shards"
-    """Directory holding the MDS split folders."""
+    """Directory holding the MDS split folders (and manifest.json)."""
     split: str = "train"
     """Split folder under ``local``."""
     shuffle: bool = True
     """Deterministic (seeded) shuffle of samples."""
     shuffle_seed: int = 17
     """Seed of the shuffle; fixed so a resumed run sees the same order."""
+    shuffle_algo: str = "py1e"
+    """Streaming's shuffle algorithm."""
+    num_canonical_nodes: int = 1
+    """Streaming's canonical node count; keep it fixed across resumptions so the order is stable."""
     num_workers: int = 0
-    """DataLoader worker processes."""
+    """DataLoader worker processes (sample order and objectives do not depend on it)."""
     drop_last: bool = True
     """Drop the last incomplete batch."""
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 0 or self.num_canonical_nodes <= 0:
+            raise ValueError("loader num_workers must be >= 0 and num_canonical_nodes > 0")
 
 
 @dataclass
@@ -73,15 +61,21 @@ class OptimizerConfig:
     """Optimizer choice and hyper-parameters."""
 
     name: str = "decoupled_adamw"
-    """One of: decoupled_adamw, decoupled_lionw."""
+    """One of: decoupled_adamw, decoupled_lionw (Composer's decoupled-weight-decay versions)."""
     lr: float = 6.0e-4
     """Peak learning rate."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     """Adam/Lion betas."""
     eps: float = 1.0e-8
-    """Adam epsilon."""
+    """Adam epsilon (unused by Lion)."""
     weight_decay: float = 0.0
     """Decoupled weight decay."""
+
+    def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"optimizer.name={self.name!r}; choose from {sorted(OPTIMIZERS)}")
+        if len(self.betas) != 2:
+            raise ValueError(f"optimizer.betas needs two values, got {list(self.betas)}")
 
 
 @dataclass
@@ -95,6 +89,23 @@ class SchedulerConfig:
     alpha_f: float = 0.1
     """Final LR as a fraction of the peak."""
 
+    def __post_init__(self) -> None:
+        if self.name not in SCHEDULERS:
+            raise ValueError(f"scheduler.name={self.name!r}; choose from {sorted(SCHEDULERS)}")
+        check_time("scheduler.t_warmup", self.t_warmup)
+
+
+def _check_microbatch(value: str | None, per_device: int) -> None:
+    if value is None or value == "auto":
+        return
+    if not value.isdigit() or int(value) <= 0:
+        raise ValueError(f"device_train_microbatch_size={value!r}; use a positive integer, 'auto' (GPU) or null")
+    if per_device % int(value):
+        raise ValueError(
+            f"device_train_microbatch_size={value} does not divide the per-device batch of {per_device} "
+            f"samples; pick a divisor of {per_device}"
+        )
+
 
 @dataclass
 class TrainConfig:
@@ -106,32 +117,74 @@ class TrainConfig:
     """Global seed (model init, data order)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     tokenizer: str = "data/tokenizer"
-    """Directory of the tokenizer.json to train with."""
+    """Directory of the tokenizer (tokenizer.json + manifest.json) the shards were made with."""
     train_loader: LoaderConfig = field(default_factory=LoaderConfig)
     eval_loader: LoaderConfig = field(default_factory=lambda: LoaderConfig(split="val", shuffle=False))
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    """Training objective mixture, applied per sample (evaluation always scores next-token loss)."""
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     global_train_batch_size: int = 8
-    """Samples per optimizer step across all devices."""
-    device_train_microbatch_size: int | None = None
-    """Samples per forward/backward pass; None means the whole per-device batch."""
+    """Samples per optimizer step across all devices; must divide by the number of processes."""
+    device_train_microbatch_size: str | None = None
+    """Samples per forward/backward pass: an integer dividing the per-device batch, 'auto' (GPU) or null (= whole)."""
+    device_eval_batch_size: int = 8
+    """Evaluation samples per device per forward pass."""
     max_duration: str = "100ba"
-    """Training length as a Composer time string (ba, ep, tok)."""
+    """Training length as a Composer time string (ba, ep, tok, sp)."""
     eval_interval: str = "50ba"
-    """How often to evaluate."""
-    precision: str = "fp32"
-    """fp32, amp_bf16 or amp_fp16."""
+    """How often to evaluate (Composer time string)."""
+    eval_subset_num_batches: int = -1
+    """Evaluate on at most this many batches (-1 = the whole split)."""
+    precision: str = "auto"
+    """auto (amp_bf16 on GPU, fp32 on CPU), fp32, amp_bf16 or amp_fp16."""
     grad_clip_norm: float = 1.0
     """Clip the global gradient norm to this (<= 0 disables)."""
+    fsdp_config: FSDPConfig | None = None
+    """Fully sharded data parallel settings (GPU runs); null = DDP."""
     save_folder: str = "runs/${run_name}"
-    """Checkpoint directory."""
+    """Checkpoint directory (also holds config.yaml, metrics.jsonl, loss_spikes.jsonl)."""
     save_interval: str = "50ba"
     """Checkpoint every this much training time."""
+    save_num_checkpoints_to_keep: int = -1
+    """Keep only the newest N checkpoints (-1 = all)."""
     autoresume: bool = True
-    """Resume from the latest checkpoint in save_folder."""
+    """Resume from the latest checkpoint in save_folder (same command after a crash)."""
+    load_path: str | None = None
+    """Start from this checkpoint's weights instead (ignored when autoresume finds one)."""
+    loggers: LoggersConfig = field(default_factory=LoggersConfig)
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    check_manifest: bool = True
+    """Check the shards' manifest.json against the tokenizer and model before training."""
+    dist_timeout: float = 300.0
+    """Seconds to wait for other processes at barriers."""
 
     def __post_init__(self) -> None:
         if self.global_train_batch_size <= 0:
             raise ValueError(f"global_train_batch_size must be positive, got {self.global_train_batch_size}")
-        if self.precision not in ("fp32", "amp_bf16", "amp_fp16"):
-            raise ValueError(f"precision={self.precision!r}; choose from amp_bf16, amp_fp16, fp32")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}; choose from {', '.join(sorted(PRECISIONS))}")
+        if self.device_eval_batch_size <= 0:
+            raise ValueError(f"device_eval_batch_size must be positive, got {self.device_eval_batch_size}")
+        check_time("max_duration", self.max_duration)
+        check_time("eval_interval", self.eval_interval)
+        check_time("save_interval", self.save_interval)
+        _check_microbatch(self.device_train_microbatch_size, self.global_train_batch_size)
+
+    def device_batch_size(self, world_size: int) -> int:
+        """Per-process batch: the global batch split evenly over ``world_size`` processes."""
+        if self.global_train_batch_size % world_size:
+            raise ValueError(
+                f"global_train_batch_size={self.global_train_batch_size} is not divisible by the "
+                f"{world_size} training processes; use a multiple of {world_size}"
+            )
+        per_device = self.global_train_batch_size // world_size
+        _check_microbatch(self.device_train_microbatch_size, per_device)
+        return per_device
+
+    def summary(self) -> dict[str, Any]:
+        """Numbers printed at the top of a run: parameters and tokens per step."""
+        return {
+            "params": self.model.num_params(),
+            "tokens_per_step": self.global_train_batch_size * self.model.max_seq_len,
+        }

@@ -1,7 +1,11 @@
+import subprocess
+import sys
+
 import pytest
 
 from llmfoundry_lite.config import ConfigError, load_config
 from llmfoundry_lite.training.config import TrainConfig
+from tests.training.shards import ROOT
 
 
 def test_heads_must_divide_d_model():
@@ -19,5 +23,54 @@ def test_save_folder_interpolates_run_name():
 
 
 def test_unknown_precision_lists_choices():
-    with pytest.raises(ConfigError, match="choose from amp_bf16, amp_fp16, fp32"):
+    with pytest.raises(ConfigError, match="choose from amp_bf16, amp_fp16, auto, fp32"):
         load_config(TrainConfig, None, ["precision=bf16"])
+
+
+def test_microbatch_must_divide_the_batch():
+    with pytest.raises(ConfigError, match="device_train_microbatch_size=3 does not divide the per-device batch of 8"):
+        load_config(TrainConfig, None, ["global_train_batch_size=8", "device_train_microbatch_size=3"])
+    assert load_config(TrainConfig, None, ["device_train_microbatch_size=auto"]).device_train_microbatch_size == "auto"
+
+
+def test_global_batch_splits_over_processes_with_clear_errors():
+    cfg = load_config(TrainConfig, None, ["global_train_batch_size=12", "device_train_microbatch_size=2"])
+    assert cfg.device_batch_size(3) == 4
+    with pytest.raises(ValueError, match="global_train_batch_size=12 is not divisible by the 5 training processes"):
+        cfg.device_batch_size(5)
+    with pytest.raises(ValueError, match="does not divide the per-device batch of 3"):
+        load_config(TrainConfig, None, ["global_train_batch_size=12", "device_train_microbatch_size=2"]).device_batch_size(4)
+
+
+@pytest.mark.parametrize("key", ["max_duration", "eval_interval", "save_interval", "scheduler.t_warmup"])
+def test_time_strings_are_checked(key):
+    with pytest.raises(ConfigError, match=f"{key}='10 batches' is not a Composer time string"):
+        load_config(TrainConfig, None, [f"{key}=10 batches"])
+
+
+def test_fsdp_section_validates_and_maps_to_composer():
+    cfg = load_config(TrainConfig, None, ["fsdp_config.sharding_strategy=HYBRID_SHARD",
+                                          "fsdp_config.activation_checkpointing=true"])
+    assert cfg.fsdp_config.to_composer()["sharding_strategy"] == "HYBRID_SHARD"
+    assert cfg.fsdp_config.to_composer()["activation_checkpointing"] is True
+    with pytest.raises(ConfigError, match=r"fsdp_config.sharding_strategy='ZERO3'; choose from"):
+        load_config(TrainConfig, None, ["fsdp_config.sharding_strategy=ZERO3"])
+
+
+def test_optimizer_scheduler_and_wandb_choices():
+    with pytest.raises(ConfigError, match=r"optimizer.name='adam'; choose from \['decoupled_adamw', 'decoupled_lionw'\]"):
+        load_config(TrainConfig, None, ["optimizer.name=adam"])
+    with pytest.raises(ConfigError, match="scheduler.name='cosine'"):
+        load_config(TrainConfig, None, ["scheduler.name=cosine"])
+    with pytest.raises(ConfigError, match="loggers.wandb.mode='cloud'"):
+        load_config(TrainConfig, None, ["loggers.wandb.mode=cloud"])
+    assert load_config(TrainConfig, None, ["loggers.wandb=null"]).loggers.wandb is None
+
+
+def test_typo_fails_fast_without_importing_torch():
+    code = ("import sys; from train import main\n"
+            "try:\n    main(['yamls/code-tiny.yaml', 'optimizer.lrr=1'])\n"
+            "except SystemExit as e:\n    print('exit', e.code, 'torch' in sys.modules, 'composer' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "exit 2 False False" in proc.stdout
+    assert "unknown config key 'optimizer.lrr'" in proc.stderr

@@ -1,0 +1,1 @@
+"""Training callbacks: throughput/MFU, loss-spike detection, numerical health, run info."""

@@ -1,0 +1,91 @@
+"""``make demo``: source code on disk → shards → trained code-tiny → HF export → pass@k, one summary.
+
+Each stage is the real user-facing command run as a subprocess (so the demo exercises
+exactly what the README documents) and is skipped when its output is already there,
+so a killed demo resumes where it stopped. The summary at the end reads every number
+from the artifacts the stages wrote.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = Path("runs/code-tiny")
+SAMPLE_PROMPT = 'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n'
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the demo: a command and the artifact that proves it already ran."""
+
+    name: str
+    command: list[str]
+    done: Callable[[], bool]
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def stages() -> list[Stage]:
+    """The demo's stages in order (data prep reuses its own finished stages)."""
+    py = sys.executable
+    ckpt = RUN / "latest-rank0.pt"
+    he = RUN / "humaneval.jsonl"
+    return [
+        Stage("data: local corpus → filter + X-ray → vocabulary → MDS shards",
+              [py, "data_prep/shard_stack.py"], lambda: False),
+        Stage("train code-tiny (next-token + FIM + UL2), W&B offline",
+              [_bin("composer"), "train.py", "yamls/code-tiny.yaml"], lambda: (RUN / "train_summary.json").exists()),
+        Stage("export to Hugging Face and generate with transformers",
+              [py, "scripts/export_hf.py", str(ckpt), "--output", str(RUN / "hf"), "--prompt", SAMPLE_PROMPT],
+              lambda: (RUN / "hf" / "sample_generation.txt").exists()),
+        Stage("HumanEval pass@1/pass@10 (n=10) in the bwrap sandbox",
+              [py, "eval/humaneval.py", "--model", str(RUN / "hf"), "--n-samples", "10", "--k", "1,10",
+               "--temperature", "0.8", "--top-p", "0.95", "--output", str(he)],
+              lambda: Path(f"{he}_summary.json").exists()),
+        Stage("HumanEval single-line infilling (FIM)",
+              [py, "eval/humaneval.py", "--task", "humaneval-infill", "--model", str(RUN / "hf"),
+               "--temperature", "0", "--output", str(RUN / "humaneval_infill.jsonl")],
+              lambda: (RUN / "humaneval_infill.jsonl_summary.json").exists()),
+    ]
+
+
+def run_stages(selected: list[Stage]) -> dict[str, float]:
+    """Run each stage not yet done, streaming its output; return seconds per stage."""
+    env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "PYTHONUNBUFFERED": "1"}
+    timings: dict[str, float] = {}
+    for i, stage in enumerate(selected, 1):
+        header = f"[{i}/{len(selected)}] {stage.name}"
+        if stage.done():
+            print(f"\n=== {header}: already done, skipped", flush=True)
+            continue
+        print(f"\n=== {header}\n$ {' '.join(_quote(c) for c in stage.command)}", flush=True)
+        start = time.monotonic()
+        proc = subprocess.run(stage.command, cwd=ROOT, env=env)
+        timings[stage.name] = time.monotonic() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"demo stage failed ({header}) with exit code {proc.returncode}; rerun `make demo` to resume")
+    return timings
+
+
+def _quote(word: str) -> str:
+    return repr(word) if any(c in word for c in " \n\"'") else word
+
+
+def main(argv: list[str]) -> None:
+    """Run the demo, then print the summary."""
+    from llmfoundry_lite.demo_summary import format_summary
+
+    if argv:
+        raise SystemExit("usage: python scripts/demo.py   (no arguments; every stage is configured by its YAML)")
+    start = time.monotonic()
+    timings = run_stages(stages())
+    print("\n" + format_summary(ROOT, RUN, timings, time.monotonic() - start))

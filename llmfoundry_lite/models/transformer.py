@@ -1,0 +1,204 @@
+"""A LLaMA-style decoder: RoPE, RMSNorm, SwiGLU, no biases, optional GQA and tied embeddings.
+
+Shape legend used in names and comments: B batch, T query length, S key length (cache
+included), C d_model, H query heads, K key/value heads, D head dim, E = D/2,
+V vocab, F ffn size, J = H + K, X = (H + 2K)·D.
+Attention goes through ``scaled_dot_product_attention`` so GPUs get the flash/efficient
+kernels; a mask is built only when documents (or a UL2 prefix) need one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmfoundry_lite.models.config import ModelConfig
+
+IGNORE_INDEX = -100
+
+
+def rope_tables(head_dim: int, length: int, theta: float, device: torch.device | None = None) -> torch.Tensor:
+    """cos and sin for positions 0..length-1 and frequencies 0..D/2-1, stacked: (2, length, D/2)."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim)
+    angles = torch.outer(torch.arange(length, dtype=torch.float32, device=device), inv_freq)  # (T, D/2)
+    return torch.stack([angles.cos(), angles.sin()])
+
+
+def apply_rope(x_BTND: torch.Tensor, cos_TE: torch.Tensor, sin_TE: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (x[i], x[i + D/2]) by position·freq[i] (HF Llama's "halves" layout; E = D/2).
+
+    ``x_BTND`` is (B, T, heads, D); q and k go through together in one call.
+    """
+    x1, x2 = x_BTND.chunk(2, dim=-1)
+    cos, sin = cos_TE[:, None, :], sin_TE[:, None, :]  # broadcast over heads
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x_BTND.dtype)
+
+
+def attention_mask(input_ids_BT: torch.Tensor, eos_id: int, doc_mask: bool,
+                   prefix_len_B: torch.Tensor | None) -> torch.Tensor | None:
+    """Boolean (B, 1, T, T) mask (True = may attend), or None for plain causal attention.
+
+    With ``doc_mask`` a token sees only earlier tokens of its own document; a document's
+    closing EOS belongs to it. With ``prefix_len_B`` (UL2 prefix-LM) positions inside the
+    prefix also see each other bidirectionally.
+    """
+    if not doc_mask and prefix_len_B is None:
+        return None
+    T = input_ids_BT.shape[1]
+    pos = torch.arange(T, device=input_ids_BT.device)
+    mask_BTT = (pos[None, :] <= pos[:, None]).expand(input_ids_BT.shape[0], T, T)
+    if doc_mask:
+        is_eos = (input_ids_BT == eos_id).long()
+        doc_BT = torch.cumsum(is_eos, dim=1) - is_eos  # EOS closes its own document
+        mask_BTT = mask_BTT & (doc_BT[:, :, None] == doc_BT[:, None, :])
+    if prefix_len_B is not None:
+        in_prefix_BT = pos[None, :] < prefix_len_B.reshape(-1, 1)
+        mask_BTT = mask_BTT | (in_prefix_BT[:, :, None] & in_prefix_BT[:, None, :])
+    return mask_BTT[:, None]
+
+
+class KVCache:
+    """Preallocated keys/values of every layer for incremental decoding."""
+
+    def __init__(self, cfg: ModelConfig, batch: int, length: int, device: torch.device, dtype: torch.dtype) -> None:
+        shape = (cfg.n_layers, batch, cfg.kv_heads, length, cfg.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.pos = 0  # tokens already stored
+
+    def update(self, layer: int, k_BKTD: torch.Tensor, v_BKTD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self.pos + k_BKTD.shape[2]
+        self.k[layer, :, :, self.pos:end] = k_BKTD
+        self.v[layer, :, :, self.pos:end] = v_BKTD
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads, self.n_kv, self.head_dim = cfg.n_heads, cfg.kv_heads, cfg.head_dim
+        # q, k and v in one matmul (rows: H·D query, K·D key, K·D value): fewer, larger kernels.
+        self.split = [cfg.n_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim]
+        self.qkv_proj = nn.Linear(cfg.d_model, sum(self.split), bias=False)
+        self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
+
+    def forward(self, x_BTC: torch.Tensor, rope_2TE: torch.Tensor, mask: torch.Tensor | None,
+                cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        B, T, _ = x_BTC.shape
+        qkv_BTX = self.qkv_proj(x_BTC)  # X = (H + 2K)·D
+        qk_BTJD = apply_rope(qkv_BTX[..., : (self.n_heads + self.n_kv) * self.head_dim]
+                             .view(B, T, self.n_heads + self.n_kv, self.head_dim), rope_2TE[0], rope_2TE[1])
+        q_BHTD = qk_BTJD[:, :, : self.n_heads].transpose(1, 2)
+        k_BKTD = qk_BTJD[:, :, self.n_heads:].transpose(1, 2)
+        v_BKTD = qkv_BTX[..., (self.n_heads + self.n_kv) * self.head_dim:].view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
+        causal = mask is None
+        if cache is not None:
+            # Cached keys all lie in the past. SDPA's is_causal aligns the mask to the top-left
+            # corner, which is wrong once S > T, so chunks after the first get an explicit mask.
+            k_BKSD, v_BKSD = cache.update(layer, k_BKTD, v_BKTD)
+            if cache.pos > 0 and T > 1:
+                S = k_BKSD.shape[2]
+                pos_q = torch.arange(cache.pos, cache.pos + T, device=x_BTC.device)
+                mask = torch.arange(S, device=x_BTC.device)[None, :] <= pos_q[:, None]  # (T, S)
+                causal = False
+            elif T == 1:
+                causal = False
+            k_BKTD, v_BKTD = k_BKSD, v_BKSD
+        y_BHTD = F.scaled_dot_product_attention(
+            q_BHTD, k_BKTD, v_BKTD, attn_mask=mask, is_causal=causal, enable_gqa=self.n_kv != self.n_heads,
+        )
+        return self.o_proj(y_BHTD.transpose(1, 2).reshape(B, T, -1))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        # gate and up projections in one matmul (rows: F gate, then F up).
+        self.gate_up_proj = nn.Linear(cfg.d_model, 2 * cfg.ffn_dim, bias=False)
+        self.down_proj = nn.Linear(cfg.ffn_dim, cfg.d_model, bias=False)
+
+    def forward(self, x_BTC: torch.Tensor) -> torch.Tensor:
+        gate_BTF, up_BTF = self.gate_up_proj(x_BTC).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate_BTF) * up_BTF)
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.attn_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.mlp_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.mlp = SwiGLU(cfg)
+
+    def forward(self, x_BTC: torch.Tensor, rope_2TE: torch.Tensor, mask: torch.Tensor | None,
+                cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x_BTC = x_BTC + self.attn(self.attn_norm(x_BTC), rope_2TE, mask, cache, layer)
+        return x_BTC + self.mlp(self.mlp_norm(x_BTC))
+
+
+class Transformer(nn.Module):
+    """Token ids (B, T) → logits (B, T, V)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+        self.register_buffer("rope", rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Normal(0, init_std) everywhere; residual output projections shrink by sqrt(2·n_layers)
+        so the residual stream's variance does not grow with depth (GPT-2 / MPT scheme)."""
+        std = self.cfg.init_std
+        for name, p in self.named_parameters():
+            if p.dim() == 1:
+                nn.init.ones_(p)  # RMSNorm gains
+            elif name.endswith(("o_proj.weight", "down_proj.weight")):
+                nn.init.normal_(p, std=std / math.sqrt(2 * self.cfg.n_layers))
+            else:
+                nn.init.normal_(p, std=std)
+        if self.rope.device.type != "meta":
+            self.rope = rope_tables(self.cfg.head_dim, self.cfg.max_seq_len, self.cfg.rope_theta, self.rope.device)
+
+    def _rope_for(self, start: int, length: int) -> torch.Tensor:
+        end = start + length
+        if end > self.rope.shape[1]:  # generation past the trained length: extend the table
+            with torch.inference_mode(False):  # a normal tensor, usable by later training steps
+                self.rope = rope_tables(self.cfg.head_dim, 2 * end, self.cfg.rope_theta, self.rope.device)
+        return self.rope[:, start:end]
+
+    def forward(self, input_ids_BT: torch.Tensor, prefix_len_B: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> torch.Tensor:
+        T = input_ids_BT.shape[1]
+        start = 0 if cache is None else cache.pos
+        rope_2TE = self._rope_for(start, T)
+        mask = None
+        if cache is None:
+            mask = attention_mask(input_ids_BT, self.cfg.eos_id, self.cfg.doc_mask, prefix_len_B)
+        x_BTC = self.embed(input_ids_BT)
+        for i, block in enumerate(self.blocks):
+            x_BTC = block(x_BTC, rope_2TE, mask, cache, i)
+        if cache is not None:
+            cache.pos += T
+        return self.lm_head(self.norm(x_BTC))  # (B, T, V)
+
+
+def lm_loss(logits_BTV: torch.Tensor, labels_BT: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy: position t predicts labels[t+1]; -100 is ignored.
+
+    The labels are shifted (the last position gets -100) rather than the logits sliced, so the
+    (B·T, V) logits go to one cross-entropy call as a view, without a copy; float32 math.
+    """
+    V = logits_BTV.shape[-1]
+    shifted_BT = F.pad(labels_BT[:, 1:], (0, 1), value=IGNORE_INDEX)
+    return F.cross_entropy(logits_BTV.reshape(-1, V).float(), shifted_BT.reshape(-1), ignore_index=IGNORE_INDEX)

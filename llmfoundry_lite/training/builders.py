@@ -1,0 +1,120 @@
+"""Config sections → Composer objects: optimizer, scheduler, loggers, callbacks.
+
+One explicit dict per kind, so a YAML ``name:`` leads straight to the code that builds it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from composer.callbacks import LRMonitor, MemoryMonitor, SpeedMonitor
+from composer.core import Callback
+from composer.loggers import LoggerDestination
+from composer.optim import (
+    ConstantWithWarmupScheduler,
+    CosineAnnealingWithWarmupScheduler,
+    DecoupledAdamW,
+    LinearWithWarmupScheduler,
+)
+
+from llmfoundry_lite.callbacks.loss_spike import LossSpikeDetector
+from llmfoundry_lite.callbacks.metrics_file import JSONLinesLogger
+from llmfoundry_lite.callbacks.numerical_health import NumericalHealthMonitor
+from llmfoundry_lite.callbacks.speed import measure_matmul_flops
+from llmfoundry_lite.callbacks.wandb_logger import WandBLogger
+from llmfoundry_lite.training.config import OptimizerConfig, SchedulerConfig, TrainConfig
+from llmfoundry_lite.training.lion import DecoupledLionW
+
+OPTIMIZERS: dict[str, Callable[[Any, OptimizerConfig], torch.optim.Optimizer]] = {
+    "decoupled_adamw": lambda params, c: DecoupledAdamW(
+        params, lr=c.lr, betas=tuple(c.betas), eps=c.eps, weight_decay=c.weight_decay),
+    "decoupled_lionw": lambda params, c: DecoupledLionW(
+        params, lr=c.lr, betas=tuple(c.betas), weight_decay=c.weight_decay),
+}
+
+SCHEDULERS: dict[str, Callable[[SchedulerConfig], Any]] = {
+    "cosine_with_warmup": lambda c: CosineAnnealingWithWarmupScheduler(t_warmup=c.t_warmup, alpha_f=c.alpha_f),
+    "linear_decay_with_warmup": lambda c: LinearWithWarmupScheduler(t_warmup=c.t_warmup, alpha_f=c.alpha_f),
+    "constant_with_warmup": lambda c: ConstantWithWarmupScheduler(t_warmup=c.t_warmup),
+}
+
+
+def build_optimizer(model: torch.nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    return OPTIMIZERS[cfg.name](model.parameters(), cfg)
+
+
+def build_scheduler(cfg: SchedulerConfig) -> Any:
+    return SCHEDULERS[cfg.name](cfg)
+
+
+def build_loggers(cfg: TrainConfig) -> list[LoggerDestination]:
+    """metrics.jsonl and W&B as configured (the console logger is the Trainer's own). W&B runs
+    offline unless the config asks for online, so a run never blocks on the network."""
+    loggers: list[LoggerDestination] = []
+    if cfg.loggers.file:
+        loggers.append(JSONLinesLogger(Path(cfg.save_folder) / "metrics.jsonl"))
+    wb = cfg.loggers.wandb
+    if wb is not None and wb.mode != "disabled":
+        os.environ["WANDB_MODE"] = wb.mode
+        os.environ.setdefault("WANDB_DIR", cfg.save_folder)
+        os.environ.setdefault("WANDB_SILENT", "true")
+        Path(cfg.save_folder).mkdir(parents=True, exist_ok=True)
+        loggers.append(WandBLogger(project=wb.project, entity=wb.entity, name=cfg.run_name,
+                                   init_kwargs={"mode": wb.mode, "dir": cfg.save_folder}))
+    return loggers
+
+
+def _speed_monitor(cfg: TrainConfig) -> Callback:
+    sm = cfg.callbacks.speed_monitor
+    peak = sm.peak_flops
+    if peak is None and not torch.cuda.is_available():
+        peak = measure_matmul_flops()  # CPU "MFU": against this machine's measured matmul rate
+        print(f"speed_monitor: CPU peak for MFU = measured fp32 matmul rate {peak / 1e9:.1f} GFLOP/s")
+    return SpeedMonitor(window_size=sm.window_size, gpu_flops_available=peak)
+
+
+def _loss_spike(cfg: TrainConfig) -> Callback:
+    ls = cfg.callbacks.loss_spike
+    return LossSpikeDetector(cfg.save_folder, window=ls.window, min_history=ls.min_history,
+                             z_threshold=ls.z_threshold, ratio_threshold=ls.ratio_threshold)
+
+
+def _numerical_health(cfg: TrainConfig) -> Callback:
+    nh = cfg.callbacks.numerical_health
+    return NumericalHealthMonitor(interval=nh.interval, underflow_warn=nh.underflow_warn, trend_window=nh.trend_window)
+
+
+def _humaneval(cfg: TrainConfig) -> Callback:
+    if importlib.util.find_spec("llmfoundry_lite.eval.callback") is None:
+        raise ValueError("callbacks.humaneval is set but llmfoundry_lite.eval.callback is not available")
+    from llmfoundry_lite.eval.callback import HumanEvalCallback
+
+    return HumanEvalCallback(tokenizer=cfg.tokenizer, **dict(cfg.callbacks.humaneval or {}))
+
+
+CALLBACKS: dict[str, Callable[[TrainConfig], Callback]] = {
+    "speed_monitor": _speed_monitor,
+    "lr_monitor": lambda cfg: LRMonitor(),
+    "memory_monitor": lambda cfg: MemoryMonitor(),
+    "loss_spike": _loss_spike,
+    "numerical_health": _numerical_health,
+    "humaneval": _humaneval,
+}
+
+
+def build_callbacks(cfg: TrainConfig) -> list[Callback]:
+    """Every callback whose section is set (not null / not false); memory_monitor only on GPU."""
+    out = []
+    for name, build in CALLBACKS.items():
+        setting = getattr(cfg.callbacks, name)
+        if setting is None or setting is False:
+            continue
+        if name == "memory_monitor" and not torch.cuda.is_available():
+            continue
+        out.append(build(cfg))
+    return out

@@ -1,0 +1,143 @@
+"""Build and run the Composer Trainer from a validated ``TrainConfig``."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+from composer import Trainer
+from composer.algorithms import GradientClipping
+from composer.core import Evaluator
+from composer.utils import dist, reproducibility
+from tokenizers import Tokenizer
+
+from llmfoundry_lite.callbacks.run_info import RunInfo
+from llmfoundry_lite.config import save_config
+from llmfoundry_lite.models.composer_model import ComposerDecoder
+from llmfoundry_lite.objectives import ObjectiveConfig, build_objective
+from llmfoundry_lite.shards.manifest import check_shards_manifest
+from llmfoundry_lite.tokenizer import load_tokenizer
+from llmfoundry_lite.training.builders import build_callbacks, build_loggers, build_optimizer, build_scheduler
+from llmfoundry_lite.training.config import LoaderConfig, TrainConfig
+from llmfoundry_lite.training.data import build_dataloader
+from llmfoundry_lite.training.summary import write_run_summary
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` → amp_bf16 on GPU, fp32 on CPU; mixed precision on CPU is refused with the fix."""
+    on_gpu = torch.cuda.is_available()
+    if precision == "auto":
+        return "amp_bf16" if on_gpu else "fp32"
+    if precision != "fp32" and not on_gpu:
+        raise ValueError(f"precision={precision} needs a GPU (Composer trains fp32 on CPU); pass precision=fp32")
+    return precision
+
+
+def load_run_tokenizer(cfg: TrainConfig) -> Tokenizer:
+    """The run's tokenizer, checked against the model's vocabulary and the shards' manifest."""
+    if not (Path(cfg.tokenizer) / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"tokenizer={cfg.tokenizer!r} has no tokenizer.json; train one first or fix the path")
+    tokenizer = load_tokenizer(cfg.tokenizer)
+    if tokenizer.get_vocab_size() > cfg.model.vocab_size:
+        raise ValueError(f"tokenizer {cfg.tokenizer} has {tokenizer.get_vocab_size()} tokens but "
+                         f"model.vocab_size={cfg.model.vocab_size}; set model.vocab_size={tokenizer.get_vocab_size()}")
+    if cfg.check_manifest:
+        check_manifests(cfg)
+    return tokenizer
+
+
+def check_manifests(cfg: TrainConfig) -> None:
+    """Refuse shards made with another tokenizer, vocabulary or sequence length."""
+    for loader in (cfg.train_loader, cfg.eval_loader):
+        check_shards_manifest(loader.local, cfg.tokenizer, cfg.model.max_seq_len, cfg.model.vocab_size)
+
+
+def _loader(cfg: TrainConfig, lc: LoaderConfig, objective_cfg: ObjectiveConfig, tokenizer: Tokenizer,
+            batch_size: int) -> torch.utils.data.DataLoader:
+    objective = build_objective(objective_cfg, tokenizer, cfg.model.max_seq_len)
+    return build_dataloader(
+        lc.local, lc.split, objective, batch_size, shuffle=lc.shuffle, shuffle_seed=lc.shuffle_seed,
+        shuffle_algo=lc.shuffle_algo, num_canonical_nodes=lc.num_canonical_nodes,
+        num_workers=lc.num_workers, drop_last=lc.drop_last,
+    )
+
+
+def _parallelism(cfg: TrainConfig) -> dict | None:
+    if cfg.fsdp_config is None:
+        return None
+    if not torch.cuda.is_available():
+        print("warning: fsdp_config is set but no GPU is present; training with DDP instead")
+        return None
+    return {"fsdp": cfg.fsdp_config.to_composer()}
+
+
+def _microbatch(cfg: TrainConfig, per_device: int) -> int | str:
+    value = cfg.device_train_microbatch_size
+    if value is None:
+        return per_device
+    if value == "auto":
+        if not torch.cuda.is_available():
+            raise ValueError("device_train_microbatch_size=auto needs a GPU; give an integer on CPU")
+        return "auto"
+    return int(value)
+
+
+def build_trainer(cfg: TrainConfig) -> Trainer:
+    """Everything wired together: model, data, optimizer, schedule, loggers, callbacks, checkpoints."""
+    precision = resolve_precision(cfg.precision)
+    per_device = cfg.device_batch_size(dist.get_world_size())
+    tokenizer = load_run_tokenizer(cfg)
+    # No streaming.clean_stale_shared_memory() here: it unlinks the shared memory of EVERY streaming
+    # dataset on the machine, live runs included. Local-only shards never conflict: a SIGKILLed
+    # run's leftovers just make the next dataset take the next free prefix.
+    reproducibility.seed_all(cfg.seed)  # model init must not depend on what ran before
+    model = ComposerDecoder(cfg.model)
+    train_dl = _loader(cfg, cfg.train_loader, cfg.objective, tokenizer, per_device)
+    eval_dl = _loader(cfg, cfg.eval_loader, ObjectiveConfig(), tokenizer, cfg.device_eval_batch_size)
+    optimizer = build_optimizer(model, cfg.optimizer)
+    algorithms = []
+    if cfg.grad_clip_norm > 0:
+        algorithms.append(GradientClipping(clipping_type="norm", clipping_threshold=cfg.grad_clip_norm))
+    callbacks = [RunInfo(cfg.model, cfg.tokenizer), *build_callbacks(cfg)]
+    # save_overwrite with autoresume: a SIGKILL during a save leaves a newer, unfinished file that
+    # latest-rank0.pt does not point to; the resumed run must be allowed to write over it.
+    return Trainer(
+        run_name=cfg.run_name, model=model, seed=cfg.seed,
+        train_dataloader=train_dl, eval_dataloader=Evaluator(label="eval", dataloader=eval_dl),
+        eval_interval=cfg.eval_interval, eval_subset_num_batches=cfg.eval_subset_num_batches,
+        max_duration=cfg.max_duration, optimizers=optimizer, schedulers=build_scheduler(cfg.scheduler),
+        step_schedulers_every_batch=True, algorithms=algorithms, precision=precision,
+        device_train_microbatch_size=_microbatch(cfg, per_device), parallelism_config=_parallelism(cfg),
+        loggers=build_loggers(cfg), callbacks=callbacks, progress_bar=False, log_to_console=True,
+        console_log_interval=cfg.loggers.console_log_interval,
+        save_folder=cfg.save_folder, save_interval=cfg.save_interval, save_overwrite=cfg.autoresume,
+        save_num_checkpoints_to_keep=cfg.save_num_checkpoints_to_keep, autoresume=cfg.autoresume,
+        load_path=cfg.load_path, dist_timeout=cfg.dist_timeout,
+    )
+
+
+def train(cfg: TrainConfig) -> Trainer:
+    """Train to ``max_duration`` (resuming if a checkpoint exists); returns the finished Trainer."""
+    return fit(build_trainer(cfg), cfg)
+
+
+def fit(trainer: Trainer, cfg: TrainConfig) -> Trainer:
+    """Save the resolved config and tokenizer next to the checkpoints, train, print the closing line."""
+    if dist.get_global_rank() == 0:
+        save_config(cfg, Path(cfg.save_folder) / "config.yaml")
+        tok_copy = Path(cfg.save_folder) / "tokenizer"
+        if not tok_copy.exists():
+            shutil.copytree(cfg.tokenizer, tok_copy)
+    trainer.fit()
+    if dist.get_global_rank() == 0:
+        print(final_report(write_run_summary(trainer, cfg.save_folder)))
+    return trainer
+
+
+def final_report(summary: dict) -> str:
+    """The closing line: the last evaluation against the unigram entropy of the evaluation split."""
+    eval_loss, entropy = summary["final_eval_loss"], summary["unigram_entropy"]
+    return (f"final eval loss {eval_loss:.4f} nats/token; unigram entropy of the eval split {entropy:.4f} "
+            f"nats/token (best context-free loss); ratio {eval_loss / entropy:.3f}; "
+            f"{summary['tokens_trained']:,} tokens in {summary['batches']} batches")

@@ -1,0 +1,204 @@
+"""Training-step speed on this machine: our Composer step vs a bare PyTorch loop vs llm-foundry's MPT.
+
+    .venv/bin/python scripts/bench_train.py [--d-model 256 --n-layers 4 --seq-len 256 --batch 4 --steps 8]
+
+Columns, all measured in this run with the same threads, shapes and fp32:
+  ours (Composer)  our ComposerDecoder in Composer's Trainer (DecoupledAdamW, gradient clipping)
+  bare loop        the same Transformer in a hand-written loop (torch AdamW, clip_grad_norm_, the
+                   same shifted-label cross-entropy as our lm_loss)
+  MPT              llm-foundry 0.22's MPTForCausalLM built from MPTConfig (same d_model, layers,
+                   heads, vocab, untied head, ALiBi, no biases, torch attention) in the same bare loop
+  matmul peak      best fp32 (n×n)·(n×n) torch.mm rate: the "peak" for CPU MFU
+
+FLOPs per token for every model: 6·N_matmul + 12·n_layers·d_model·seq (N_matmul = weights of all
+nn.Linear layers; embedding lookups excluded). MPT runs in its own venv (llm-foundry pins
+streaming<0.13 and transformers<4.52, so it can never share ours):
+
+    .venv/bin/uv venv --python .venv/bin/python /tmp/llmf_bench/venv
+    .venv/bin/uv pip install --python /tmp/llmf_bench/venv/bin/python llm-foundry==0.22.0 torch==2.7.0 'setuptools<81'
+
+(or pass --mpt-python PATH). Without it the MPT column is skipped with the reason printed.
+Steps after warm-up are timed one by one; rates come from the best step (the least disturbed by
+other work on a shared machine), with the median printed beside it. Ours and the bare loop are
+interleaved round by round so machine noise hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DEFAULT_MPT_PYTHON = "/tmp/llmf_bench/venv/bin/python"
+
+
+def matmul_params(model: nn.Module) -> int:
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
+
+
+def flops_per_token(model: nn.Module, n_layers: int, d_model: int, seq: int) -> float:
+    return 6.0 * matmul_params(model) + 12.0 * n_layers * d_model * seq
+
+
+def bare_loop_step_times(model: nn.Module, batches: list[torch.Tensor], forward) -> list[float]:
+    """Seconds per step of forward + shifted CE + backward + clip + AdamW step."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.0)
+    times = []
+    for x in batches:
+        t0 = time.perf_counter()
+        logits = forward(model, x)
+        # Shifted labels, logits as a view: the same math (and memory traffic) as our lm_loss.
+        labels = F.pad(x[:, 1:], (0, 1), value=-100)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def mpt_worker(args: argparse.Namespace) -> None:
+    """Runs under llm-foundry's venv: prints one JSON line with MPT's step times."""
+    from llmfoundry.models.mpt import MPTConfig, MPTForCausalLM
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cfg = MPTConfig(
+        d_model=args.d_model, n_heads=args.n_heads, n_layers=args.n_layers, expansion_ratio=4,
+        max_seq_len=args.seq_len, vocab_size=args.vocab, learned_pos_emb=False, no_bias=True,
+        tie_word_embeddings=False, attn_config={"attn_impl": "torch", "alibi": True}, init_device="cpu",
+    )
+    model = MPTForCausalLM(cfg)
+    batches = [torch.randint(0, args.vocab, (args.batch, args.seq_len)) for _ in range(args.warmup + args.steps * args.rounds)]
+    times = bare_loop_step_times(model, batches, lambda m, x: m(input_ids=x).logits)[args.warmup:]
+    print(json.dumps({
+        "times": times, "params": sum(p.numel() for p in model.parameters()),
+        "flops_per_token": flops_per_token(model, args.n_layers, args.d_model, args.seq_len),
+    }))
+
+
+def composer_step_times(cfg, batches: list[torch.Tensor]) -> list[float]:
+    """Per-batch seconds (BATCH_START → BATCH_END) of our model in Composer's Trainer."""
+    from composer import Trainer
+    from composer.algorithms import GradientClipping
+    from composer.core import Callback
+    from composer.optim import DecoupledAdamW
+    from torch.utils.data import DataLoader
+
+    from llmfoundry_lite.models.composer_model import ComposerDecoder
+
+    class Timer(Callback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+        def batch_start(self, state, logger) -> None:
+            self.t0 = time.perf_counter()
+
+        def batch_end(self, state, logger) -> None:
+            self.times.append(time.perf_counter() - self.t0)
+
+    data = [{"input_ids": x, "labels": x} for x in torch.cat(batches)[:, None]]
+    loader = DataLoader(data, batch_size=batches[0].shape[0], collate_fn=lambda rows: {
+        k: torch.cat([r[k] for r in rows]) for k in ("input_ids", "labels")})
+    torch.manual_seed(0)
+    model = ComposerDecoder(cfg)
+    timer = Timer()
+    trainer = Trainer(model=model, train_dataloader=loader, max_duration=f"{len(batches)}ba",
+                      optimizers=DecoupledAdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95)),
+                      algorithms=[GradientClipping(clipping_type="norm", clipping_threshold=1.0)],
+                      callbacks=[timer], progress_bar=False, log_to_console=False, device="cpu",
+                      precision="fp32", loggers=[])
+    trainer.fit()
+    return timer.times
+
+
+def run_mpt(args: argparse.Namespace) -> dict | str:
+    """MPT's timings from its own venv, or the reason the column is skipped."""
+    if not Path(args.mpt_python).exists():
+        return f"no llm-foundry venv at {args.mpt_python} (see this script's docstring to create it)"
+    cmd = [args.mpt_python, __file__, "--worker", "mpt"] + [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+                                                           if k not in ("worker", "mpt_python")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if proc.returncode != 0:
+        return f"MPT worker failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def row(name: str, times: list[float], tokens_per_step: int, fpt: float, peak: float, ref_step: float) -> str:
+    """One table line; rates use the best (least disturbed) step, the median is shown beside it."""
+    best = min(times)
+    tok_s = tokens_per_step / best
+    flops = fpt * tok_s
+    return (f"{name:<18}{statistics.median(times) * 1000:10.1f}{best * 1000:10.1f}{tok_s:11,.0f}"
+            f"{flops / 1e9:9.2f}{flops / peak:7.1%}{ref_step / best:9.2f}x")
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--d-model", type=int, default=256)
+    p.add_argument("--n-layers", type=int, default=4)
+    p.add_argument("--n-heads", type=int, default=4)
+    p.add_argument("--vocab", type=int, default=8192)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--steps", type=int, default=4, help="measured steps per round")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--mpt-python", default=DEFAULT_MPT_PYTHON)
+    p.add_argument("--worker", choices=["mpt"], default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker == "mpt":
+        return mpt_worker(args)
+    report(args)
+
+
+def report(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from llmfoundry_lite.callbacks.speed import measure_matmul_flops
+    from llmfoundry_lite.models.config import ModelConfig
+    from llmfoundry_lite.models.transformer import Transformer
+
+    torch.set_num_threads(args.threads)
+    cfg = ModelConfig(d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads, vocab_size=args.vocab,
+                      max_seq_len=args.seq_len)
+    peaks = [measure_matmul_flops(reps=30)]
+    ours, bare = [], []
+    for _ in range(args.rounds):  # interleave so machine noise hits both alike
+        batches = [torch.randint(0, args.vocab, (args.batch, args.seq_len)) for _ in range(args.warmup + args.steps)]
+        ours += composer_step_times(cfg, batches)[args.warmup:]
+        torch.manual_seed(0)
+        bare += bare_loop_step_times(Transformer(cfg), batches, lambda m, x: m(x))[args.warmup:]
+        peaks.append(measure_matmul_flops(reps=30))
+    mpt = run_mpt(args)
+    peak = max(peaks + [measure_matmul_flops(reps=30)])  # best of several: the undisturbed rate
+    tokens = args.batch * args.seq_len
+    fpt = flops_per_token(Transformer(cfg), cfg.n_layers, cfg.d_model, cfg.max_seq_len)
+    ref = min(bare)
+    print(f"model: d_model {cfg.d_model}, {cfg.n_layers} layers, {cfg.n_heads} heads, vocab {cfg.vocab_size}, "
+          f"{cfg.num_params():,} params; batch {args.batch} x seq {args.seq_len}; {args.threads} threads; fp32 CPU; "
+          f"{len(ours)} measured steps each")
+    print(f"matmul peak (best fp32 torch.mm 1024^3): {peak / 1e9:.1f} GFLOP/s; FLOPs/token (ours) {fpt:,.0f}")
+    print(f"{'':<18}{'median ms':>10}{'best ms':>10}{'tokens/s':>11}{'GFLOP/s':>9}{'MFU':>7}{'vs bare':>10}")
+    print(row("ours (Composer)", ours, tokens, fpt, peak, ref))
+    print(row("bare loop", bare, tokens, fpt, peak, ref))
+    if isinstance(mpt, dict):
+        print(row("MPT (llm-foundry)", mpt["times"], tokens, mpt["flops_per_token"], peak, ref)
+              + f"   ({mpt['params']:,} params)")
+        print(f"ours vs MPT (tokens/s, best step): {min(mpt['times']) / min(ours):.2f}x")
+    else:
+        print(f"MPT (llm-foundry): skipped: {mpt}")
+    print(f"ours vs bare loop (tokens/s, best step): {ref / min(ours):.2f}x")
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

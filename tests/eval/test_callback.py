@@ -1,0 +1,65 @@
+"""HumanEvalCallback: runs every N batches on rank 0, logs pass@k, leaves the model as it found it."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from llmfoundry_lite.config import ConfigError
+from llmfoundry_lite.eval.callback import HumanEvalCallback, unwrap
+from tests.eval.conftest import TOKENIZER_DIR
+
+
+class RecordingLogger:
+    def __init__(self) -> None:
+        self.logged: list[dict[str, float]] = []
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        self.logged.append(metrics)
+
+
+def fake_state(batch: int, model, callbacks=()):
+    from composer.core import Time, Timestamp
+
+    wrapper = SimpleNamespace(model=model)  # stands in for ComposerDecoder: the decoder sits at .model
+    return SimpleNamespace(timestamp=Timestamp(batch=Time.from_batch(batch)), model=wrapper, callbacks=list(callbacks))
+
+
+def test_options_are_validated_like_yaml():
+    with pytest.raises(ConfigError, match="unknown config key 'every_n_batchez'"):
+        HumanEvalCallback(every_n_batchez=3)
+    with pytest.raises(ConfigError, match=r"humaneval.k=\[1, 5\] has values above humaneval.n_samples=2"):
+        HumanEvalCallback(n_samples=2, k=[1, 5])
+
+
+def test_runs_every_n_batches_and_logs_pass_at_k(tiny_model_and_tokenizer):
+    model, _ = tiny_model_and_tokenizer
+    cb = HumanEvalCallback(tokenizer=str(TOKENIZER_DIR), every_n_batches=2, n_problems=2, n_samples=2, k=[1, 2],
+                           max_new_tokens=6, temperature=0.8, workers=2,
+                           sandbox={"timeout": 2.0})  # fmt: skip
+    logger = RecordingLogger()
+    model.train()
+    for batch in range(5):
+        cb.batch_end(fake_state(batch, model), logger)
+    assert [b for b, _ in cb.history] == [2, 4]
+    assert len(logger.logged) == 2
+    assert set(logger.logged[0]) == {"humaneval/pass@1", "humaneval/pass@2", "humaneval/seconds"}
+    assert logger.logged[0]["humaneval/pass@1"] == 0.0  # an untrained model solves nothing
+    assert model.training  # generation switched to eval mode and back
+    model.eval()
+
+
+def test_tokenizer_comes_from_run_info_by_default(tiny_model_and_tokenizer):
+    model, tok = tiny_model_and_tokenizer
+    run_info = SimpleNamespace(tokenizer_json=(TOKENIZER_DIR / "tokenizer.json").read_text())
+    cb = HumanEvalCallback(every_n_batches=1, n_problems=1, max_new_tokens=4)
+    assert cb._tokenizer_for(fake_state(1, model, [object(), run_info])).get_vocab() == tok.get_vocab()
+    with pytest.raises(ValueError, match="needs a tokenizer"):
+        HumanEvalCallback()._tokenizer_for(fake_state(1, model))
+
+
+def test_unwrap_reaches_the_decoder_through_ddp_and_composer(tiny_model_and_tokenizer):
+    model, _ = tiny_model_and_tokenizer
+    ddp_like = SimpleNamespace(module=SimpleNamespace(model=model))
+    assert unwrap(ddp_like) is model and unwrap(model) is model

@@ -1,0 +1,75 @@
+"""``python eval/humaneval.py --samples``: results and summary files, the table, config errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmfoundry_lite.config import ConfigError
+from llmfoundry_lite.eval.humaneval import main, parse_args
+from llmfoundry_lite.eval.problems import read_jsonl, write_jsonl
+
+REPO = Path(__file__).parents[2]
+
+
+def test_flags_land_in_the_typed_config():
+    cfg = parse_args(["--samples", "s.jsonl", "--k", "1,10", "--workers", "3", "--timeout", "2.5",
+                      "--sandbox", "none", "sandbox.memory_mb=512"])  # fmt: skip
+    assert (cfg.samples, cfg.k, cfg.workers) == ("s.jsonl", [1, 10], 3)
+    assert (cfg.sandbox.kind, cfg.sandbox.timeout, cfg.sandbox.memory_mb) == ("none", 2.5, 512)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [([], "exactly one of --model PATH or --samples"),
+     (["--samples", "a", "--model", "b"], "exactly one of"),
+     (["--samples", "a", "--k", "0"], "k must be a non-empty list of positive integers"),
+     (["--samples", "a", "sandbox.memory=1"], "unknown config key 'sandbox.memory'"),
+     (["--task", "humaneval-infill", "--samples", "a"], "humaneval-infill needs --model"),
+     (["--samples", "a", "sandbox.kind=docker"], "unknown sandbox.kind 'docker'; choose from bwrap, none"),
+     (["--model", "m", "--top-p", "0"], r"generation.top_p must be in \(0, 1\]")],
+)  # fmt: skip
+def test_bad_options_fail_naming_the_key(argv, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_args(argv)
+
+
+def test_scoring_a_samples_file_writes_results_and_summary(tmp_path, problems, capsys):
+    first3 = list(problems.values())[:3]
+    samples = [{"task_id": p["task_id"], "completion": c} for p in first3 for c in (p["canonical_solution"], "    return None\n")]
+    path = write_jsonl(tmp_path / "model.jsonl", samples)
+    summary = main(["--samples", str(path), "--limit", "3", "--k", "1,2,5", "--workers", "2", "--timeout", "2"])
+    results = read_jsonl(f"{path}_results.jsonl")
+    assert [r["passed"] for r in results] == [True, False] * 3
+    assert results[1] == {"task_id": "HumanEval/0", "completion": "    return None\n", "passed": False, "result": "failed: "}
+    on_disk = json.loads(Path(f"{path}_summary.json").read_text())
+    assert on_disk == summary
+    assert summary["scores"] == {"pass@1": 0.5, "pass@2": 1.0}
+    assert (summary["n_problems"], summary["n_samples"], summary["outcomes"]) == (3, 6, {"passed": 3, "failed": 3})
+    out = capsys.readouterr().out
+    assert "pass@1       0.5000" in out and "pass@5          n/a" in out
+
+
+def test_command_line_script_fails_cleanly_without_bwrap(tmp_path):
+    path = write_jsonl(tmp_path / "s.jsonl", [{"task_id": "HumanEval/0", "completion": ""}])
+    env = {"PATH": str(tmp_path)}  # no bwrap on this PATH
+    proc = subprocess.run([sys.executable, "eval/humaneval.py", "--samples", str(path)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 2
+    assert "bubblewrap (bwrap) is not installed" in proc.stderr and "--sandbox none" in proc.stderr
+    assert not Path(f"{path}_results.jsonl").exists()
+
+
+def test_any_problems_file_of_the_same_format(tmp_path):
+    problems = write_jsonl(tmp_path / "mine.jsonl", [
+        {"task_id": "Mine/0", "prompt": "def double(x):\n", "entry_point": "double",
+         "test": "def check(f):\n    assert f(2) == 4\n"},
+    ])  # fmt: skip
+    samples = write_jsonl(tmp_path / "s.jsonl", [{"task_id": "Mine/0", "completion": c} for c in ("    return 2 * x\n", "    return x + 1\n")])
+    summary = main(["--samples", str(samples), "--problems", str(problems), "--k", "1", "--workers", "1"])
+    assert summary["scores"] == {"pass@1": 0.5}
+    assert [r["result"] for r in read_jsonl(f"{samples}_results.jsonl")] == ["passed", "failed: "]
