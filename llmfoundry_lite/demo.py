@@ -49,11 +49,11 @@ def stages() -> list[Stage]:
               lambda: (RUN / "hf" / "sample_generation.txt").exists()),
         Stage("HumanEval pass@1/pass@10 (n=10) in the bwrap sandbox",
               [py, "eval/humaneval.py", "--model", str(RUN / "hf"), "--n-samples", "10", "--k", "1,10",
-               "--temperature", "0.8", "--top-p", "0.95", "--output", str(he)],
+               "--temperature", "0.8", "--top-p", "0.95", "--max-new-tokens", "128", "--output", str(he)],
               lambda: Path(f"{he}_summary.json").exists()),
         Stage("HumanEval single-line infilling (FIM)",
               [py, "eval/humaneval.py", "--task", "humaneval-infill", "--model", str(RUN / "hf"),
-               "--temperature", "0", "--output", str(RUN / "humaneval_infill.jsonl")],
+               "--temperature", "0", "--max-new-tokens", "48", "--output", str(RUN / "humaneval_infill.jsonl")],
               lambda: (RUN / "humaneval_infill.jsonl_summary.json").exists()),
     ]
 

@@ -34,18 +34,25 @@ def _filter(root: Path) -> list[str]:
     return lines
 
 
+def _kept_chars(files: list[Path]) -> int:
+    """Characters (code points) of every kept document: the numerator of chars/token."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    return sum(pc.sum(pc.utf8_length(pq.read_table(f, columns=["content"])["content"])).as_py() or 0 for f in files)
+
+
 def _vocab_and_shards(root: Path) -> list[str]:
     tok = _load(root / "data/tokenizer/manifest.json")
     shards = _load(root / "data/shards/manifest.json")
-    stats = _load(root / "data/filtered/stats.json")
     if tok is None or shards is None:
         return ["vocabulary/shards: missing (data/tokenizer, data/shards)"]
     tokens = sum(sp["tokens"] for sp in shards["splits"].values())
     docs_tokens = tokens - sum(sp["docs"] for sp in shards["splits"].values())  # minus one EOS per document
     lines = [f"vocabulary    {tok['vocab_size']:,} tokens ({tok['num_special']} special), trained in {tok['training_seconds']:.1f} s"]
-    if stats:
-        kept_bytes = sum(lang["bytes_after"] for lang in stats["languages"].values())
-        lines[0] += f"; {kept_bytes / docs_tokens:.2f} bytes/token on the kept corpus"
+    kept = sorted((root / "data/filtered/kept").glob("*.parquet"))
+    if kept:
+        lines[0] += f"; {_kept_chars(kept) / docs_tokens:.2f} chars/token on the kept corpus"
     split_text = ", ".join(f"{name} {sp['samples']:,} samples / {sp['tokens']:,} tokens" for name, sp in shards["splits"].items())
     lines.append(f"shards        {split_text} (max_seq_len {shards['max_seq_len']})")
     return lines
@@ -79,7 +86,7 @@ def _eval(run: Path) -> list[str]:
 
 def format_summary(root: Path, run: Path, timings: dict[str, float], total_s: float) -> str:
     """Every headline number of the demo plus where each artifact lives."""
-    run = root / run
+    rel, run = run, root / run
     gen = run / "hf" / "sample_generation.txt"
     lines = ["=" * 30 + " llmfoundry_lite demo summary " + "=" * 30]
     lines += _corpus(root) + _filter(root) + _vocab_and_shards(root) + _training(run) + _eval(run)
@@ -88,9 +95,9 @@ def format_summary(root: Path, run: Path, timings: dict[str, float], total_s: fl
         lines += ["    " + line for line in gen.read_text().splitlines()[:8]]
     lines.append("artifacts")
     for label, path in [("corpus", "data/local_stack"), ("filtered + X-ray report", "data/filtered/report"),
-                        ("tokenizer", "data/tokenizer"), ("shards", "data/shards"), ("checkpoints", str(run)),
-                        ("loss curve", str(run / "loss_curve.png")), ("W&B offline run", str(run / "wandb")),
-                        ("HF export", str(run / "hf")), ("HumanEval results", str(run / "humaneval.jsonl_results.jsonl"))]:
+                        ("tokenizer", "data/tokenizer"), ("shards", "data/shards"), ("checkpoints", str(rel)),
+                        ("loss curve", str(rel / "loss_curve.png")), ("W&B offline run", str(rel / "wandb")),
+                        ("HF export", str(rel / "hf")), ("HumanEval results", str(rel / "humaneval.jsonl_results.jsonl"))]:
         lines.append(f"  {label:<24} {path}")
     ran = ", ".join(f"{name.split(':')[0].split(' (')[0]} {s / 60:.1f} min" for name, s in timings.items())
     lines.append(f"time          {total_s / 60:.1f} min this run" + (f" ({ran})" if ran else " (every stage reused)"))
