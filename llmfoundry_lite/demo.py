@@ -34,27 +34,34 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
+def _newer(path: Path, than: Path) -> Callable[[], bool]:
+    """Done when ``path`` exists and was written after ``than`` (a retrained model invalidates it)."""
+    return lambda: path.exists() and than.exists() and path.stat().st_mtime >= than.stat().st_mtime
+
+
 def stages() -> list[Stage]:
     """The demo's stages in order (data prep reuses its own finished stages)."""
     py = sys.executable
     ckpt = RUN / "latest-rank0.pt"
     he = RUN / "humaneval.jsonl"
+    trained = RUN / "train_summary.json"
+    exported = RUN / "hf" / "sample_generation.txt"
     return [
         Stage("data: local corpus → filter + X-ray → vocabulary → MDS shards",
               [py, "data_prep/shard_stack.py"], lambda: False),
         Stage("train code-tiny (next-token + FIM + UL2), W&B offline",
-              [_bin("composer"), "train.py", "yamls/code-tiny.yaml"], lambda: (RUN / "train_summary.json").exists()),
+              [_bin("composer"), "train.py", "yamls/code-tiny.yaml"], trained.exists),
         Stage("export to Hugging Face and generate with transformers",
               [py, "scripts/export_hf.py", str(ckpt), "--output", str(RUN / "hf"), "--prompt", SAMPLE_PROMPT],
-              lambda: (RUN / "hf" / "sample_generation.txt").exists()),
+              _newer(exported, trained)),
         Stage("HumanEval pass@1/pass@10 (n=10) in the bwrap sandbox",
               [py, "eval/humaneval.py", "--model", str(RUN / "hf"), "--n-samples", "10", "--k", "1,10",
                "--temperature", "0.8", "--top-p", "0.95", "--max-new-tokens", "128", "--output", str(he)],
-              lambda: Path(f"{he}_summary.json").exists()),
+              _newer(Path(f"{he}_summary.json"), exported)),
         Stage("HumanEval single-line infilling (FIM)",
               [py, "eval/humaneval.py", "--task", "humaneval-infill", "--model", str(RUN / "hf"),
                "--temperature", "0", "--max-new-tokens", "48", "--output", str(RUN / "humaneval_infill.jsonl")],
-              lambda: (RUN / "humaneval_infill.jsonl_summary.json").exists()),
+              _newer(RUN / "humaneval_infill.jsonl_summary.json", exported)),
     ]
 
 
@@ -86,6 +93,7 @@ def main(argv: list[str]) -> None:
 
     if argv:
         raise SystemExit("usage: python scripts/demo.py   (no arguments; every stage is configured by its YAML)")
+    os.chdir(ROOT)  # stage outputs are checked relative to the repository, where the commands run
     start = time.monotonic()
     timings = run_stages(stages())
     print("\n" + format_summary(ROOT, RUN, timings, time.monotonic() - start))
