@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmfoundry_lite.corpus.sources import Candidate, decode_source, walk_directory, walk_zip
+from llmfoundry_lite.validate import require_positive
 
 STACK_SCHEMA_COLUMNS = ("id", "content", "path", "lang", "repository_name", "size", "ext")
 
@@ -50,9 +51,7 @@ class LocalStackConfig:
     """Rebuild even if ``output`` already holds a corpus built with the same config."""
 
     def __post_init__(self) -> None:
-        for key in ("max_total_bytes", "max_file_bytes", "shard_bytes"):
-            if getattr(self, key) <= 0:
-                raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
+        require_positive(self, ("max_total_bytes", "max_file_bytes", "shard_bytes"))
 
 
 def default_roots() -> list[tuple[str, str]]:

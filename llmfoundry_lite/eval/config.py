@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from llmfoundry_lite.validate import require_positive
+
 SANDBOX_KINDS = ("bwrap", "none")
 TASKS = ("humaneval", "humaneval-infill")
 DEVICES = ("cpu", "cuda")
@@ -52,10 +54,8 @@ class SandboxConfig:
     def __post_init__(self) -> None:
         if self.kind not in SANDBOX_KINDS:
             raise ValueError(f"unknown sandbox.kind {self.kind!r}; choose from {', '.join(SANDBOX_KINDS)}")
-        for key in ("timeout", "memory_mb", "max_processes", "max_open_files", "max_file_mb", "tmpfs_mb",
-                    "max_output_bytes"):
-            if getattr(self, key) <= 0:
-                raise ValueError(f"sandbox.{key} must be positive, got {getattr(self, key)}")
+        require_positive(self, ("timeout", "memory_mb", "max_processes", "max_open_files", "max_file_mb",
+                                "tmpfs_mb", "max_output_bytes"), "sandbox.")
         if self.prestart < 0:
             raise ValueError(f"sandbox.prestart must be >= 0, got {self.prestart}")
         if self.startup_allowance < 0:
@@ -86,9 +86,7 @@ class GenerationConfig:
     """A completion is cut at the first of these (the Codex paper's stop sequences)."""
 
     def __post_init__(self) -> None:
-        for key in ("n_samples", "max_new_tokens", "batch_size"):
-            if getattr(self, key) <= 0:
-                raise ValueError(f"generation.{key} must be positive, got {getattr(self, key)}")
+        require_positive(self, ("n_samples", "max_new_tokens", "batch_size"), "generation.")
         if self.temperature < 0:
             raise ValueError(f"generation.temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
@@ -166,9 +164,7 @@ class HumanEvalCallbackConfig:
     """Isolation and limits of each program."""
 
     def __post_init__(self) -> None:
-        for key in ("every_n_batches", "n_problems", "n_samples", "max_new_tokens", "workers"):
-            if getattr(self, key) <= 0:
-                raise ValueError(f"humaneval.{key} must be positive, got {getattr(self, key)}")
+        require_positive(self, ("every_n_batches", "n_problems", "n_samples", "max_new_tokens", "workers"), "humaneval.")
         _check_k(self.k, "humaneval.k")
         if max(self.k) > self.n_samples:
             raise ValueError(f"humaneval.k={self.k} has values above humaneval.n_samples={self.n_samples}")

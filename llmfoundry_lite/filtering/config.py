@@ -14,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from llmfoundry_lite.filtering.pii import PIIConfig
+from llmfoundry_lite.validate import require_positive
 
 ENGINES = ("local", "spark")
 AUTOGEN_RULES = (
@@ -192,9 +193,7 @@ class FilterConfig:
             raise ValueError(f"unknown engine {self.engine!r}; choose from {list(ENGINES)}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0 (0 = one per core), got {self.workers}")
-        for key in ("max_doc_bytes", "batch_rows", "progress_every"):
-            if getattr(self, key) <= 0:
-                raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
+        require_positive(self, ("max_doc_bytes", "batch_rows", "progress_every"))
         if not self.output:
             raise ValueError("output must name a directory, e.g. output=data/filtered")
 

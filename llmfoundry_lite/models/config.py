@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from llmfoundry_lite.validate import require_positive
+
 
 @dataclass
 class ModelConfig:
@@ -41,9 +43,7 @@ class ModelConfig:
     """Std of the normal init; residual output projections get init_std / sqrt(2·n_layers)."""
 
     def __post_init__(self) -> None:
-        for key in ("d_model", "n_layers", "n_heads", "vocab_size", "max_seq_len"):
-            if getattr(self, key) <= 0:
-                raise ValueError(f"model.{key} must be positive, got {getattr(self, key)}")
+        require_positive(self, ("d_model", "n_layers", "n_heads", "vocab_size", "max_seq_len"), "model.")
         if self.d_model % self.n_heads:
             raise ValueError(f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}")
         kv = self.n_kv_heads or self.n_heads

@@ -7,6 +7,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from llmfoundry_lite.validate import require_positive
+
 REMAINDERS = ("pad", "drop")
 HASH_ALGOS = ("sha1", "sha256", "xxh64", "xxh3_64", "md5")
 # Keys that change how the work is scheduled or where it goes, never the bytes written.
@@ -53,9 +55,7 @@ class ShardsConfig:
             raise ValueError(f"max_seq_len must be >= 2, got {self.max_seq_len}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
-        for key in ("unit_rows", "workers", "size_limit"):
-            if getattr(self, key) <= 0:
-                raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
+        require_positive(self, ("unit_rows", "workers", "size_limit"))
         if self.remainder not in REMAINDERS:
             raise ValueError(f"remainder: unknown choice {self.remainder!r}; choose from {list(REMAINDERS)}")
         unknown = sorted(set(self.hashes) - set(HASH_ALGOS))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from llmfoundry_lite.validate import require_positive
+
 VOCAB_MULTIPLE = 64
 RECIPE_NAMES = ("code", "starcoder")
 
@@ -45,9 +47,7 @@ class TokenizerConfig:
             raise ValueError(f"recipe: unknown recipe {self.recipe!r}; choose from {list(RECIPE_NAMES)}")
         if self.num_reserved < 0:
             raise ValueError(f"num_reserved must be >= 0, got {self.num_reserved}")
-        for key in ("sample_bytes", "max_doc_bytes", "min_frequency"):
-            if getattr(self, key) <= 0:
-                raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
+        require_positive(self, ("sample_bytes", "max_doc_bytes", "min_frequency"))
         from llmfoundry_lite.tokenizer.special import special_tokens
 
         floor = len(special_tokens(self.num_reserved)) + 256
