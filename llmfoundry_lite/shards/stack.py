@@ -62,11 +62,13 @@ def corpus_stage(cfg: StackConfig, log: bool) -> list[str]:
     """Stage 0: the raw inputs (building the local corpus if none were given)."""
     if cfg.input:
         return list(cfg.input)
-    from llmfoundry_lite.corpus.local_stack import build_local_stack
+    from llmfoundry_lite.corpus.local_stack import build_local_stack, format_summary
 
     t = _stage("stage 0: local corpus", log)
     manifest = build_local_stack(cfg.corpus, progress=log)
     _done(t, f"{'reused' if manifest['reused'] else 'built'} {cfg.corpus.output}", log)
+    if log:
+        print(format_summary(manifest), flush=True)
     return [cfg.corpus.output]
 
 
