@@ -127,22 +127,13 @@ def admit(cands: list[Candidate], cfg: LocalStackConfig, counts: Counter, progre
         if reason is not None:
             counts[reason] += 1
             continue
-        nbytes = len(text.encode("utf-8"))
-        if total + nbytes > cfg.max_total_bytes:
+        row = cand.stack_row(text, f"{cand.label}/{cand.relpath}", cand.repository_name)
+        if total + row["size"] > cfg.max_total_bytes:
             counts["over_budget"] += len(ordered) - i
             break
-        total += nbytes
-        bar.update(nbytes)
-        path = f"{cand.label}/{cand.relpath}"
-        yield {
-            "id": hashlib.sha1(path.encode()).hexdigest(),
-            "content": text,
-            "path": path,
-            "lang": cand.lang,
-            "repository_name": cand.repository_name,
-            "size": nbytes,
-            "ext": Path(cand.relpath).suffix.lstrip("."),
-        }
+        total += row["size"]
+        bar.update(row["size"])
+        yield row
     bar.close()
 
 

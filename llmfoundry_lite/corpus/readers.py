@@ -200,16 +200,7 @@ def _read_source_dir(root: str, skips: Counter) -> Iterator[dict]:
         if reason is not None:
             skips[reason] += 1
             continue
-        path = cand.relpath
-        yield {
-            "id": hashlib.sha1(f"{label}/{path}".encode()).hexdigest(),
-            "content": text,
-            "path": path,
-            "lang": cand.lang,
-            "repository_name": label,
-            "size": len(text.encode("utf-8")),
-            "ext": extension_of(path),
-        }
+        yield cand.stack_row(text, cand.relpath, label)
 
 
 def check_schema(shard: InputShard) -> None:

@@ -9,6 +9,7 @@ admission rules (not binary, valid UTF-8, not empty) and says why a file is refu
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import stat
 import zipfile
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmfoundry_lite.corpus.languages import language_from_path, language_from_shebang
+from llmfoundry_lite.corpus.languages import extension_of, language_from_path, language_from_shebang
 
 SHEBANG_PROBE_BYTES = 256
 BINARY_PROBE_BYTES = 8192
@@ -37,6 +38,18 @@ class Candidate:
     def repository_name(self) -> str:
         top = self.relpath.split("/", 1)[0] if "/" in self.relpath else "_root"
         return f"{self.label}/{top}"
+
+    def stack_row(self, text: str, path: str, repository_name: str) -> dict:
+        """The Stack-format row for this file's decoded ``text``; the id hashes label/relpath."""
+        return {
+            "id": hashlib.sha1(f"{self.label}/{self.relpath}".encode()).hexdigest(),
+            "content": text,
+            "path": path,
+            "lang": self.lang,
+            "repository_name": repository_name,
+            "size": len(text.encode("utf-8")),
+            "ext": extension_of(self.relpath),
+        }
 
     def read_bytes(self) -> bytes:
         if self.member:
