@@ -107,7 +107,8 @@ def model_tokens_per_second(cfg: BenchLoaderConfig, seq_len: int) -> tuple[float
     import torch
 
     from llmfoundry_lite.models.config import ModelConfig
-    from llmfoundry_lite.models.transformer import Transformer, lm_loss
+    from llmfoundry_lite.models.loss import lm_loss
+    from llmfoundry_lite.models.transformer import Transformer
 
     if Path(cfg.model_yaml).is_file():
         from llmfoundry_lite.training.config import TrainConfig

@@ -1,9 +1,13 @@
 """Training-step speed on this machine: our Composer step vs a bare PyTorch loop vs llm-foundry's MPT.
 
-    .venv/bin/python scripts/bench_train.py [--d-model 256 --n-layers 4 --seq-len 256 --batch 4 --steps 8]
+    .venv/bin/python scripts/bench_train.py [--d-model 256 --n-layers 4 --seq-len 512 --batch 2 --steps 4]
+
+The defaults are code-tiny's shape (d_model 256, 4 layers, vocab 8192, seq 512).
 
 Columns, all measured in this run with the same threads, shapes and fp32:
-  ours (Composer)  our ComposerDecoder in Composer's Trainer (DecoupledAdamW, gradient clipping)
+  ours (Composer)  our ComposerDecoder in Composer's Trainer as train.py builds it (FusedDecoupledAdamW,
+                   global-norm clipping, token-weighted accumulation)
+  ours, compiled   the same with ``compile: true`` (Composer's compile_config → torch.compile)
   bare loop        the same Transformer in a hand-written loop (torch AdamW, clip_grad_norm_, the
                    same shifted-label cross-entropy as our lm_loss)
   MPT              llm-foundry 0.22's MPTForCausalLM built from MPTConfig (same d_model, layers,
@@ -87,15 +91,16 @@ def mpt_worker(args: argparse.Namespace) -> None:
     }))
 
 
-def composer_step_times(cfg, batches: list[torch.Tensor]) -> list[float]:
+def composer_step_times(cfg, batches: list[torch.Tensor], compile_model: bool = False) -> list[float]:
     """Per-batch seconds (BATCH_START → BATCH_END) of our model in Composer's Trainer."""
     from composer import Trainer
-    from composer.algorithms import GradientClipping
     from composer.core import Callback
-    from composer.optim import DecoupledAdamW
     from torch.utils.data import DataLoader
 
+    from llmfoundry_lite.callbacks.grad_clip import GlobalGradClip
     from llmfoundry_lite.models.composer_model import ComposerDecoder
+    from llmfoundry_lite.training.adamw import FusedDecoupledAdamW
+    from llmfoundry_lite.training.parallel import token_data_spec
 
     class Timer(Callback):
         def __init__(self) -> None:
@@ -113,11 +118,11 @@ def composer_step_times(cfg, batches: list[torch.Tensor]) -> list[float]:
     torch.manual_seed(0)
     model = ComposerDecoder(cfg)
     timer = Timer()
-    trainer = Trainer(model=model, train_dataloader=loader, max_duration=f"{len(batches)}ba",
-                      optimizers=DecoupledAdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95)),
-                      algorithms=[GradientClipping(clipping_type="norm", clipping_threshold=1.0)],
-                      callbacks=[timer], progress_bar=False, log_to_console=False, device="cpu",
-                      precision="fp32", loggers=[])
+    trainer = Trainer(model=model, train_dataloader=token_data_spec(loader), max_duration=f"{len(batches)}ba",
+                      optimizers=FusedDecoupledAdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95)),
+                      callbacks=[timer, GlobalGradClip(1.0)], progress_bar=False, log_to_console=False, device="cpu",
+                      precision="fp32", loggers=[], accumulate_train_batch_on_tokens=True,
+                      compile_config={} if compile_model else None)
     trainer.fit()
     return timer.times
 
@@ -149,11 +154,12 @@ def main(argv: list[str]) -> None:
     p.add_argument("--n-layers", type=int, default=4)
     p.add_argument("--n-heads", type=int, default=4)
     p.add_argument("--vocab", type=int, default=8192)
-    p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--batch", type=int, default=2)
     p.add_argument("--steps", type=int, default=4, help="measured steps per round")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--compile-warmup", type=int, default=3, help="extra warm-up steps of the compiled run")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--mpt-python", default=DEFAULT_MPT_PYTHON)
     p.add_argument("--worker", choices=["mpt"], default=None, help=argparse.SUPPRESS)
@@ -173,12 +179,14 @@ def report(args: argparse.Namespace) -> None:
     cfg = ModelConfig(d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads, vocab_size=args.vocab,
                       max_seq_len=args.seq_len)
     peaks = [measure_matmul_flops(reps=30)]
-    ours, bare = [], []
-    for _ in range(args.rounds):  # interleave so machine noise hits both alike
+    ours, bare, compiled = [], [], []
+    for _ in range(args.rounds):  # interleave so machine noise hits all alike
         batches = [torch.randint(0, args.vocab, (args.batch, args.seq_len)) for _ in range(args.warmup + args.steps)]
         ours += composer_step_times(cfg, batches)[args.warmup:]
         torch.manual_seed(0)
         bare += bare_loop_step_times(Transformer(cfg), batches, lambda m, x: m(x))[args.warmup:]
+        warm = [torch.randint(0, args.vocab, (args.batch, args.seq_len)) for _ in range(args.compile_warmup)]
+        compiled += composer_step_times(cfg, warm + batches, compile_model=True)[args.compile_warmup + args.warmup:]
         peaks.append(measure_matmul_flops(reps=30))
     mpt = run_mpt(args)
     peak = max(peaks + [measure_matmul_flops(reps=30)])  # best of several: the undisturbed rate
@@ -191,14 +199,17 @@ def report(args: argparse.Namespace) -> None:
     print(f"matmul peak (best fp32 torch.mm 1024^3): {peak / 1e9:.1f} GFLOP/s; FLOPs/token (ours) {fpt:,.0f}")
     print(f"{'':<18}{'median ms':>10}{'best ms':>10}{'tokens/s':>11}{'GFLOP/s':>9}{'MFU':>7}{'vs bare':>10}")
     print(row("ours (Composer)", ours, tokens, fpt, peak, ref))
+    print(row("ours, compiled", compiled, tokens, fpt, peak, ref))
     print(row("bare loop", bare, tokens, fpt, peak, ref))
     if isinstance(mpt, dict):
         print(row("MPT (llm-foundry)", mpt["times"], tokens, mpt["flops_per_token"], peak, ref)
               + f"   ({mpt['params']:,} params)")
         print(f"ours vs MPT (tokens/s, best step): {min(mpt['times']) / min(ours):.2f}x")
+        print(f"ours compiled vs MPT (tokens/s, best step): {min(mpt['times']) / min(compiled):.2f}x")
     else:
         print(f"MPT (llm-foundry): skipped: {mpt}")
     print(f"ours vs bare loop (tokens/s, best step): {ref / min(ours):.2f}x")
+    print(f"ours compiled vs ours eager (tokens/s, best step): {min(ours) / min(compiled):.2f}x")
 
 if __name__ == "__main__":
     main(sys.argv[1:])

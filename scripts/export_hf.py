@@ -1,9 +1,13 @@
 """Export a checkpoint to Hugging Face format and prove transformers loads it.
 
-    python scripts/export_hf.py <checkpoint.pt | save_folder> --output DIR [--prompt TEXT] [--max-new-tokens N]
+    python scripts/export_hf.py <checkpoint.pt | sharded_checkpoint_dir | save_folder> --output DIR
+        [--max-shard-size 2GB] [--dtype float32|bfloat16|float16] [--prompt TEXT] [--max-new-tokens N]
 
-DIR gets config.json, model.safetensors and the tokenizer files (``LlamaForCausalLM``); the export
-is then reloaded with plain transformers and completes the prompt (DIR/sample_generation.txt).
+Works offline on CPU for both Composer formats (full ``.pt`` and FSDP ``state_dict_type: sharded``
+directories), streaming one tensor at a time. DIR gets config.json, safetensors weights
+(model.safetensors, or model-0000i-of-0000N.safetensors + model.safetensors.index.json past
+--max-shard-size) and the tokenizer files (``LlamaForCausalLM``); the export is then reloaded with
+plain transformers and completes the prompt (DIR/sample_generation.txt).
 """
 
 import sys

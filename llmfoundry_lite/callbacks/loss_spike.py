@@ -16,6 +16,7 @@ from composer.loggers import Logger
 from composer.utils import dist
 
 log = logging.getLogger(__name__)
+LOSS = "loss/train/total"
 
 
 def is_spike(loss: float, history: list[float], z_threshold: float, ratio_threshold: float) -> bool:
@@ -28,7 +29,7 @@ def is_spike(loss: float, history: list[float], z_threshold: float, ratio_thresh
 
 
 class LossSpikeDetector(Callback):
-    """At every batch end, compare the (all-reduced) training loss with the last ``window`` losses.
+    """At every batch end, compare the full-batch training loss with the last ``window`` losses.
 
     A spike appends one JSON line to ``<out_dir>/loss_spikes.jsonl``: step, epoch, loss,
     the baseline mean/std and the global ``sample_index`` of every sample in the batch
@@ -52,10 +53,12 @@ class LossSpikeDetector(Callback):
         self.num_spikes = state["num_spikes"]
 
     def batch_end(self, state: State, logger: Logger) -> None:
-        loss_t = state.loss["total"] if isinstance(state.loss, dict) else state.loss
-        loss_t = loss_t.detach().float().reshape(1).clone()
-        dist.all_reduce(loss_t)
-        loss = loss_t.item() / dist.get_world_size()
+        # Composer's all-reduced loss of the whole batch (every microbatch, every rank): the same
+        # value on every rank, so all ranks take the same branch and the gather below matches.
+        # ``state.loss`` would be only this rank's last microbatch.
+        if LOSS not in state.total_loss_dict:  # no loss this step (e.g. fp16 grad scaling skipped it)
+            return
+        loss = float(state.total_loss_dict[LOSS])
         history = list(self.history)
         if len(history) >= self.min_history and is_spike(loss, history, self.z_threshold, self.ratio_threshold):
             self._record(state, logger, loss, history)

@@ -8,10 +8,12 @@ import logging
 import math
 from collections import defaultdict, deque
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from composer.core import Callback, State
 from composer.loggers import Logger
+from torch.distributed.tensor import DTensor, Shard
 
 log = logging.getLogger(__name__)
 
@@ -27,31 +29,64 @@ def layer_of(param_name: str) -> str:
     return f"block{parts[1]}" if parts[0] == "blocks" else parts[0]
 
 
+_SUMS = ("sumsq", "zeros", "nan", "inf", "numel")
+
+
+def _local(g: torch.Tensor) -> torch.Tensor:
+    return g.to_local() if isinstance(g, DTensor) else g
+
+
+def _shard_groups(grads: list[torch.Tensor]) -> list[Any]:
+    """Process groups over which gradient *shards* differ (FSDP2 mesh dims with a Shard placement).
+
+    Replicated dims (DDP, the replicate dim of HYBRID_SHARD) already hold identical values and
+    are not reduced, so every element is counted exactly once.
+    """
+    dt = next((g for g in grads if isinstance(g, DTensor)), None)
+    if dt is None:
+        return []
+    return [dt.device_mesh.get_group(i) for i, p in enumerate(dt.placements) if isinstance(p, Shard)]
+
+
 def grad_stats(named_params: Iterable[tuple[str, torch.nn.Parameter]]) -> dict[str, dict[str, float]]:
-    """Per-layer norm, min, max, absmax, zero_frac, nan, inf and element count of the gradients."""
-    acc: dict[str, dict[str, float]] = defaultdict(
-        lambda: {"sumsq": 0.0, "min": math.inf, "max": -math.inf, "absmax": 0.0, "zeros": 0, "nan": 0, "inf": 0, "numel": 0}
-    )
+    """Per-layer norm, min, max, absmax, zero_frac, nan, inf and element count of the gradients.
+
+    Under FSDP each rank holds shards: local statistics are reduced over the shard groups (SUM /
+    MIN / MAX), so every rank gets the statistics of the full gradients. Everything is gathered
+    into three tensors first, so there is one device→host copy per reduction, not one per parameter.
+    """
+    layers: dict[str, list[torch.Tensor]] = defaultdict(list)
     for name, p in named_params:
-        if p.grad is None:
-            continue
-        g = p.grad.detach().float()
-        a = acc[layer_of(name)]
-        finite = g[torch.isfinite(g)]
-        a["nan"] += int(torch.isnan(g).sum())
-        a["inf"] += int(torch.isinf(g).sum())
-        a["zeros"] += int((g == 0).sum())
-        a["numel"] += g.numel()
-        if finite.numel():
-            a["sumsq"] += float(finite.square().sum())
-            a["min"] = min(a["min"], float(finite.min()))
-            a["max"] = max(a["max"], float(finite.max()))
-            a["absmax"] = max(a["absmax"], float(finite.abs().max()))
-    return {
-        layer: {"norm": math.sqrt(a["sumsq"]), "min": a["min"], "max": a["max"], "absmax": a["absmax"],
-                "zero_frac": a["zeros"] / max(a["numel"], 1), "nan": a["nan"], "inf": a["inf"], "numel": a["numel"]}
-        for layer, a in acc.items()
-    }
+        if p.grad is not None:
+            layers[layer_of(name)].append(p.grad.detach())
+    if not layers:
+        return {}
+    sums, mins, maxs = [], [], []
+    for grads in layers.values():
+        g = torch.cat([_local(x).float().reshape(-1) for x in grads])
+        finite = torch.isfinite(g)
+        clean = torch.where(finite, g, torch.zeros_like(g))
+        sums.append(torch.stack([clean.square().sum(), (g == 0).sum().float(), torch.isnan(g).sum().float(),
+                                 torch.isinf(g).sum().float(), torch.tensor(float(g.numel()), device=g.device)]))
+        mins.append(torch.where(finite, g, torch.full_like(g, math.inf)).min() if g.numel() else g.new_tensor(math.inf))
+        maxs.append(torch.where(finite, g, torch.full_like(g, -math.inf)).max() if g.numel() else g.new_tensor(-math.inf))
+    sum_LS, min_L, max_L = torch.stack(sums).double(), torch.stack(mins).double(), torch.stack(maxs).double()
+    for group in _shard_groups([g for grads in layers.values() for g in grads]):
+        torch.distributed.all_reduce(sum_LS, op=torch.distributed.ReduceOp.SUM, group=group)
+        torch.distributed.all_reduce(min_L, op=torch.distributed.ReduceOp.MIN, group=group)
+        torch.distributed.all_reduce(max_L, op=torch.distributed.ReduceOp.MAX, group=group)
+    out = {}
+    for layer, row, lo, hi in zip(layers, sum_LS.tolist(), min_L.tolist(), max_L.tolist(), strict=True):
+        a = dict(zip(_SUMS, row, strict=True))
+        out[layer] = {"norm": math.sqrt(a["sumsq"]), "min": lo, "max": hi, "absmax": max(abs(lo), abs(hi)) if a["numel"] else 0.0,
+                      "zero_frac": a["zeros"] / max(a["numel"], 1), "nan": int(a["nan"]), "inf": int(a["inf"]),
+                      "numel": int(a["numel"])}
+    return out
+
+
+def global_norm(stats: dict[str, dict[str, float]]) -> float:
+    """L2 norm of all gradients together (finite elements), from the per-layer norms."""
+    return math.sqrt(sum(s["norm"] ** 2 for s in stats.values()))
 
 
 def underflow_fraction(stats: dict[str, dict[str, float]]) -> float:
@@ -62,9 +97,11 @@ def underflow_fraction(stats: dict[str, dict[str, float]]) -> float:
 
 
 class NumericalHealthMonitor(Callback):
-    """Every ``interval`` steps, after gradients are complete (and unscaled) and before the
-    optimizer step, log ``grad_health/<layer>/<stat>`` plus totals; warn on NaN/Inf, on an
-    underflow fraction above ``underflow_warn``, or when it rose over ``trend_window`` readings."""
+    """Every ``interval`` steps, after gradients are complete (and unscaled), before clipping and
+    the optimizer step, log ``grad_health/<layer>/<stat>`` plus totals (``global_norm``: the
+    pre-clip norm over all shards); warn on NaN/Inf, on an underflow fraction above
+    ``underflow_warn``, or when it rose over ``trend_window`` readings. Every rank must call it
+    (the shard statistics are reduced collectively)."""
 
     def __init__(self, interval: int = 50, underflow_warn: float = 0.05, trend_window: int = 5) -> None:
         self.interval = interval
@@ -82,7 +119,8 @@ class NumericalHealthMonitor(Callback):
             metrics.update({f"grad_health/{layer}/{k}": v for k, v in s.items() if k != "numel"})
         under = underflow_fraction(stats)
         nonfinite = sum(s["nan"] + s["inf"] for s in stats.values())
-        metrics.update({"grad_health/underflow_frac": under, "grad_health/nonfinite": nonfinite})
+        metrics.update({"grad_health/underflow_frac": under, "grad_health/nonfinite": nonfinite,
+                        "grad_health/global_norm": global_norm(stats)})
         if state.scaler is not None and state.scaler.is_enabled():
             metrics["grad_health/loss_scale"] = float(state.scaler.get_scale())
         logger.log_metrics(metrics)

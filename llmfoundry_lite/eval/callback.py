@@ -5,13 +5,22 @@ Registered by the trainer from the ``callbacks.humaneval`` YAML section, e.g.::
     callbacks:
       humaneval: {every_n_batches: 500, n_problems: 20, n_samples: 1, k: [1]}
 
-Runs on global rank 0 only, with the unwrapped model, and logs ``humaneval/pass@k`` (plus
-``humaneval/seconds``) through Composer's logger. The tokenizer comes from ``tokenizer``
-(a directory with ``tokenizer.json``) or, by default, from the run's ``RunInfo`` callback.
+Every rank takes part, so nothing waits on a collective while one rank generates alone:
+under FSDP each parameter is all-gathered (in the same order on every rank) into a plain copy
+of the decoder; under DDP / one process the replica itself is used. The problems are split
+round-robin over ranks, each rank samples and executes its share in its own sandbox, and
+the per-sample results are gathered to every rank, so all ranks log the same
+``humaneval/pass@k`` (Composer's destinations write it once, from rank 0). Ranks wait for
+each other only for the difference of their shares' times, which must stay below
+``dist_timeout``. Each problem's samples are seeded by the problem's index, so the numbers
+do not depend on how many ranks ran them. The tokenizer comes from ``tokenizer`` (a directory
+with ``tokenizer.json``) or, by default, from the run's ``RunInfo`` callback.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import time
 from typing import Any
 
@@ -20,6 +29,7 @@ from composer.core import Callback, State
 from composer.loggers import Logger
 from composer.utils import dist
 from tokenizers import Tokenizer
+from torch.distributed.tensor import DTensor
 
 from llmfoundry_lite.config import load_config
 from llmfoundry_lite.eval.config import GenerationConfig, HumanEvalCallbackConfig
@@ -28,6 +38,7 @@ from llmfoundry_lite.eval.generation import sample_humaneval
 from llmfoundry_lite.eval.passk import pass_at_k
 from llmfoundry_lite.eval.problems import load_problems
 from llmfoundry_lite.eval.sandbox import Sandbox
+from llmfoundry_lite.models.transformer import Transformer
 from llmfoundry_lite.tokenizer import load_tokenizer, text_safe
 
 
@@ -35,6 +46,28 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The bare decoder inside DDP / ComposerModel wrappers."""
     model = getattr(model, "module", model)  # DistributedDataParallel
     return getattr(model, "model", model)  # ComposerDecoder → Transformer
+
+
+def full_decoder(decoder: torch.nn.Module) -> torch.nn.Module:
+    """``decoder`` itself when its parameters are whole; under FSDP a plain copy with every
+    parameter all-gathered. Collective under FSDP: every rank must call it."""
+    params = dict(decoder.named_parameters())
+    if not any(isinstance(p, DTensor) for p in params.values()):
+        return decoder
+    device = next(p.to_local().device for p in params.values() if isinstance(p, DTensor))
+    # fork_rng: building the copy must not move the training run's random state (resume determinism)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.device(device):
+        copy = Transformer(decoder.cfg)
+    with torch.no_grad():
+        for name, p in copy.named_parameters():  # same order on every rank: the all-gathers pair up
+            source = params[name]
+            p.copy_(source.full_tensor() if isinstance(source, DTensor) else source)
+    return copy.eval()
+
+
+def rank_share(problems: dict[str, dict], rank: int, world: int) -> dict[str, dict]:
+    """Problems ``rank, rank + world, ...`` (round-robin, so every rank gets a similar load)."""
+    return dict(list(problems.items())[rank::world])
 
 
 class HumanEvalCallback(Callback):
@@ -65,26 +98,51 @@ class HumanEvalCallback(Callback):
         return GenerationConfig(n_samples=c.n_samples, temperature=c.temperature, top_p=c.top_p,
                                 max_new_tokens=c.max_new_tokens, batch_size=c.n_samples)  # fmt: skip
 
-    def evaluate(self, model: torch.nn.Module, tokenizer: Tokenizer) -> dict[str, float]:
-        """pass@k of ``model`` on the first ``n_problems`` problems; restores train/eval mode."""
+    def _problems_all(self) -> dict[str, dict]:
         if self._problems is None:
             self._problems = load_problems(limit=self.cfg.n_problems)
+        return self._problems
+
+    def sample_and_run(self, model: torch.nn.Module, tokenizer: Tokenizer, problems: dict[str, dict]) -> list[dict]:
+        """Samples for ``problems``, executed in the sandbox; restores the model's train/eval mode.
+
+        Problem i (its position among all ``n_problems``) samples with seed ``seed + i``.
+        """
+        index = {task: i for i, task in enumerate(self._problems_all())}
+        gen = self.generation_config()
         was_training = model.training
+        on_gpu = next(model.parameters()).is_cuda
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_gpu else contextlib.nullcontext()
+        samples = []
         try:
-            samples = sample_humaneval(model, tokenizer, self._problems, self.generation_config())
+            with autocast:
+                for task, problem in problems.items():
+                    seeded = dataclasses.replace(gen, seed=gen.seed + index[task])
+                    samples += sample_humaneval(model, tokenizer, {task: problem}, seeded)
         finally:
             model.train(was_training)
+        if not samples:
+            return []
         with Sandbox(self.cfg.sandbox, self.cfg.workers) as sandbox:  # closed right away: no idle sandboxes during training
-            results = execute_samples(self._problems, samples, sandbox, self.cfg.workers)
-        return pass_at_k(results, self.cfg.k)
+            return execute_samples(problems, samples, sandbox, self.cfg.workers)
+
+    def evaluate(self, model: torch.nn.Module, tokenizer: Tokenizer) -> dict[str, float]:
+        """pass@k of ``model`` on the first ``n_problems`` problems, in this process alone."""
+        return pass_at_k(self.sample_and_run(model, tokenizer, self._problems_all()), self.cfg.k)
 
     def batch_end(self, state: State, logger: Logger) -> None:
         batch = int(state.timestamp.batch)
-        if batch == 0 or batch % self.cfg.every_n_batches or dist.get_global_rank() != 0:
+        if batch == 0 or batch % self.cfg.every_n_batches:
             return
         start = time.monotonic()
-        scores = self.evaluate(unwrap(state.model), self._tokenizer_for(state))
+        tokenizer = self._tokenizer_for(state)
+        model = full_decoder(unwrap(state.model))  # every rank, in step
+        mine = rank_share(self._problems_all(), dist.get_global_rank(), dist.get_world_size())
+        results = [r for part in dist.all_gather_object(self.sample_and_run(model, tokenizer, mine)) for r in part]
+        del model  # the gathered copy (FSDP) is freed before training resumes
+        scores = pass_at_k(results, self.cfg.k)
         self.history.append((batch, scores))
         metrics = {f"humaneval/{name}": value for name, value in scores.items()}
         metrics["humaneval/seconds"] = time.monotonic() - start
+        metrics["humaneval/samples"] = len(results)
         logger.log_metrics(metrics)

@@ -1,7 +1,8 @@
-"""Composer wrapper: batches of ``input_ids``/``labels`` (+ optional ``prefix_len``) → loss and metrics."""
+"""Composer wrapper: batches of ``input_ids``/``labels`` (+ ``segment_ids``, optional ``prefix_len``) → loss and metrics."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -9,7 +10,16 @@ from composer.metrics.nlp import LanguageCrossEntropy, LanguagePerplexity
 from composer.models import ComposerModel
 
 from llmfoundry_lite.models.config import ModelConfig
-from llmfoundry_lite.models.transformer import Block, Transformer, lm_loss
+from llmfoundry_lite.models.loss import lm_loss
+from llmfoundry_lite.models.transformer import Block, Transformer
+
+
+def non_pad_tokens(batch: dict[str, torch.Tensor]) -> int:
+    """Tokens of a batch that are not padding: segment id 0 marks padding (the objectives emit
+    ``segment_ids``); a batch without segment ids holds no padding by contract."""
+    if "segment_ids" in batch:
+        return int((batch["segment_ids"] != 0).sum())
+    return batch["input_ids"].numel()
 
 
 class ComposerDecoder(ComposerModel):
@@ -17,12 +27,15 @@ class ComposerDecoder(ComposerModel):
 
     ``flops_per_batch`` lets Composer's SpeedMonitor report FLOP/s and MFU with the formula
     of ``ModelConfig.flops_per_token``. Blocks are the FSDP wrap / activation-checkpoint unit.
+    ``init_device="meta"`` builds the decoder's weights without memory (FSDP ranks other than
+    0 do this; rank 0's initialised weights are then broadcast into the shards).
     """
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, init_device: str | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.model = Transformer(cfg)
+        with torch.device(init_device) if init_device else contextlib.nullcontext():
+            self.model = Transformer(cfg)
         # No train metrics: they would recompute the loss over the full logits every step;
         # the training loss is logged by Composer anyway (loss/train/total).
         self.train_metrics: dict[str, Any] = {}
@@ -31,7 +44,7 @@ class ComposerDecoder(ComposerModel):
         self.model.activation_checkpointing_fn = lambda module: isinstance(module, Block)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model(batch["input_ids"], prefix_len_B=batch.get("prefix_len"))  # (B, T, V)
+        return self.model(batch["input_ids"], segment_ids_BT=batch.get("segment_ids"), prefix_len_B=batch.get("prefix_len"))  # (B, T, V)
 
     def loss(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor], *args: Any, **kwargs: Any) -> torch.Tensor:
         return lm_loss(outputs, batch["labels"])
@@ -48,5 +61,7 @@ class ComposerDecoder(ComposerModel):
         metric.update(outputs[:, :-1].reshape(-1, V).float(), batch["labels"][:, 1:].reshape(-1))
 
     def flops_per_batch(self, batch: dict[str, torch.Tensor]) -> float:
-        B, T = batch["input_ids"].shape
-        return self.cfg.flops_per_token(T) * B * T
+        """Model FLOPs of the batch's non-padding tokens: padding is computed but is not useful
+        work, so MFU (like tokens/s, see ``training/parallel.py``) leaves it out."""
+        T = batch["input_ids"].shape[1]
+        return self.cfg.flops_per_token(T) * non_pad_tokens(batch)

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 from llmfoundry_lite.validate import require_positive
 
+ATTN_IMPLS = ("auto", "sdpa", "flex")
+"""Valid ``attn_impl`` values (``models.attention`` dispatches on them)."""
+
 
 @dataclass
 class ModelConfig:
@@ -36,9 +39,15 @@ class ModelConfig:
     tie_embeddings: bool = False
     """Share input embedding and output projection weights."""
     doc_mask: bool = False
-    """Mask attention across end-of-text boundaries inside packed contexts."""
+    """Keep attention inside each document of a packed context, as given by the batch's
+    ``segment_ids`` (emitted by the objectives); a forward without segment ids is one document."""
+    attn_impl: str = "auto"
+    """Attention kernel when a mask is needed (documents or UL2 prefix): ``sdpa`` (dense boolean
+    mask; GPUs fall back from flash to the efficient kernel), ``flex`` (FlexAttention block mask,
+    compiled on CUDA, eager reference on CPU), ``auto`` (flex on CUDA, sdpa elsewhere). Unmasked
+    causal attention always takes SDPA's flash path."""
     eos_id: int = 0
-    """Token id that ends a document (used by doc_mask)."""
+    """Token id that ends a document (exported as the HF eos/bos id; the model itself never reads it)."""
     init_std: float = 0.02
     """Std of the normal init; residual output projections get init_std / sqrt(2·n_layers)."""
 
@@ -51,6 +60,8 @@ class ModelConfig:
             raise ValueError(f"model.n_heads={self.n_heads} is not divisible by model.n_kv_heads={kv}")
         if (self.d_model // self.n_heads) % 2:
             raise ValueError(f"model.d_model / model.n_heads = {self.d_model // self.n_heads} must be even for RoPE")
+        if self.attn_impl not in ATTN_IMPLS:
+            raise ValueError(f"unknown model.attn_impl {self.attn_impl!r}; choose from {sorted(ATTN_IMPLS)}")
         if self.ffn_hidden_size is not None and self.ffn_hidden_size <= 0:
             raise ValueError(f"model.ffn_hidden_size must be positive or null, got {self.ffn_hidden_size}")
 

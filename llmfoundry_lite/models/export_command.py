@@ -1,5 +1,10 @@
 """``python scripts/export_hf.py CHECKPOINT --output DIR``: export, reload with transformers, generate.
 
+CHECKPOINT is a Composer checkpoint in either format — a ``.pt`` file or a sharded (torch
+distributed-checkpoint) directory — or a training save folder (its ``latest-rank0.pt``). The
+weights stream from the checkpoint into safetensors shards one tensor at a time, so neither a GPU,
+a process group nor memory for the whole model is needed.
+
 The export is only useful if the transformers ecosystem can load it, so the command
 proves that right away: it reloads ``DIR`` with ``AutoModelForCausalLM`` and
 ``AutoTokenizer`` (no llmfoundry_lite code involved) and greedily completes a prompt,
@@ -12,15 +17,53 @@ import argparse
 from pathlib import Path
 
 DEFAULT_PROMPT = "def add(a, b):\n"
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def parse_size(text: str) -> int:
+    """``"2GB"`` (10^9), ``"500MiB"`` (2^20), ``"20KB"`` or plain bytes → bytes, as HF's
+    ``max_shard_size`` reads it."""
+    from transformers.utils.hub import convert_file_size_to_int
+
+    try:
+        size = int(text) if text.isdigit() else convert_file_size_to_int(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--max-shard-size {text!r}: give bytes or e.g. 2GB, 500MB, 1GiB") from e
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"--max-shard-size must be positive, got {text!r}")
+    return size
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="scripts/export_hf.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint", help="Composer checkpoint (.pt) or training save folder")
+    p.add_argument("checkpoint", help="Composer checkpoint (.pt file or sharded directory) or training save folder")
     p.add_argument("--output", required=True, help="directory for the Hugging Face export")
+    p.add_argument("--max-shard-size", type=parse_size, default="2GB",
+                   help="largest safetensors file (HF units: 2GB = 2e9 bytes, 2GiB = 2^31); default 2GB")
+    p.add_argument("--dtype", choices=DTYPES, default="float32", help="dtype of the exported weights")
     p.add_argument("--prompt", default=DEFAULT_PROMPT, help="text to complete after reloading")
     p.add_argument("--max-new-tokens", type=int, default=48, help="length of the sample completion")
     return p.parse_args(argv)
+
+
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, max_shard_bytes: int,
+                      dtype: str = "float32") -> tuple[Path, int]:
+    """Stream a Composer checkpoint (either format) into a LlamaForCausalLM directory stored as
+    ``dtype`` (one of ``DTYPES``); returns the directory and the number of parameters exported."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r}; choose from {list(DTYPES)}")
+    import torch
+
+    from llmfoundry_lite.models.checkpoint_io import iter_transformer_tensors, locate_checkpoint, read_run_info
+    from llmfoundry_lite.models.hf_export import export_tensors
+    from llmfoundry_lite.models.load import run_tokenizer
+
+    ckpt = locate_checkpoint(checkpoint)
+    info = read_run_info(ckpt)
+    tokenizer = run_tokenizer(info.tokenizer_json, ckpt.path)
+    out = export_tensors(iter_transformer_tensors(ckpt), info.model_cfg, tokenizer, out_dir, max_shard_bytes,
+                         getattr(torch, dtype))
+    return out, info.model_cfg.num_params()
 
 
 def generate_with_transformers(export_dir: Path, prompt: str, max_new_tokens: int) -> str:
@@ -39,13 +82,9 @@ def generate_with_transformers(export_dir: Path, prompt: str, max_new_tokens: in
 
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
-    from llmfoundry_lite.models.hf_export import export_hf
-    from llmfoundry_lite.models.load import load_for_inference
-
-    model, tokenizer = load_for_inference(args.checkpoint)
-    out = export_hf(model, tokenizer, args.output)
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"exported {n_params:,} parameters to {out} (LlamaForCausalLM + tokenizer)")
+    out, n_params = export_checkpoint(args.checkpoint, args.output, args.max_shard_size, args.dtype)
+    shards = sorted(p.name for p in out.glob("model*.safetensors"))
+    print(f"exported {n_params:,} parameters to {out} (LlamaForCausalLM + tokenizer, {len(shards)} safetensors file(s))")
     completion = generate_with_transformers(out, args.prompt, args.max_new_tokens)
     text = args.prompt + completion
     (out / "sample_generation.txt").write_text(text)

@@ -1,16 +1,33 @@
 """Export to / import from Hugging Face ``LlamaForCausalLM`` (same math: RoPE halves layout,
-RMSNorm, SwiGLU, no biases), so vLLM and the transformers ecosystem can load our models."""
+RMSNorm, SwiGLU, no biases), so vLLM and the transformers ecosystem can load our models.
+
+The export streams: weights arrive as (name, tensor) pairs — from a live model or straight from a
+checkpoint (``checkpoint_io``) — and leave as safetensors shards in HF's layout
+(``model-00001-of-0000N.safetensors`` + ``model.safetensors.index.json``, or one
+``model.safetensors`` when everything fits one shard). Memory holds one shard (twice while
+safetensors serializes it) and the tensor being read, whatever the size of the model.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
 from llmfoundry_lite.models.config import ModelConfig
 from llmfoundry_lite.models.transformer import Transformer
 from llmfoundry_lite.tokenizer.special import EOS, PAD
+
+# HF's file names (transformers.utils.SAFE_WEIGHTS_NAME / SAFE_WEIGHTS_INDEX_NAME), spelled out so
+# that writing an export does not import transformers.
+WEIGHTS_NAME = "model.safetensors"
+INDEX_NAME = "model.safetensors.index.json"
+DEFAULT_MAX_SHARD_BYTES = 2 * 10**9  # "2GB": big enough for few files, small enough to hold in RAM
 
 # our parameter name → HF name(s) inside layer i; fused weights are split by rows in this order.
 _LAYER_NAMES = {
@@ -33,22 +50,29 @@ def _row_split(name: str, cfg: ModelConfig) -> list[int]:
     return []
 
 
-def to_hf_state(ours: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    """Our state dict → LlamaForCausalLM's (fused q/k/v and gate/up split back into HF's matrices)."""
-    out = {}
-    for name, t in ours.items():
-        if name in _TOP_NAMES:
-            out[_TOP_NAMES[name]] = t
-            continue
-        _, layer, rest = name.split(".", 2)  # blocks.{i}.<rest>
-        parts = t.split(_row_split(name, cfg)) if _row_split(name, cfg) else [t]
-        for hf_name, part in zip(_LAYER_NAMES[rest], parts, strict=True):
-            out[f"model.layers.{layer}.{hf_name}"] = part
-    return out
+def hf_names(cfg: ModelConfig) -> set[str]:
+    """Every weight an exported ``LlamaForCausalLM`` of this shape stores (tied heads store none)."""
+    names = {hf for ours, hf in _TOP_NAMES.items() if not (cfg.tie_embeddings and ours == "lm_head.weight")}
+    for i in range(cfg.n_layers):
+        names |= {f"model.layers.{i}.{hf}" for hfs in _LAYER_NAMES.values() for hf in hfs}
+    return names
+
+
+def to_hf_tensors(name: str, t: torch.Tensor, cfg: ModelConfig) -> list[tuple[str, torch.Tensor]]:
+    """One of our tensors → its LlamaForCausalLM name(s); fused q/k/v and gate/up are split back
+    into HF's matrices (views of ``t``)."""
+    if name in _TOP_NAMES:
+        return [(_TOP_NAMES[name], t)]
+    parts = name.split(".", 2)  # blocks.{i}.<rest>
+    if len(parts) != 3 or parts[0] != "blocks" or parts[2] not in _LAYER_NAMES:
+        raise ValueError(f"no LlamaForCausalLM name for weight {name!r}; extend hf_export._LAYER_NAMES")
+    split = _row_split(name, cfg)
+    pieces = t.split(split) if split else [t]
+    return [(f"model.layers.{parts[1]}.{hf}", p) for hf, p in zip(_LAYER_NAMES[parts[2]], pieces, strict=True)]
 
 
 def from_hf_state(hf: dict[str, torch.Tensor], model: Transformer) -> dict[str, torch.Tensor]:
-    """LlamaForCausalLM's state dict → ours (the inverse of ``to_hf_state``)."""
+    """LlamaForCausalLM's state dict → ours (the inverse of ``to_hf_tensors``)."""
     out = {}
     for name, _ in model.named_parameters():
         if name in _TOP_NAMES:
@@ -71,27 +95,112 @@ def llama_config(cfg: ModelConfig):  # -> transformers.LlamaConfig
     )
 
 
-def export_hf(model: Transformer, tokenizer: Tokenizer, out_dir: str | Path) -> Path:
-    """Write ``config.json``, ``model.safetensors`` and tokenizer files loadable by
-    ``AutoModelForCausalLM.from_pretrained(out_dir)`` / ``AutoTokenizer.from_pretrained(out_dir)``."""
-    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+def _remove_old_weights(out: Path) -> None:
+    # A previous export with another shard count would leave files that transformers prefers
+    # (model.safetensors wins over an index) — HF's save_pretrained cleans the same way.
+    for f in [*out.glob("model-*-of-*.safetensors"), out / WEIGHTS_NAME, out / INDEX_NAME]:
+        f.unlink(missing_ok=True)
+
+
+def write_safetensors_shards(tensors: Iterable[tuple[str, torch.Tensor]], out_dir: str | Path,
+                             max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> dict[str, str]:
+    """Write (name, tensor) pairs as HF-style safetensors shards; returns name → file.
+
+    A shard is flushed before it would pass ``max_shard_bytes`` (a larger tensor gets a shard to
+    itself), so memory holds one shard. The shard count is known only at the end: shards are
+    written under provisional names and renamed ``model-0000i-of-0000N.safetensors``.
+    """
+    if max_shard_bytes <= 0:
+        raise ValueError(f"max_shard_bytes must be positive, got {max_shard_bytes}")
+    out = Path(out_dir)
+    _remove_old_weights(out)
+    provisional: list[tuple[Path, list[str]]] = []
+    shard: dict[str, torch.Tensor] = {}
+    seen: set[str] = set()
+    size = total = 0
+
+    def flush() -> None:
+        path = out / f".shard-{len(provisional):05d}.safetensors.tmp"
+        save_file(shard, str(path), metadata={"format": "pt"})  # transformers checks the format tag
+        provisional.append((path, list(shard)))
+        shard.clear()
+
+    try:
+        for name, t in tensors:
+            nbytes = t.numel() * t.element_size()
+            if shard and size + nbytes > max_shard_bytes:
+                flush()
+                size = 0
+            if name in seen:
+                raise ValueError(f"weight {name!r} was given twice")
+            seen.add(name)
+            shard[name] = t
+            size, total = size + nbytes, total + nbytes
+        if shard or not provisional:
+            flush()
+    except BaseException:
+        for path, _ in provisional:  # no half-written export left behind to be mistaken for a whole one
+            path.unlink(missing_ok=True)
+        raise
+    n = len(provisional)
+    weight_map = {}
+    for i, (path, names) in enumerate(provisional):
+        final = WEIGHTS_NAME if n == 1 else f"model-{i + 1:05d}-of-{n:05d}.safetensors"
+        os.replace(path, out / final)
+        weight_map.update(dict.fromkeys(names, final))
+    if n > 1:
+        index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+        (out / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
+    return weight_map
+
+
+def _hf_stream(tensors: Iterable[tuple[str, torch.Tensor]], cfg: ModelConfig,
+               dtype: torch.dtype) -> Iterator[tuple[str, torch.Tensor]]:
+    for name, t in tensors:
+        # A tied head is the embedding itself; transformers re-ties it from config.tie_word_embeddings.
+        tied_head = cfg.tie_embeddings and name == "lm_head.weight"
+        pieces = [] if tied_head else to_hf_tensors(name, t.detach(), cfg)
+        # Split pieces are views of one tensor: safetensors refuses tensors that share memory, and a
+        # view would keep the whole source alive, so those are copied; whole tensors pass as they are.
+        owned = [(hf_name, part.to(device="cpu", dtype=dtype, memory_format=torch.contiguous_format,
+                                   copy=len(pieces) > 1)) for hf_name, part in pieces]
+        del t, pieces  # freed before the next one is read (a live model's parameter just loses a name)
+        yield from owned
+
+
+def export_tensors(tensors: Iterable[tuple[str, torch.Tensor]], cfg: ModelConfig, tokenizer: Tokenizer,
+                   out_dir: str | Path, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+                   dtype: torch.dtype = torch.float32) -> Path:
+    """Write a LlamaForCausalLM directory from our weights, given one at a time by parameter name.
+
+    ``out_dir`` gets ``config.json``, ``generation_config.json``, the safetensors weights (sharded
+    at ``max_shard_bytes``, stored as ``dtype``) and the tokenizer files; it loads with
+    ``AutoModelForCausalLM.from_pretrained(out_dir)`` / ``AutoTokenizer.from_pretrained(out_dir)``.
+    """
+    from transformers import GenerationConfig, PreTrainedTokenizerFast
 
     out = Path(out_dir)
-    hf = LlamaForCausalLM(llama_config(model.cfg))
-    ours = {n: p.detach().float().cpu() for n, p in model.named_parameters()}
-    if model.cfg.tie_embeddings:
-        ours.setdefault("lm_head.weight", ours["embed.weight"])
-    hf_state = to_hf_state(ours, model.cfg)
-    missing, unexpected = hf.load_state_dict(hf_state, strict=False)
-    missing = [m for m in missing if not (model.cfg.tie_embeddings and m == "lm_head.weight")]
+    out.mkdir(parents=True, exist_ok=True)
+    weight_map = write_safetensors_shards(_hf_stream(tensors, cfg, dtype), out, max_shard_bytes)
+    missing, unexpected = sorted(hf_names(cfg) - set(weight_map)), sorted(set(weight_map) - hf_names(cfg))
     if missing or unexpected:
         raise ValueError(f"weight mapping to LlamaForCausalLM failed: missing={missing} unexpected={unexpected}")
-    hf.save_pretrained(out)
+    config = llama_config(cfg)
+    config.architectures = ["LlamaForCausalLM"]  # vLLM picks its model class from this
+    config.dtype = dtype
+    config.save_pretrained(out)
+    GenerationConfig.from_model_config(config).save_pretrained(out)
     # split_special_tokens: literal "<fim_prefix>" in code stays text under transformers too.
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, bos_token=EOS, pad_token=PAD,
                                    split_special_tokens=True)
     fast.save_pretrained(out)
     return out
+
+
+def export_hf(model: Transformer, tokenizer: Tokenizer, out_dir: str | Path,
+              max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, dtype: torch.dtype = torch.float32) -> Path:
+    """``export_tensors`` for a model in memory (same files, same writer)."""
+    return export_tensors(model.named_parameters(), model.cfg, tokenizer, out_dir, max_shard_bytes, dtype)
 
 
 def from_hf(path: str | Path) -> Transformer:

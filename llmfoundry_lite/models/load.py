@@ -1,4 +1,5 @@
-"""Load a trained model for inference from a Composer checkpoint, a save folder or an HF export."""
+"""Load a trained model for inference from a Composer checkpoint (either format), a save folder
+or an HF export."""
 
 from __future__ import annotations
 
@@ -7,47 +8,52 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
-from llmfoundry_lite.models.config import ModelConfig
+from llmfoundry_lite.models.checkpoint_io import (
+    Checkpoint,
+    iter_transformer_tensors,
+    locate_checkpoint,
+    read_run_info,
+)
 from llmfoundry_lite.models.transformer import Transformer
 from llmfoundry_lite.tokenizer import load_tokenizer, text_safe
 
-LATEST = "latest-rank0.pt"
+
+def run_tokenizer(tokenizer_json: str | None, where: Path) -> Tokenizer:
+    """The tokenizer a checkpoint carries, made safe for decoding model output."""
+    if tokenizer_json is None:
+        raise ValueError(f"{where} was trained without a tokenizer directory; cannot decode its outputs")
+    return text_safe(Tokenizer.from_str(tokenizer_json))
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A ``.pt`` file as is; a save folder → its ``latest-rank0.pt`` (or newest ``*.pt``)."""
-    p = Path(path)
-    if p.is_file():
-        return p
-    if not p.is_dir():
-        raise FileNotFoundError(f"no checkpoint, save folder or HF export at {p}")
-    if (p / LATEST).exists():
-        return (p / LATEST).resolve()
-    ckpts = sorted(p.glob("*.pt"), key=lambda f: f.stat().st_mtime)
-    if not ckpts:
-        raise FileNotFoundError(f"{p} holds no *.pt checkpoint and no config.json (HF export)")
-    return ckpts[-1]
-
-
-def _from_composer(ckpt: Path) -> tuple[Transformer, Tokenizer]:
-    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
-    info = saved["state"].get("callbacks", {}).get("RunInfo")
-    if info is None:
-        raise ValueError(f"{ckpt} carries no RunInfo (model config + tokenizer); was it written by train.py?")
-    model = Transformer(ModelConfig(**info["model_config"]))
-    weights = {k.removeprefix("model."): v for k, v in saved["state"]["model"].items()}
-    model.load_state_dict(weights)
-    if info["tokenizer_json"] is None:
-        raise ValueError(f"{ckpt} was trained without a tokenizer directory; cannot decode its outputs")
-    return model, text_safe(Tokenizer.from_str(info["tokenizer_json"]))
+def _from_composer(ckpt: Checkpoint) -> tuple[Transformer, Tokenizer]:
+    info = read_run_info(ckpt)
+    tokenizer = run_tokenizer(info.tokenizer_json, ckpt.path)  # fail before reading any weights
+    model = Transformer(info.model_cfg)
+    targets = model.state_dict()  # shares storage with the model: copying into it loads the weights
+    seen, unexpected = set(), []
+    with torch.no_grad():
+        for name, t in iter_transformer_tensors(ckpt):  # one tensor at a time: peak is model + one tensor
+            if name in targets and targets[name].shape == t.shape:
+                targets[name].copy_(t)
+                seen.add(name)
+            else:
+                unexpected.append(f"{name}{tuple(t.shape)}")
+            del t  # freed before the next one is read
+    missing = sorted(set(targets) - seen)
+    if info.model_cfg.tie_embeddings and "lm_head.weight" in missing and "embed.weight" in seen:
+        missing.remove("lm_head.weight")  # the same tensor as the embedding
+    if missing or unexpected:
+        raise ValueError(f"{ckpt.path} does not match its model config {info.model_cfg}: "
+                         f"missing={missing} unexpected={unexpected}")
+    return model, tokenizer
 
 
 def load_for_inference(path: str, device: str = "cpu") -> tuple[Transformer, Tokenizer]:
     """The model (eval mode, on ``device``) and its tokenizer.
 
-    ``path`` is a Composer checkpoint (``.pt``), a training save folder (its latest
-    checkpoint is used) or a directory written by ``export_hf`` (``config.json`` +
-    ``model.safetensors`` + ``tokenizer.json``).
+    ``path`` is a Composer checkpoint — a ``.pt`` file or a sharded (torch distributed-checkpoint)
+    directory —, a training save folder (its ``latest-rank0.pt`` is followed) or a directory
+    written by ``export_hf`` (``config.json`` + safetensors weights + ``tokenizer.json``).
     """
     p = Path(path)
     if p.is_dir() and (p / "config.json").is_file():
@@ -55,5 +61,5 @@ def load_for_inference(path: str, device: str = "cpu") -> tuple[Transformer, Tok
 
         model, tokenizer = from_hf(p), load_tokenizer(p)
     else:
-        model, tokenizer = _from_composer(resolve_checkpoint(p))
+        model, tokenizer = _from_composer(locate_checkpoint(p))
     return model.to(device).eval(), tokenizer

@@ -3,8 +3,9 @@
 Shape legend used in names and comments: B batch, T query length, S key length (cache
 included), C d_model, H query heads, K key/value heads, D head dim, E = D/2,
 V vocab, F ffn size, J = H + K, X = (H + 2K)·D.
-Attention goes through ``scaled_dot_product_attention`` so GPUs get the flash/efficient
-kernels; a mask is built only when documents (or a UL2 prefix) need one.
+Attention goes through ``models.attention``: SDPA's causal flash path when no mask is
+needed; when documents (segment ids) or a UL2 prefix need one, a dense mask for SDPA or a
+FlexAttention block mask (``model.attn_impl``), built once per forward for all layers.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmfoundry_lite.models.attention import Mask, attend, build_mask
 from llmfoundry_lite.models.config import ModelConfig
-
-IGNORE_INDEX = -100
 
 
 def rope_tables(head_dim: int, length: int, theta: float, device: torch.device | None = None) -> torch.Tensor:
@@ -35,29 +35,6 @@ def apply_rope(x_BTND: torch.Tensor, cos_TE: torch.Tensor, sin_TE: torch.Tensor)
     x1, x2 = x_BTND.chunk(2, dim=-1)
     cos, sin = cos_TE[:, None, :], sin_TE[:, None, :]  # broadcast over heads
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x_BTND.dtype)
-
-
-def attention_mask(input_ids_BT: torch.Tensor, eos_id: int, doc_mask: bool,
-                   prefix_len_B: torch.Tensor | None) -> torch.Tensor | None:
-    """Boolean (B, 1, T, T) mask (True = may attend), or None for plain causal attention.
-
-    With ``doc_mask`` a token sees only earlier tokens of its own document; a document's
-    closing EOS belongs to it. With ``prefix_len_B`` (UL2 prefix-LM) positions inside the
-    prefix also see each other bidirectionally.
-    """
-    if not doc_mask and prefix_len_B is None:
-        return None
-    T = input_ids_BT.shape[1]
-    pos = torch.arange(T, device=input_ids_BT.device)
-    mask_BTT = (pos[None, :] <= pos[:, None]).expand(input_ids_BT.shape[0], T, T)
-    if doc_mask:
-        is_eos = (input_ids_BT == eos_id).long()
-        doc_BT = torch.cumsum(is_eos, dim=1) - is_eos  # EOS closes its own document
-        mask_BTT = mask_BTT & (doc_BT[:, :, None] == doc_BT[:, None, :])
-    if prefix_len_B is not None:
-        in_prefix_BT = pos[None, :] < prefix_len_B.reshape(-1, 1)
-        mask_BTT = mask_BTT | (in_prefix_BT[:, :, None] & in_prefix_BT[:, None, :])
-    return mask_BTT[:, None]
 
 
 class KVCache:
@@ -85,7 +62,7 @@ class Attention(nn.Module):
         self.qkv_proj = nn.Linear(cfg.d_model, sum(self.split), bias=False)
         self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
 
-    def forward(self, x_BTC: torch.Tensor, rope_2TE: torch.Tensor, mask: torch.Tensor | None,
+    def forward(self, x_BTC: torch.Tensor, rope_2TE: torch.Tensor, mask: Mask,
                 cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         B, T, _ = x_BTC.shape
         qkv_BTX = self.qkv_proj(x_BTC)  # X = (H + 2K)·D
@@ -107,9 +84,7 @@ class Attention(nn.Module):
             elif T == 1:
                 causal = False
             k_BKTD, v_BKTD = k_BKSD, v_BKSD
-        y_BHTD = F.scaled_dot_product_attention(
-            q_BHTD, k_BKTD, v_BKTD, attn_mask=mask, is_causal=causal, enable_gqa=self.n_kv != self.n_heads,
-        )
+        y_BHTD = attend(q_BHTD, k_BKTD, v_BKTD, mask, causal)
         return self.o_proj(y_BHTD.transpose(1, 2).reshape(B, T, -1))
 
 
@@ -135,7 +110,7 @@ class Block(nn.Module):
         self.mlp_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.mlp = SwiGLU(cfg)
 
-    def forward(self, x_BTC: torch.Tensor, rope_2TE: torch.Tensor, mask: torch.Tensor | None,
+    def forward(self, x_BTC: torch.Tensor, rope_2TE: torch.Tensor, mask: Mask,
                 cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         x_BTC = x_BTC + self.attn(self.attn_norm(x_BTC), rope_2TE, mask, cache, layer)
         return x_BTC + self.mlp(self.mlp_norm(x_BTC))
@@ -177,28 +152,29 @@ class Transformer(nn.Module):
                 self.rope = rope_tables(self.cfg.head_dim, 2 * end, self.cfg.rope_theta, self.rope.device)
         return self.rope[:, start:end]
 
-    def forward(self, input_ids_BT: torch.Tensor, prefix_len_B: torch.Tensor | None = None,
-                cache: KVCache | None = None) -> torch.Tensor:
-        T = input_ids_BT.shape[1]
+    def forward(self, input_ids_BT: torch.Tensor, segment_ids_BT: torch.Tensor | None = None,
+                prefix_len_B: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
+        """Logits (B, T, V) for ``input_ids_BT``.
+
+        ``segment_ids_BT`` (B, T): document of each token (0 = padding), as the objectives emit
+        it; used only with ``cfg.doc_mask``, where a token sees only its own segment. With
+        ``doc_mask`` and no segment ids the row is one document (plain causal): the model never
+        guesses documents from EOS tokens (use ``attention.segments_from_eos`` on raw packed rows).
+        ``prefix_len_B`` (B,): UL2 prefix-LM, the first ``prefix_len`` positions see each other.
+        ``cache``: incremental decoding, causal only.
+        """
+        B, T = input_ids_BT.shape
+        if cache is not None and (segment_ids_BT is not None or prefix_len_B is not None):
+            raise ValueError("segment_ids_BT and prefix_len_B are for full-sequence forwards, not with a KV cache")
+        if segment_ids_BT is not None and segment_ids_BT.shape != input_ids_BT.shape:
+            raise ValueError(f"segment_ids_BT has shape {tuple(segment_ids_BT.shape)}, input_ids_BT {(B, T)}")
         start = 0 if cache is None else cache.pos
         rope_2TE = self._rope_for(start, T)
-        mask = None
-        if cache is None:
-            mask = attention_mask(input_ids_BT, self.cfg.eos_id, self.cfg.doc_mask, prefix_len_B)
+        mask = build_mask(self.cfg.attn_impl, self.cfg.doc_mask, segment_ids_BT, prefix_len_B, B, T,
+                          input_ids_BT.device)
         x_BTC = self.embed(input_ids_BT)
         for i, block in enumerate(self.blocks):
             x_BTC = block(x_BTC, rope_2TE, mask, cache, i)
         if cache is not None:
             cache.pos += T
         return self.lm_head(self.norm(x_BTC))  # (B, T, V)
-
-
-def lm_loss(logits_BTV: torch.Tensor, labels_BT: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy: position t predicts labels[t+1]; -100 is ignored.
-
-    The labels are shifted (the last position gets -100) rather than the logits sliced, so the
-    (B·T, V) logits go to one cross-entropy call as a view, without a copy; float32 math.
-    """
-    V = logits_BTV.shape[-1]
-    shifted_BT = F.pad(labels_BT[:, 1:], (0, 1), value=IGNORE_INDEX)
-    return F.cross_entropy(logits_BTV.reshape(-1, V).float(), shifted_BT.reshape(-1), ignore_index=IGNORE_INDEX)

@@ -71,8 +71,23 @@ def split_fragments(content: np.ndarray, eos_id: int) -> list[Fragment]:
     return frags
 
 
+def eos_segment_ids(tokens: np.ndarray, eos_id: int, pad_id: int) -> np.ndarray:
+    """Segment ids (int64) of a packed context: 1, 2, 3, ... per document, 0 on padding.
+
+    A document runs up to and including its closing end-of-text (the layout of untouched
+    contexts: next-token and UL2's too-short fallback).
+    """
+    is_eos = (tokens == eos_id).astype(np.int64)
+    doc = np.cumsum(is_eos) - is_eos + 1  # the EOS still belongs to the document it closes
+    return np.where(tokens == pad_id, 0, doc).astype(np.int64)
+
+
 def pad_to_length(pieces: list[np.ndarray], max_seq_len: int, pad_id: int) -> dict[str, np.ndarray]:
-    """Concatenate, pad to ``max_seq_len``; labels equal the inputs except -100 on padding."""
+    """Concatenate, pad to ``max_seq_len``; labels equal the inputs except -100 on padding.
+
+    ``segment_ids`` number the non-empty pieces 1, 2, 3, ... (0 on padding): each piece is one
+    document for attention, whatever end-of-text tokens it holds or lacks.
+    """
     body = np.concatenate(pieces).astype(np.int64) if pieces else np.zeros(0, dtype=np.int64)
     if len(body) > max_seq_len:
         raise RuntimeError(f"objective produced {len(body)} tokens > max_seq_len={max_seq_len}")
@@ -80,11 +95,17 @@ def pad_to_length(pieces: list[np.ndarray], max_seq_len: int, pad_id: int) -> di
     input_ids[: len(body)] = body
     labels = np.full(max_seq_len, IGNORE_INDEX, dtype=np.int64)
     labels[: len(body)] = body
-    return {"input_ids": input_ids, "labels": labels}
+    lengths = np.array([len(p) for p in pieces if len(p)], dtype=np.int64)
+    segment_ids = np.zeros(max_seq_len, dtype=np.int64)
+    segment_ids[: len(body)] = np.repeat(np.arange(1, len(lengths) + 1), lengths)
+    return {"input_ids": input_ids, "labels": labels, "segment_ids": segment_ids}
 
 
 class FIM:
-    """The FIM objective: ``fim(tokens, rng) -> {"input_ids", "labels"}`` for one packed context."""
+    """The FIM objective: ``fim(tokens, rng) -> {"input_ids", "labels", "segment_ids"}`` for one packed context.
+
+    Each placed fragment (transformed or plain) is its own segment.
+    """
 
     def __init__(self, cfg: FIMConfig, tokenizer: Tokenizer, special: SpecialIds, max_seq_len: int) -> None:
         self.fim_rate = cfg.fim_rate

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from llmfoundry_lite.objectives.config import ObjectiveConfig
-from llmfoundry_lite.objectives.fim import FIM, IGNORE_INDEX
+from llmfoundry_lite.objectives.fim import FIM, IGNORE_INDEX, eos_segment_ids
 from llmfoundry_lite.objectives.special_ids import SpecialIds, resolve_special_ids
 from llmfoundry_lite.objectives.ul2 import UL2, UL2_MIXTURES
 
@@ -28,27 +28,29 @@ def sample_rng(seed: int, sample_index: int, epoch: int, salt: int = 0) -> np.ra
     return np.random.default_rng([seed, epoch, sample_index, salt])
 
 
-def next_token(tokens: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
-    """Plain causal LM: labels are the inputs (the model shifts), padding masked out."""
+def next_token(tokens: np.ndarray, pad_id: int, eos_id: int) -> dict[str, np.ndarray]:
+    """Plain causal LM: labels are the inputs (the model shifts), padding masked out; each
+    document, up to and including its end-of-text, is one segment."""
     input_ids = tokens.astype(np.int64)
     labels = input_ids.copy()
     labels[input_ids == pad_id] = IGNORE_INDEX
-    return {"input_ids": input_ids, "labels": labels}
+    return {"input_ids": input_ids, "labels": labels, "segment_ids": eos_segment_ids(input_ids, eos_id, pad_id)}
 
 
 class NextToken:
     """The next-token objective as a ``Transform`` (takes and ignores the generator)."""
 
-    def __init__(self, pad_id: int) -> None:
+    def __init__(self, pad_id: int, eos_id: int) -> None:
         self.pad_id = pad_id
+        self.eos_id = eos_id
         self.counts: Counter[str] = Counter()
 
     def __call__(self, tokens: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        return next_token(tokens, self.pad_id)
+        return next_token(tokens, self.pad_id, self.eos_id)
 
 
 def _build_next_token(cfg: ObjectiveConfig, tokenizer: Tokenizer, special: SpecialIds, max_seq_len: int) -> NextToken:
-    return NextToken(special.pad)
+    return NextToken(special.pad, special.eos)
 
 
 def _build_fim(cfg: ObjectiveConfig, tokenizer: Tokenizer, special: SpecialIds, max_seq_len: int) -> FIM:

@@ -13,7 +13,9 @@ tokens included, treated like any token), as long as fits ``max_seq_len`` once c
 * S (prefix LM): one span at the end of mean length ``m * rate`` (length uniform in
   ``[1, 2·m·rate - 1]``); inputs are the prefix, targets the continuation, no sentinel.
 
-Loss is on the targets and the closing end-of-text only. ``prefix_len`` (the length of
+Loss is on the targets and the closing end-of-text only. The whole body is one segment
+(``segment_ids`` 1, padding 0): end-of-text tokens copied into it from the source are data,
+so the targets still see the mode token and every input. ``prefix_len`` (the length of
 ``[mode] inputs <sep>``) lets a prefix-LM model attend bidirectionally over the inputs.
 Source tokens past the budget are not used by this sample (``tokens_dropped``).
 """
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llmfoundry_lite.objectives.fim import IGNORE_INDEX, content_length
+from llmfoundry_lite.objectives.fim import IGNORE_INDEX, content_length, eos_segment_ids
 from llmfoundry_lite.objectives.special_ids import SpecialIds
 
 LAYOUT_OVERHEAD = 3
@@ -98,7 +100,7 @@ def random_segmentation(total: int, parts: int, rng: np.random.Generator) -> np.
 
 
 class UL2:
-    """The UL2 objective: ``ul2(tokens, rng) -> {"input_ids", "labels", "prefix_len"}``.
+    """The UL2 objective: ``ul2(tokens, rng) -> {"input_ids", "labels", "segment_ids", "prefix_len"}``.
 
     ``denoisers``: ``(denoiser, weight)`` pairs, e.g. ``UL2_MIXTURES["ul2"]``.
     """
@@ -121,8 +123,10 @@ class UL2:
         m = source_length(n, self.max_seq_len, d, len(self.span_sentinels))
         if m < 2:  # a (padded) sample with almost no content: nothing to corrupt, train it as it is
             self.counts["ul2_too_short"] += 1
-            labels = np.where(tokens == self.special.pad, IGNORE_INDEX, tokens).astype(np.int64)
-            return {"input_ids": tokens.astype(np.int64), "labels": labels, "prefix_len": np.array(0, dtype=np.int64)}
+            sp = self.special
+            labels = np.where(tokens == sp.pad, IGNORE_INDEX, tokens).astype(np.int64)
+            return {"input_ids": tokens.astype(np.int64), "labels": labels,
+                    "segment_ids": eos_segment_ids(tokens, sp.eos, sp.pad), "prefix_len": np.array(0, dtype=np.int64)}
         source = tokens[:m].astype(np.int64)
         self.counts[f"denoiser_{d.mode}"] += 1
         self.counts["tokens_dropped"] += n - m
@@ -181,4 +185,7 @@ class UL2:
         input_ids[: len(body)] = body
         labels = np.full(self.max_seq_len, IGNORE_INDEX, dtype=np.int64)
         labels[len(prefix) : len(body)] = body[len(prefix) :]
-        return {"input_ids": input_ids, "labels": labels, "prefix_len": np.array(len(prefix), dtype=np.int64)}
+        segment_ids = np.zeros(self.max_seq_len, dtype=np.int64)
+        segment_ids[: len(body)] = 1
+        return {"input_ids": input_ids, "labels": labels, "segment_ids": segment_ids,
+                "prefix_len": np.array(len(prefix), dtype=np.int64)}

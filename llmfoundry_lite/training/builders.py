@@ -18,7 +18,6 @@ from composer.loggers import LoggerDestination
 from composer.optim import (
     ConstantWithWarmupScheduler,
     CosineAnnealingWithWarmupScheduler,
-    DecoupledAdamW,
     LinearWithWarmupScheduler,
 )
 
@@ -27,11 +26,12 @@ from llmfoundry_lite.callbacks.metrics_file import JSONLinesLogger
 from llmfoundry_lite.callbacks.numerical_health import NumericalHealthMonitor
 from llmfoundry_lite.callbacks.speed import measure_matmul_flops
 from llmfoundry_lite.callbacks.wandb_logger import WandBLogger
+from llmfoundry_lite.training.adamw import FusedDecoupledAdamW
 from llmfoundry_lite.training.config import OptimizerConfig, SchedulerConfig, TrainConfig
 from llmfoundry_lite.training.lion import DecoupledLionW
 
 OPTIMIZERS: dict[str, Callable[[Any, OptimizerConfig], torch.optim.Optimizer]] = {
-    "decoupled_adamw": lambda params, c: DecoupledAdamW(
+    "decoupled_adamw": lambda params, c: FusedDecoupledAdamW(
         params, lr=c.lr, betas=tuple(c.betas), eps=c.eps, weight_decay=c.weight_decay),
     "decoupled_lionw": lambda params, c: DecoupledLionW(
         params, lr=c.lr, betas=tuple(c.betas), weight_decay=c.weight_decay),

@@ -127,7 +127,8 @@ class TrainConfig:
     global_train_batch_size: int = 8
     """Samples per optimizer step across all devices; must divide by the number of processes."""
     device_train_microbatch_size: str | None = None
-    """Samples per forward/backward pass: an integer dividing the per-device batch, 'auto' (GPU) or null (= whole)."""
+    """Samples per forward/backward pass: an integer dividing the per-device batch, 'auto' (GPU, DDP only)
+    or null (= whole). The loss is weighted by tokens, so this changes memory and speed, not the objective."""
     device_eval_batch_size: int = 8
     """Evaluation samples per device per forward pass."""
     max_duration: str = "100ba"
@@ -140,8 +141,11 @@ class TrainConfig:
     """auto (amp_bf16 on GPU, fp32 on CPU), fp32, amp_bf16 or amp_fp16."""
     grad_clip_norm: float = 1.0
     """Clip the global gradient norm to this (<= 0 disables)."""
+    compile: bool = False
+    """``torch.compile`` the model (after FSDP/DDP wrapping, through Composer's ``compile_config``):
+    fused kernels, FlexAttention's compiled masks; the first steps pay the compile time."""
     fsdp_config: FSDPConfig | None = None
-    """Fully sharded data parallel settings (GPU runs); null = DDP."""
+    """Sharded data parallelism (FSDP2, on GPU and CPU); null = DDP. See training/parallel.py."""
     save_folder: str = "runs/${run_name}"
     """Checkpoint directory (also holds config.yaml, metrics.jsonl, loss_spikes.jsonl)."""
     save_interval: str = "50ba"
@@ -170,6 +174,12 @@ class TrainConfig:
         check_time("eval_interval", self.eval_interval)
         check_time("save_interval", self.save_interval)
         _check_microbatch(self.device_train_microbatch_size, self.global_train_batch_size)
+        if self.device_train_microbatch_size == "auto" and self.fsdp_config is not None:
+            # Composer 0.32.1 sizes microbatches automatically only under FSDP1 ("Auto microbatching is
+            # not supported outside of FSDP1"); we shard with FSDP2 (FSDP1 hard-codes CUDA devices).
+            raise ValueError("device_train_microbatch_size=auto is not supported with fsdp_config (FSDP2) in "
+                             "Composer 0.32.1; give an integer (the loss is token-weighted, so the microbatch "
+                             "size changes memory, not the objective)")
 
     def device_batch_size(self, world_size: int) -> int:
         """Per-process batch: the global batch split evenly over ``world_size`` processes."""

@@ -15,7 +15,7 @@ from llmfoundry_lite.objectives import build_objective
 from llmfoundry_lite.training.config import TrainConfig
 from llmfoundry_lite.training.data import ObjectiveDataset
 
-_CKPT = re.compile(r"^ep\d+-ba(\d+)-rank0\.pt$")
+_CKPT = re.compile(r"^ep\d+-ba(\d+)(-rank0\.pt)?$")  # full file, or sharded (DCP) directory
 
 
 def read_spikes(save_folder: str | Path) -> list[dict]:
@@ -26,9 +26,11 @@ def read_spikes(save_folder: str | Path) -> list[dict]:
 
 
 def checkpoint_before(save_folder: str | Path, step: int) -> Path:
-    """The newest checkpoint written before batch ``step`` (0-based) ran: ``ep*-ba<N>-rank0.pt`` holds
-    the weights after N batches, so N == step replays exactly and N < step approximately."""
-    found = {int(m.group(1)): p for p in Path(save_folder).glob("*.pt") if (m := _CKPT.match(p.name))}
+    """The newest checkpoint written before batch ``step`` (0-based) ran: ``ep*-ba<N>-rank0.pt`` (or the
+    sharded directory ``ep*-ba<N>/``) holds the weights after N batches, so N == step replays exactly
+    and N < step approximately."""
+    found = {int(m.group(1)): p for p in Path(save_folder).iterdir() if (m := _CKPT.match(p.name))
+             and (p.is_file() if m.group(2) else (p / ".metadata").is_file())}
     usable = [b for b in found if b <= step]
     if not usable:
         raise FileNotFoundError(f"no checkpoint at or before step {step} in {save_folder}; have {sorted(found)}")
@@ -55,7 +57,7 @@ def replay_spike(save_folder: str | Path, spike: int = -1) -> dict:
     ckpt = checkpoint_before(save_folder, record["step"])
     model, _ = load_for_inference(str(ckpt))
     with torch.no_grad():
-        logits_BTV = model(batch["input_ids"], prefix_len_B=batch.get("prefix_len"))
+        logits_BTV = model(batch["input_ids"], segment_ids_BT=batch.get("segment_ids"), prefix_len_B=batch.get("prefix_len"))
         V = logits_BTV.shape[-1]
         per_token = torch.nn.functional.cross_entropy(
             logits_BTV[:, :-1].reshape(-1, V), batch["labels"][:, 1:].reshape(-1), reduction="none", ignore_index=-100,

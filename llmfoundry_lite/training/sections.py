@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,20 +14,23 @@ WANDB_MODES = ("offline", "online", "disabled")
 
 @dataclass
 class FSDPConfig:
-    """Composer FSDP settings (``parallelism_config.fsdp``); used on GPU runs."""
+    """Sharded data parallelism with torch's FSDP2 (see ``training/parallel.py``); null = DDP."""
 
     sharding_strategy: str = "FULL_SHARD"
-    """FULL_SHARD, SHARD_GRAD_OP, HYBRID_SHARD (shard within a node, replicate across) or NO_SHARD."""
+    """FULL_SHARD, SHARD_GRAD_OP (keep parameters gathered between forward and backward),
+    HYBRID_SHARD (shard inside a group, replicate across groups) or NO_SHARD (replicate only)."""
+    data_parallel_replicate_degree: int | None = None
+    """HYBRID_SHARD only: number of replica groups (the 2-D mesh is replicate x world/replicate);
+    null = one group per node."""
     mixed_precision: str = "DEFAULT"
     """FSDP mixed-precision policy: DEFAULT (fp32 reduce), PURE (low-precision all), FULL (fp32 all)."""
     activation_checkpointing: bool = False
     """Recompute each block's activations in backward (saves memory, costs ~1/3 more compute)."""
     activation_cpu_offload: bool = False
     """Offload checkpointed activations to CPU."""
-    limit_all_gathers: bool = True
-    """Rate-limit all-gathers so prefetching does not blow up memory."""
     state_dict_type: str = "full"
-    """Checkpoint layout: full (one file, rank 0) or sharded (one per rank, faster at scale)."""
+    """Checkpoint layout: full (one .pt gathered on rank 0) or sharded (a distributed-checkpoint
+    directory, one file per rank, no gather: the choice at scale). Both export to HF."""
 
     def __post_init__(self) -> None:
         for key, value, allowed in (
@@ -36,17 +40,9 @@ class FSDPConfig:
         ):
             if value not in allowed:
                 raise ValueError(f"fsdp_config.{key}={value!r}; choose from {sorted(allowed)}")
-
-    def to_composer(self) -> dict[str, Any]:
-        """The dict Composer's ``parallelism_config={'fsdp': ...}`` expects."""
-        return {
-            "sharding_strategy": self.sharding_strategy,
-            "mixed_precision": self.mixed_precision,
-            "activation_checkpointing": self.activation_checkpointing,
-            "activation_cpu_offload": self.activation_cpu_offload,
-            "limit_all_gathers": self.limit_all_gathers,
-            "state_dict_type": self.state_dict_type,
-        }
+        degree = self.data_parallel_replicate_degree
+        if degree is not None and degree <= 0:
+            raise ValueError(f"fsdp_config.data_parallel_replicate_degree must be positive or null, got {degree}")
 
 
 @dataclass
@@ -70,11 +66,22 @@ class LoggersConfig:
     """Where metrics go."""
 
     console_log_interval: str = "10ba"
-    """Print metrics to the console this often."""
+    """Print one compact line (step, loss, lr, tokens/s, MFU, ETA) every this many batches (``<N>ba``)."""
     file: bool = True
     """Append every metric as a JSON line to <save_folder>/metrics.jsonl."""
     wandb: WandBConfig | None = field(default_factory=WandBConfig)
     """W&B logger; null turns it off."""
+
+    def __post_init__(self) -> None:
+        self.console_interval_batches()
+
+    def console_interval_batches(self) -> int:
+        """``console_log_interval`` as a number of batches."""
+        m = re.fullmatch(r"(\d+)ba", self.console_log_interval)
+        if not m or int(m.group(1)) <= 0:
+            raise ValueError(f"loggers.console_log_interval={self.console_log_interval!r}; use a positive "
+                             "number of batches such as 10ba")
+        return int(m.group(1))
 
 
 @dataclass

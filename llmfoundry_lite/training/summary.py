@@ -22,8 +22,12 @@ def run_summary(trainer: Trainer, metrics_path: Path) -> dict:
     speeds = read_metrics(metrics_path, TOKENS_PER_S) if metrics_path.is_file() else {}
     wall = ts.total_wct.total_seconds()
     dataset = trainer.state.evaluators[0].dataloader.dataloader.dataset
+    seq_len = trainer.state.evaluators[0].dataloader.dataloader.dataset.objective.max_seq_len
     return {
+        # Composer's clock counts non-padding tokens (training/parallel.py); positions include padding.
         "tokens_trained": int(ts.token),
+        "samples_trained": int(ts.sample),
+        "positions_processed": int(ts.sample) * seq_len,
         "batches": int(ts.batch),
         "tokens_per_s": list(speeds.values())[-1] if speeds else int(ts.token) / max(wall, 1e-9),
         "final_train_loss": list(losses.values())[-1] if losses else float("nan"),

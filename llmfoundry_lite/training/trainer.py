@@ -7,17 +7,19 @@ from pathlib import Path
 
 import torch
 from composer import Trainer
-from composer.algorithms import GradientClipping
 from composer.core import Evaluator
 from composer.utils import dist, reproducibility
 from tokenizers import Tokenizer
 
+from llmfoundry_lite.callbacks.console import CompactConsoleLogger
+from llmfoundry_lite.callbacks.grad_clip import GlobalGradClip
 from llmfoundry_lite.callbacks.run_info import RunInfo
 from llmfoundry_lite.config import save_config
 from llmfoundry_lite.models.composer_model import ComposerDecoder
 from llmfoundry_lite.objectives import ObjectiveConfig, build_objective
 from llmfoundry_lite.shards.manifest import check_shards_manifest
 from llmfoundry_lite.tokenizer import load_tokenizer
+from llmfoundry_lite.training import parallel
 from llmfoundry_lite.training.builders import build_callbacks, build_loggers, build_optimizer, build_scheduler
 from llmfoundry_lite.training.config import LoaderConfig, TrainConfig
 from llmfoundry_lite.training.data import build_dataloader
@@ -63,15 +65,6 @@ def _loader(cfg: TrainConfig, lc: LoaderConfig, objective_cfg: ObjectiveConfig, 
     )
 
 
-def _parallelism(cfg: TrainConfig) -> dict | None:
-    if cfg.fsdp_config is None:
-        return None
-    if not torch.cuda.is_available():
-        print("warning: fsdp_config is set but no GPU is present; training with DDP instead")
-        return None
-    return {"fsdp": cfg.fsdp_config.to_composer()}
-
-
 def _microbatch(cfg: TrainConfig, per_device: int) -> int | str:
     value = cfg.device_train_microbatch_size
     if value is None:
@@ -84,36 +77,44 @@ def _microbatch(cfg: TrainConfig, per_device: int) -> int | str:
 
 
 def build_trainer(cfg: TrainConfig) -> Trainer:
-    """Everything wired together: model, data, optimizer, schedule, loggers, callbacks, checkpoints."""
+    """Everything wired together: model, data, optimizer, schedule, loggers, callbacks, checkpoints.
+
+    How the run is parallelised (loss weighting, mesh, initialisation, checkpoint format) is
+    stated in ``training/parallel.py``.
+    """
     precision = resolve_precision(cfg.precision)
     per_device = cfg.device_batch_size(dist.get_world_size())
+    microbatch = _microbatch(cfg, per_device)
     tokenizer = load_run_tokenizer(cfg)
+    parallelism = parallel.parallelism_config(cfg.fsdp_config)
+    if dist.get_global_rank() == 0:
+        print(f"parallelism: {parallel.describe(cfg.fsdp_config, dist.get_world_size(), dist.get_local_world_size())}")
     # No streaming.clean_stale_shared_memory() here: it unlinks the shared memory of EVERY streaming
     # dataset on the machine, live runs included. Local-only shards never conflict: a SIGKILLed
     # run's leftovers just make the next dataset take the next free prefix.
     reproducibility.seed_all(cfg.seed)  # model init must not depend on what ran before
-    model = ComposerDecoder(cfg.model)
+    model = ComposerDecoder(cfg.model, init_device=parallel.model_init_device(cfg.fsdp_config))
     train_dl = _loader(cfg, cfg.train_loader, cfg.objective, tokenizer, per_device)
     eval_dl = _loader(cfg, cfg.eval_loader, ObjectiveConfig(), tokenizer, cfg.device_eval_batch_size)
     optimizer = build_optimizer(model, cfg.optimizer)
-    algorithms = []
-    if cfg.grad_clip_norm > 0:
-        algorithms.append(GradientClipping(clipping_type="norm", clipping_threshold=cfg.grad_clip_norm))
-    callbacks = [RunInfo(cfg.model, cfg.tokenizer), *build_callbacks(cfg)]
+    callbacks = [RunInfo(cfg.model, cfg.tokenizer), parallel.ShardingReport(), *build_callbacks(cfg)]
+    if cfg.grad_clip_norm > 0:  # last: the health monitor reads the gradients before they are clipped
+        callbacks.append(GlobalGradClip(cfg.grad_clip_norm))
     # save_overwrite with autoresume: a SIGKILL during a save leaves a newer, unfinished file that
     # latest-rank0.pt does not point to; the resumed run must be allowed to write over it.
     return Trainer(
         run_name=cfg.run_name, model=model, seed=cfg.seed,
-        train_dataloader=train_dl, eval_dataloader=Evaluator(label="eval", dataloader=eval_dl),
+        train_dataloader=parallel.token_data_spec(train_dl),
+        eval_dataloader=Evaluator(label="eval", dataloader=parallel.token_data_spec(eval_dl)),
         eval_interval=cfg.eval_interval, eval_subset_num_batches=cfg.eval_subset_num_batches,
         max_duration=cfg.max_duration, optimizers=optimizer, schedulers=build_scheduler(cfg.scheduler),
-        step_schedulers_every_batch=True, algorithms=algorithms, precision=precision,
-        device_train_microbatch_size=_microbatch(cfg, per_device), parallelism_config=_parallelism(cfg),
-        loggers=build_loggers(cfg), callbacks=callbacks, progress_bar=False, log_to_console=True,
-        console_log_interval=cfg.loggers.console_log_interval,
+        step_schedulers_every_batch=True, precision=precision, accumulate_train_batch_on_tokens=True,
+        device_train_microbatch_size=microbatch, parallelism_config=parallelism,
+        loggers=[CompactConsoleLogger(cfg.loggers.console_interval_batches()), *build_loggers(cfg)],
+        callbacks=callbacks, progress_bar=False, log_to_console=False,
         save_folder=cfg.save_folder, save_interval=cfg.save_interval, save_overwrite=cfg.autoresume,
         save_num_checkpoints_to_keep=cfg.save_num_checkpoints_to_keep, autoresume=cfg.autoresume,
-        load_path=cfg.load_path, dist_timeout=cfg.dist_timeout,
+        load_path=cfg.load_path, dist_timeout=cfg.dist_timeout, compile_config={} if cfg.compile else None,
     )
 
 

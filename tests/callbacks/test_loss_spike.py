@@ -15,9 +15,11 @@ class RecordingLogger:
         self.metrics.append(metrics)
 
 
-def state_at(step: int, loss: float, indices: list[int]) -> SimpleNamespace:
+def state_at(step: int, loss: float, indices: list[int], last_microbatch_loss: float = 1.0) -> SimpleNamespace:
+    # total_loss_dict: Composer's all-reduced full-batch loss; state.loss: only the last microbatch's.
     return SimpleNamespace(
-        loss=torch.tensor(loss), batch={"sample_index": torch.tensor(indices)},
+        loss=torch.tensor(last_microbatch_loss), total_loss_dict={"loss/train/total": loss},
+        batch={"sample_index": torch.tensor(indices)},
         timestamp=SimpleNamespace(batch=step + 1, epoch=0),  # at batch end Composer has counted the batch
     )
 
@@ -48,3 +50,12 @@ def test_detector_records_exact_batch_sample_indices(tmp_path):
     restored = LossSpikeDetector(str(tmp_path))
     restored.load_state_dict(det.state_dict())
     assert list(restored.history) == list(det.history) and restored.num_spikes == 1
+
+
+def test_detector_reads_the_full_batch_loss_not_the_last_microbatch(tmp_path):
+    det = LossSpikeDetector(str(tmp_path), window=20, min_history=3)
+    for step in range(5):  # a huge last microbatch, an ordinary full batch: no spike
+        det.batch_end(state_at(step, 3.0, [step], last_microbatch_loss=50.0), RecordingLogger())
+    assert not (tmp_path / "loss_spikes.jsonl").exists() and list(det.history) == [3.0] * 5
+    det.batch_end(SimpleNamespace(total_loss_dict={}), RecordingLogger())  # no loss this step: nothing to judge
+    assert len(det.history) == 5

@@ -67,3 +67,30 @@ def test_monitor_warns_when_underflow_keeps_rising():
         mon.recent.append(frac)
         mon._warn(i, frac, 0, "amp_fp16")
     assert len(mon.warnings) == 1 and "rising" in mon.warnings[0]
+
+
+def test_sharded_gradients_give_the_statistics_of_the_whole_gradients():
+    """Under FSDP2 each rank holds shards; the statistics are reduced over the shard group."""
+    import copy
+
+    from composer.utils import dist
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import distribute_tensor
+
+    from llmfoundry_lite.callbacks.numerical_health import global_norm
+
+    dist.initialize_dist("cpu")
+    torch.manual_seed(0)
+    plain = torch.nn.Sequential(torch.nn.Linear(6, 6, bias=False), torch.nn.Linear(6, 3, bias=False))
+    sharded = copy.deepcopy(plain)
+    fully_shard(sharded)
+    for p, q in zip(sharded.parameters(), plain.parameters(), strict=True):
+        q.grad = torch.randn_like(q)
+        q.grad[0, 0] = 0.0
+        p.grad = distribute_tensor(q.grad, p.device_mesh, p.placements)
+    ours, reference = grad_stats(sharded.named_parameters()), grad_stats(plain.named_parameters())
+    assert ours.keys() == reference.keys()
+    for layer in ours:
+        assert ours[layer] == pytest.approx(reference[layer]), layer
+    everything = torch.cat([q.grad.reshape(-1) for q in plain.parameters()])
+    assert global_norm(ours) == pytest.approx(float(everything.norm()))

@@ -44,7 +44,8 @@ def test_runs_every_n_batches_and_logs_pass_at_k(tiny_model_and_tokenizer):
         cb.batch_end(fake_state(batch, model), logger)
     assert [b for b, _ in cb.history] == [2, 4]
     assert len(logger.logged) == 2
-    assert set(logger.logged[0]) == {"humaneval/pass@1", "humaneval/pass@2", "humaneval/seconds"}
+    assert set(logger.logged[0]) == {"humaneval/pass@1", "humaneval/pass@2", "humaneval/seconds", "humaneval/samples"}
+    assert logger.logged[0]["humaneval/samples"] == 4  # 2 problems x 2 samples, all on this (only) rank
     assert logger.logged[0]["humaneval/pass@1"] == 0.0  # an untrained model solves nothing
     assert model.training  # generation switched to eval mode and back
     model.eval()
@@ -63,3 +64,49 @@ def test_unwrap_reaches_the_decoder_through_ddp_and_composer(tiny_model_and_toke
     model, _ = tiny_model_and_tokenizer
     ddp_like = SimpleNamespace(module=SimpleNamespace(model=model))
     assert unwrap(ddp_like) is model and unwrap(model) is model
+
+
+def test_problems_split_round_robin_over_ranks():
+    from llmfoundry_lite.eval.callback import rank_share
+
+    problems = {f"HumanEval/{i}": {} for i in range(5)}
+    shares = [list(rank_share(problems, r, 2)) for r in range(2)]
+    assert shares == [["HumanEval/0", "HumanEval/2", "HumanEval/4"], ["HumanEval/1", "HumanEval/3"]]
+    assert sorted(shares[0] + shares[1], key=lambda t: int(t.split("/")[1])) == list(problems)
+
+
+def test_samples_do_not_depend_on_the_split(tiny_model_and_tokenizer):
+    """Problem i is sampled with seed + i, so a rank that holds only problem 1 draws what one
+    process holding problems 0 and 1 draws for it."""
+    model, tok = tiny_model_and_tokenizer
+    cb = HumanEvalCallback(n_problems=2, n_samples=2, k=[1], max_new_tokens=5, temperature=1.0, workers=1,
+                           sandbox={"timeout": 2.0})
+    problems = cb._problems_all()
+    both = cb.sample_and_run(model, tok, problems)
+    second = cb.sample_and_run(model, tok, dict(list(problems.items())[1:]))
+    assert [r["completion"] for r in both if r["task_id"] == "HumanEval/1"] == [r["completion"] for r in second]
+
+
+def test_full_decoder_gathers_fsdp_shards_into_an_equal_plain_model(tiny_model_and_tokenizer):
+    import copy
+
+    import torch
+    from composer.utils import dist
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import DTensor
+
+    from llmfoundry_lite.eval.callback import full_decoder
+
+    dist.initialize_dist("cpu")  # one-rank process group: FSDP2's DTensors need one
+    model, _ = tiny_model_and_tokenizer
+    sharded = copy.deepcopy(model)
+    for block in sharded.blocks:
+        fully_shard(block)
+    fully_shard(sharded)
+    assert all(isinstance(p, DTensor) for p in sharded.parameters())
+    plain = full_decoder(sharded)
+    assert not any(isinstance(p, DTensor) for p in plain.parameters())
+    ids = torch.randint(0, 1024, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(plain(ids), model(ids), rtol=0, atol=0)
+    assert full_decoder(model) is model  # whole parameters: no copy

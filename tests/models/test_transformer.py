@@ -3,8 +3,10 @@ import math
 import pytest
 import torch
 
+from llmfoundry_lite.models.attention import segments_from_eos
 from llmfoundry_lite.models.config import ModelConfig
-from llmfoundry_lite.models.transformer import IGNORE_INDEX, Transformer, attention_mask, lm_loss
+from llmfoundry_lite.models.loss import IGNORE_INDEX, lm_loss
+from llmfoundry_lite.models.transformer import Transformer
 
 
 def tiny(**kw) -> ModelConfig:
@@ -63,19 +65,10 @@ def test_doc_mask_isolates_documents_in_a_packed_row():
     b = torch.cat([torch.randint(2, 97, (1, 9)), torch.zeros(1, 1, dtype=torch.long), doc2], dim=1)
     alone = m(doc2)
     # The second document's logits are as if it stood alone (RoPE is relative, so the offset is irrelevant).
-    assert torch.allclose(m(a)[0, 6:], alone[0], atol=1e-5)
-    assert torch.allclose(m(b)[0, 10:], alone[0], atol=1e-5)
-
-
-def test_attention_mask_layout():
-    ids = torch.tensor([[5, 0, 7, 8]])
-    mask = attention_mask(ids, eos_id=0, doc_mask=True, prefix_len_B=None)[0, 0]
-    expected = torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 1]], dtype=torch.bool)
-    assert torch.equal(mask, expected)
-    prefix = attention_mask(ids, eos_id=0, doc_mask=False, prefix_len_B=torch.tensor([3]))[0, 0]
-    assert prefix[0].tolist() == [True, True, True, False]  # bidirectional inside the prefix
-    assert prefix[3].tolist() == [True, True, True, True]
-    assert attention_mask(ids, 0, False, None) is None  # plain causal: SDPA's fast path
+    for row, start in ((a, 6), (b, 10)):
+        segments = segments_from_eos(row, eos_id=0, pad_id=1)
+        assert torch.allclose(m(row, segment_ids_BT=segments)[0, start:], alone[0], atol=1e-5)
+        assert not torch.allclose(m(row)[0, start:], alone[0], atol=1e-3)  # no segment ids: one document
 
 
 def test_gqa_matches_mha_with_repeated_kv_heads():
@@ -103,3 +96,12 @@ def test_flops_per_token_formula():
     cfg = tiny(vocab_size=100, d_model=64, n_layers=2, max_seq_len=32, ffn_hidden_size=128)
     per_layer = 4 * 64 * 64 + 3 * 64 * 128
     assert cfg.flops_per_token() == 6 * (2 * per_layer + 100 * 64) + 12 * 2 * 64 * 32
+
+
+def test_loss_of_a_batch_without_target_tokens_is_finite_with_zero_gradient():
+    """A microbatch whose labels are all -100 (UL2 targets cut, only padding) must not give NaN."""
+    logits = torch.randn(2, 5, 11, requires_grad=True)
+    loss = lm_loss(logits, torch.full((2, 5), IGNORE_INDEX))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(loss)
+    assert torch.count_nonzero(logits.grad) == 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from llmfoundry_lite.objectives.config import FIMConfig
-from llmfoundry_lite.objectives.fim import FIM, split_fragments
+from llmfoundry_lite.objectives.fim import FIM, eos_segment_ids, split_fragments
 from llmfoundry_lite.objectives.token_bytes import token_byte_table
 from llmfoundry_lite.tokenizer.special import FIM_PAD
 from tests.objectives.conftest import UNICODE_DOCS, contexts, encode, padded
@@ -75,6 +75,8 @@ def test_psm_exact_layout(tokenizer, special):
     assert out["input_ids"].tolist() == expected + [special.pad] * (L - len(expected))
     assert out["labels"].tolist() == expected + [-100] * (L - len(expected))
     assert out["input_ids"].dtype == np.int64 and out["labels"].dtype == np.int64
+    assert out["segment_ids"].tolist() == [1] * len(expected) + [0] * (L - len(expected))
+    assert out["segment_ids"].dtype == np.int64
 
 
 def test_spm_exact_layout_and_untouched_second_document(tokenizer, special):
@@ -96,6 +98,9 @@ def test_spm_exact_layout_and_untouched_second_document(tokenizer, special):
         + [special.eos]
     )
     assert out["input_ids"].tolist() == expected + [special.pad] * (L - len(expected))
+    second_len = len(second_ids) + 1
+    first_len = len(expected) - second_len
+    assert out["segment_ids"].tolist() == [1] * first_len + [2] * second_len + [0] * (L - len(expected))
 
 
 def test_fim_rate_zero_is_next_token(tokenizer, special, stream):
@@ -104,6 +109,26 @@ def test_fim_rate_zero_is_next_token(tokenizer, special, stream):
         out = f(tokens, np.random.default_rng(0))
         assert out["input_ids"].tolist() == tokens.tolist()
         assert out["labels"].tolist() == tokens.tolist()
+        assert np.array_equal(out["segment_ids"], eos_segment_ids(tokens, special.eos, special.pad))
+
+
+def test_one_segment_per_fragment_and_zero_exactly_on_padding(tokenizer, special, stream):
+    L = 128
+    f = fim(tokenizer, special, L, fim_rate=0.7)
+    docs = [padded(encode(tokenizer, t) + [special.eos], L, special.pad) for t in ("x = 1\n", "def f(): pass\n")]
+    for k, tokens in enumerate(contexts(stream, L, 60, 53) + docs):
+        out = f(tokens, np.random.default_rng(k))
+        ids, seg = out["input_ids"], out["segment_ids"]
+        n = int(np.sum(ids != special.pad))
+        assert np.array_equal(seg == 0, np.arange(L) >= n)  # 0 exactly on the trailing padding
+        fragments = split_fragments(tokens[tokens != special.pad], special.eos)
+        assert 1 <= seg.max() <= len(fragments)  # fewer only when the context edge pushed fragments out
+        runs = np.split(ids[:n], np.flatnonzero(np.diff(seg[:n])) + 1)
+        assert np.array_equal(np.unique(seg[:n]), np.arange(1, len(runs) + 1))  # contiguous, numbered in order
+        for j, run in enumerate(runs):  # each segment is one whole placed piece: FIM form or plain fragment
+            assert run.tolist().count(special.fim_prefix) == (run[0] == special.fim_prefix)
+            eos_at = np.flatnonzero(run == special.eos).tolist()
+            assert eos_at == [len(run) - 1] or (j == len(runs) - 1 and eos_at == [])  # only the last may be cut
 
 
 @pytest.mark.parametrize("max_seq_len", [64, 256])

@@ -54,8 +54,19 @@ def test_next_token_only_is_identity_with_padding_masked(tokenizer, special):
     n = len(encode(tokenizer, "pass\n")) + 1
     assert out["input_ids"].tolist() == tokens.tolist()
     assert out["labels"].tolist() == tokens[:n].tolist() + [-100] * (L - n)
-    assert set(out) == {"input_ids", "labels"}
-    assert np.array_equal(next_token(tokens, special.pad)["labels"], out["labels"])
+    assert out["segment_ids"].tolist() == [1] * n + [0] * (L - n)
+    assert set(out) == {"input_ids", "labels", "segment_ids"}
+    assert np.array_equal(next_token(tokens, special.pad, special.eos)["labels"], out["labels"])
+
+
+def test_next_token_starts_a_segment_after_each_end_of_text(tokenizer, special):
+    L = 32
+    a, b = encode(tokenizer, "x = 1\n"), encode(tokenizer, "y\n")
+    tokens = padded(a + [special.eos] + [special.eos] + b + [special.eos] + b, L, special.pad)
+    out = build_objective(ObjectiveConfig(), tokenizer, L)(tokens, 0, 0)
+    n = len(a) + len(b) * 2 + 3
+    expected = [1] * (len(a) + 1) + [2] + [3] * (len(b) + 1) + [4] * len(b) + [0] * (L - n)
+    assert out["segment_ids"].tolist() == expected  # a lone EOS is its own document; a cut one still counts
 
 
 def test_prefix_lm_puts_prefix_len_on_every_sample(tokenizer, stream):
@@ -63,7 +74,7 @@ def test_prefix_lm_puts_prefix_len_on_every_sample(tokenizer, stream):
     cfg = ObjectiveConfig(weights=MIX, ul2=UL2Config(causal=False))
     obj = build_objective(cfg, tokenizer, L)
     outs = [(obj.choose(i, 0), obj(t, i, 0)) for i, t in enumerate(contexts(stream, L, 30, 57))]
-    assert all(set(o) == {"input_ids", "labels", "prefix_len"} for _, o in outs)
+    assert all(set(o) == {"input_ids", "labels", "segment_ids", "prefix_len"} for _, o in outs)
     assert all(int(o["prefix_len"]) == 0 for name, o in outs if name != "ul2")
     assert any(int(o["prefix_len"]) > 0 for name, o in outs if name == "ul2")
     causal = build_objective(ObjectiveConfig(weights=MIX), tokenizer, L)
@@ -81,6 +92,13 @@ def test_every_objective_respects_length_and_padding(tokenizer, special, stream)
         assert out["input_ids"].dtype == out["labels"].dtype == np.int64
         assert np.all(out["labels"][out["input_ids"] == special.pad] == -100)
         assert np.all((out["labels"] == -100) | (out["labels"] == out["input_ids"]))
+        seg = out["segment_ids"]
+        assert seg.shape == (L,) and seg.dtype == np.int64
+        assert np.array_equal(seg == 0, out["input_ids"] == special.pad), (i, obj.choose(i, 0))
+        assert np.array_equal(np.unique(seg[seg > 0]), np.arange(1, seg.max() + 1))  # 1, 2, 3, ... in order
+        assert np.all(np.diff(seg[seg > 0]) >= 0)
+        if obj.choose(i, 0) == "ul2":
+            assert seg.max() == 1  # the whole UL2 body is one segment
 
 
 def test_wrong_sample_length_is_refused(tokenizer):

@@ -23,6 +23,8 @@ def test_x_denoiser_exact_layout(special):
     assert out["input_ids"].tolist() == body + [special.pad] * (L - len(body))
     assert out["labels"].tolist() == [-100] * 5 + [s0, 102, 103, special.eos] + [-100] * (L - len(body))
     assert int(out["prefix_len"]) == 5
+    assert out["segment_ids"].tolist() == [1] * len(body) + [0] * (L - len(body))
+    assert out["segment_ids"].dtype == np.int64
 
 
 def test_s_denoiser_exact_layout(special):
@@ -66,6 +68,7 @@ def reconstruct(out: dict, special) -> tuple[str, list[int], list[int]]:
 def test_reconstruction_and_masks_over_the_mixture(special, stream):
     L = 256
     ul2 = UL2(UL2_MIXTURES["ul2"], special, L)
+    inner_eos = 0
     for k, tokens in enumerate(contexts(stream, L, 80, 113)):
         out = ul2(tokens, np.random.default_rng(k))
         ids, labels, p = out["input_ids"], out["labels"], int(out["prefix_len"])
@@ -75,7 +78,21 @@ def test_reconstruction_and_masks_over_the_mixture(special, stream):
         assert np.all(labels[:p] == -100) and np.all(labels[ids == special.pad] == -100)
         targets = slice(p, int(np.flatnonzero(ids != special.pad)[-1]) + 1)
         assert np.array_equal(labels[targets], ids[targets]) and ids[targets][-1] == special.eos
+        # one segment for the whole body, whatever end-of-text tokens the source put inside it
+        assert out["segment_ids"].tolist() == [1] * targets.stop + [0] * (L - targets.stop)
+        inner_eos += int(np.sum(ids[: targets.stop - 1] == special.eos))
+    assert inner_eos > 0  # some bodies do carry document boundaries from their source
     assert set(k for k in ul2.counts if k.startswith("denoiser_")) == {"denoiser_R", "denoiser_S", "denoiser_X"}
+
+
+@pytest.mark.parametrize("denoiser", [d for d, _ in UL2_MIXTURES["ul2"]], ids=lambda d: f"{d.mode}-{d.mean_span}")
+def test_body_with_inner_end_of_text_is_one_segment(special, denoiser):
+    L = 64
+    tokens = padded(([300, 301, 302, 303, 304, special.eos] * 6)[:-1], L, special.pad)
+    out = only(denoiser, special, L)(tokens, np.random.default_rng(1))
+    end = int(np.flatnonzero(out["input_ids"] != special.pad)[-1]) + 1
+    assert np.sum(out["input_ids"][: end - 1] == special.eos) >= 3
+    assert out["segment_ids"].tolist() == [1] * end + [0] * (L - end)
 
 
 @pytest.mark.parametrize(
@@ -131,6 +148,7 @@ def test_sample_with_no_content_to_corrupt_is_left_as_next_token(special):
     assert out["input_ids"].tolist() == tokens.tolist()
     assert out["labels"].tolist() == [special.eos] + [-100] * (L - 1)
     assert int(out["prefix_len"]) == 0 and ul2.counts["ul2_too_short"] == 1
+    assert out["segment_ids"].tolist() == [1] + [0] * (L - 1)  # the next-token layout
 
 
 @pytest.mark.parametrize("total,parts", [(10, 4), (10, 9), (7, 7), (1000, 20)])

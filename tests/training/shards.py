@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import sysconfig
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from streaming import MDSWriter
@@ -58,3 +62,35 @@ def tiny_overrides(shards: Path, save_folder: Path, **extra: str) -> list[str]:
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
+
+
+def launch_ranks(n: int, args: list[str], timeout: float = 400) -> subprocess.CompletedProcess:
+    """``composer -n N <args>`` from the repo root on CPU (gloo over loopback); asserts success."""
+    composer = Path(sys.executable).parent / "composer"
+    # Loopback for gloo's full mesh: the default interface lookup can pick an address that
+    # concurrent jobs on a shared CI machine make flaky.
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([str(composer), "-n", str(n), *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc
+
+
+def first_global_batch(cfg: Any) -> tuple[Any, dict]:
+    """The freshly initialised model of ``cfg`` (seeded like train.py) and the run's first global
+    batch, built in this process: the reference multi-rank and microbatched runs are checked against."""
+    from composer.utils import reproducibility
+
+    from llmfoundry_lite.models.composer_model import ComposerDecoder
+    from llmfoundry_lite.objectives import build_objective
+    from llmfoundry_lite.tokenizer.io import load_tokenizer
+    from llmfoundry_lite.training.data import build_dataloader
+
+    reproducibility.seed_all(cfg.seed)
+    model = ComposerDecoder(cfg.model)
+    lc = cfg.train_loader
+    objective = build_objective(cfg.objective, load_tokenizer(TOKENIZER_DIR), cfg.model.max_seq_len)
+    dl = build_dataloader(lc.local, lc.split, objective, cfg.global_train_batch_size, shuffle=lc.shuffle,
+                          shuffle_seed=lc.shuffle_seed, shuffle_algo=lc.shuffle_algo,
+                          num_canonical_nodes=lc.num_canonical_nodes, num_workers=0, drop_last=True)
+    return model, next(iter(dl))

@@ -48,13 +48,28 @@ def test_time_strings_are_checked(key):
         load_config(TrainConfig, None, [f"{key}=10 batches"])
 
 
-def test_fsdp_section_validates_and_maps_to_composer():
+def test_fsdp_section_validates():
     cfg = load_config(TrainConfig, None, ["fsdp_config.sharding_strategy=HYBRID_SHARD",
-                                          "fsdp_config.activation_checkpointing=true"])
-    assert cfg.fsdp_config.to_composer()["sharding_strategy"] == "HYBRID_SHARD"
-    assert cfg.fsdp_config.to_composer()["activation_checkpointing"] is True
+                                          "fsdp_config.data_parallel_replicate_degree=2"])
+    assert cfg.fsdp_config.data_parallel_replicate_degree == 2
     with pytest.raises(ConfigError, match=r"fsdp_config.sharding_strategy='ZERO3'; choose from"):
         load_config(TrainConfig, None, ["fsdp_config.sharding_strategy=ZERO3"])
+    with pytest.raises(ConfigError, match="data_parallel_replicate_degree must be positive"):
+        load_config(TrainConfig, None, ["fsdp_config.data_parallel_replicate_degree=0"])
+    with pytest.raises(ConfigError, match="unknown config key 'fsdp_config.limit_all_gathers'"):
+        load_config(TrainConfig, None, ["fsdp_config.limit_all_gathers=true"])  # an FSDP1 knob, refused by name
+
+
+def test_auto_microbatching_is_refused_under_fsdp2_with_the_reason():
+    assert load_config(TrainConfig, None, ["device_train_microbatch_size=auto"]).device_train_microbatch_size == "auto"
+    with pytest.raises(ConfigError, match="device_train_microbatch_size=auto is not supported with fsdp_config"):
+        load_config(TrainConfig, None, ["device_train_microbatch_size=auto", "fsdp_config.sharding_strategy=FULL_SHARD"])
+
+
+def test_console_interval_is_a_batch_count():
+    assert load_config(TrainConfig, None, ["loggers.console_log_interval=25ba"]).loggers.console_interval_batches() == 25
+    with pytest.raises(ConfigError, match="loggers.console_log_interval='1ep'"):
+        load_config(TrainConfig, None, ["loggers.console_log_interval=1ep"])
 
 
 def test_optimizer_scheduler_and_wandb_choices():
