@@ -91,8 +91,10 @@ def mpt_worker(args: argparse.Namespace) -> None:
     }))
 
 
-def composer_step_times(cfg, batches: list[torch.Tensor], compile_model: bool = False) -> list[float]:
-    """Per-batch seconds (BATCH_START → BATCH_END) of our model in Composer's Trainer."""
+def composer_step_times(cfg, batches: list[dict[str, torch.Tensor]], compile_model: bool = False,
+                        precision: str = "fp32", microbatch: int | None = None) -> list[float]:
+    """Per-batch seconds (BATCH_START → BATCH_END, CUDA synchronised) of our model in Composer's
+    Trainer, built as train.py builds it; on the GPU when there is one (``gpu_check.py`` uses it)."""
     from composer import Trainer
     from composer.core import Callback
     from torch.utils.data import DataLoader
@@ -102,29 +104,40 @@ def composer_step_times(cfg, batches: list[torch.Tensor], compile_model: bool = 
     from llmfoundry_lite.training.adamw import FusedDecoupledAdamW
     from llmfoundry_lite.training.parallel import token_data_spec
 
+    def sync() -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
     class Timer(Callback):
         def __init__(self) -> None:
             self.times: list[float] = []
 
         def batch_start(self, state, logger) -> None:
+            sync()
             self.t0 = time.perf_counter()
 
         def batch_end(self, state, logger) -> None:
+            sync()
             self.times.append(time.perf_counter() - self.t0)
 
-    data = [{"input_ids": x, "labels": x} for x in torch.cat(batches)[:, None]]
-    loader = DataLoader(data, batch_size=batches[0].shape[0], collate_fn=lambda rows: {
-        k: torch.cat([r[k] for r in rows]) for k in ("input_ids", "labels")})
+    rows = len(batches[0]["input_ids"])
+    loader = DataLoader([{k: v[i] for k, v in b.items()} for b in batches for i in range(rows)], batch_size=rows)
     torch.manual_seed(0)
     model = ComposerDecoder(cfg)
     timer = Timer()
     trainer = Trainer(model=model, train_dataloader=token_data_spec(loader), max_duration=f"{len(batches)}ba",
                       optimizers=FusedDecoupledAdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95)),
-                      callbacks=[timer, GlobalGradClip(1.0)], progress_bar=False, log_to_console=False, device="cpu",
-                      precision="fp32", loggers=[], accumulate_train_batch_on_tokens=True,
-                      compile_config={} if compile_model else None)
+                      callbacks=[timer, GlobalGradClip(1.0)], progress_bar=False, log_to_console=False,
+                      precision=precision, loggers=[], accumulate_train_batch_on_tokens=True,
+                      device_train_microbatch_size=microbatch, compile_config={} if compile_model else None)
     trainer.fit()
     return timer.times
+
+
+def next_token_batches(cfg, n: int, rows: int) -> list[dict[str, torch.Tensor]]:
+    """``n`` batches of random tokens (no padding, one document per row): inputs = labels."""
+    return [{"input_ids": (x := torch.randint(0, cfg.vocab_size, (rows, cfg.max_seq_len))), "labels": x}
+            for _ in range(n)]
 
 
 def run_mpt(args: argparse.Namespace) -> dict | str:
@@ -181,11 +194,11 @@ def report(args: argparse.Namespace) -> None:
     peaks = [measure_matmul_flops(reps=30)]
     ours, bare, compiled = [], [], []
     for _ in range(args.rounds):  # interleave so machine noise hits all alike
-        batches = [torch.randint(0, args.vocab, (args.batch, args.seq_len)) for _ in range(args.warmup + args.steps)]
+        batches = next_token_batches(cfg, args.warmup + args.steps, args.batch)
         ours += composer_step_times(cfg, batches)[args.warmup:]
         torch.manual_seed(0)
-        bare += bare_loop_step_times(Transformer(cfg), batches, lambda m, x: m(x))[args.warmup:]
-        warm = [torch.randint(0, args.vocab, (args.batch, args.seq_len)) for _ in range(args.compile_warmup)]
+        bare += bare_loop_step_times(Transformer(cfg), [b["input_ids"] for b in batches], lambda m, x: m(x))[args.warmup:]
+        warm = next_token_batches(cfg, args.compile_warmup, args.batch)
         compiled += composer_step_times(cfg, warm + batches, compile_model=True)[args.compile_warmup + args.warmup:]
         peaks.append(measure_matmul_flops(reps=30))
     mpt = run_mpt(args)

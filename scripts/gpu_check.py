@@ -64,42 +64,14 @@ def synthetic_batches(cfg, n: int, rows: int, docs_per_row: int) -> list[dict[st
 
 def train_speed(cfg, steps: int, rows: int, microbatch: int, compile_model: bool, smoke: bool) -> dict:
     """Steady-state tokens/s, MFU and peak memory of our Composer step on one device."""
-    from composer import Trainer
-    from composer.core import Callback
-    from torch.utils.data import DataLoader
-
-    from llmfoundry_lite.callbacks.grad_clip import GlobalGradClip
-    from llmfoundry_lite.models.composer_model import ComposerDecoder
-    from llmfoundry_lite.training.adamw import FusedDecoupledAdamW
-    from llmfoundry_lite.training.parallel import token_data_spec
-
-    class Timer(Callback):
-        def __init__(self) -> None:
-            self.times: list[float] = []
-
-        def batch_start(self, state, logger) -> None:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            self.t0 = time.perf_counter()
-
-        def batch_end(self, state, logger) -> None:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            self.times.append(time.perf_counter() - self.t0)
+    from bench_train import composer_step_times
 
     warmup = 3 if compile_model else 2
-    data = [{k: v[i] for k, v in b.items()} for b in synthetic_batches(cfg, warmup + steps, rows, 4) for i in range(rows)]
-    loader = DataLoader(data, batch_size=rows)
-    model, timer = ComposerDecoder(cfg), Timer()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    Trainer(model=model, train_dataloader=token_data_spec(loader), max_duration=f"{warmup + steps}ba",
-            optimizers=FusedDecoupledAdamW(model.parameters(), lr=1e-4), callbacks=[timer, GlobalGradClip(1.0)],
-            precision="fp32" if smoke else "amp_bf16", device_train_microbatch_size=microbatch,
-            accumulate_train_batch_on_tokens=True, compile_config={} if compile_model else None,
-            progress_bar=False, log_to_console=False, loggers=[]).fit()
-    best = min(timer.times[warmup:])
-    tok_s = rows * cfg.max_seq_len / best
+    times = composer_step_times(cfg, synthetic_batches(cfg, warmup + steps, rows, 4), compile_model,
+                                precision="fp32" if smoke else "amp_bf16", microbatch=microbatch)
+    tok_s = rows * cfg.max_seq_len / min(times[warmup:])
     mem = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
     return {"tokens_per_s": tok_s, "mfu": cfg.flops_per_token() * tok_s / peak_flops(), "peak_mem_gib": mem}
 

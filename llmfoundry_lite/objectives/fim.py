@@ -82,6 +82,15 @@ def eos_segment_ids(tokens: np.ndarray, eos_id: int, pad_id: int) -> np.ndarray:
     return np.where(tokens == pad_id, 0, doc).astype(np.int64)
 
 
+def next_token(tokens: np.ndarray, pad_id: int, eos_id: int) -> dict[str, np.ndarray]:
+    """Plain causal LM: labels are the inputs (the model shifts), padding masked out; each
+    document, up to and including its end-of-text, is one segment."""
+    input_ids = tokens.astype(np.int64)
+    labels = input_ids.copy()
+    labels[input_ids == pad_id] = IGNORE_INDEX
+    return {"input_ids": input_ids, "labels": labels, "segment_ids": eos_segment_ids(input_ids, eos_id, pad_id)}
+
+
 def pad_to_length(pieces: list[np.ndarray], max_seq_len: int, pad_id: int) -> dict[str, np.ndarray]:
     """Concatenate, pad to ``max_seq_len``; labels equal the inputs except -100 on padding.
 

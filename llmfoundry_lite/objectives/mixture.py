@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from llmfoundry_lite.objectives.config import ObjectiveConfig
-from llmfoundry_lite.objectives.fim import FIM, IGNORE_INDEX, eos_segment_ids
+from llmfoundry_lite.objectives.fim import FIM, next_token
 from llmfoundry_lite.objectives.special_ids import SpecialIds, resolve_special_ids
 from llmfoundry_lite.objectives.ul2 import UL2, UL2_MIXTURES
 
@@ -26,15 +26,6 @@ def sample_rng(seed: int, sample_index: int, epoch: int, salt: int = 0) -> np.ra
     generator to that objective; ``salt`` separates other uses of the same sample.
     """
     return np.random.default_rng([seed, epoch, sample_index, salt])
-
-
-def next_token(tokens: np.ndarray, pad_id: int, eos_id: int) -> dict[str, np.ndarray]:
-    """Plain causal LM: labels are the inputs (the model shifts), padding masked out; each
-    document, up to and including its end-of-text, is one segment."""
-    input_ids = tokens.astype(np.int64)
-    labels = input_ids.copy()
-    labels[input_ids == pad_id] = IGNORE_INDEX
-    return {"input_ids": input_ids, "labels": labels, "segment_ids": eos_segment_ids(input_ids, eos_id, pad_id)}
 
 
 class NextToken:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llmfoundry_lite.objectives.fim import IGNORE_INDEX, content_length, eos_segment_ids
+from llmfoundry_lite.objectives.fim import IGNORE_INDEX, content_length, next_token
 from llmfoundry_lite.objectives.special_ids import SpecialIds
 
 LAYOUT_OVERHEAD = 3
@@ -123,10 +123,7 @@ class UL2:
         m = source_length(n, self.max_seq_len, d, len(self.span_sentinels))
         if m < 2:  # a (padded) sample with almost no content: nothing to corrupt, train it as it is
             self.counts["ul2_too_short"] += 1
-            sp = self.special
-            labels = np.where(tokens == sp.pad, IGNORE_INDEX, tokens).astype(np.int64)
-            return {"input_ids": tokens.astype(np.int64), "labels": labels,
-                    "segment_ids": eos_segment_ids(tokens, sp.eos, sp.pad), "prefix_len": np.array(0, dtype=np.int64)}
+            return {**next_token(tokens, self.special.pad, self.special.eos), "prefix_len": np.array(0, dtype=np.int64)}
         source = tokens[:m].astype(np.int64)
         self.counts[f"denoiser_{d.mode}"] += 1
         self.counts["tokens_dropped"] += n - m
