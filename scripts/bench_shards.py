@@ -53,7 +53,7 @@ def time_encode(tokenizer_dir: str, texts: list[str]) -> tuple[float, int]:
 def time_shards(corpus: Path, tokenizer_dir: str, out: Path, workers: int, seq: int) -> tuple[float, dict]:
     shutil.rmtree(out, ignore_errors=True)
     cfg = ShardsConfig(input=[str(corpus)], tokenizer=tokenizer_dir, output=str(out), max_seq_len=seq,
-                       unit_rows=128, workers=workers, progress=False)
+                       unit_bytes=1, workers=workers, progress=False)
     start = time.perf_counter()
     manifest = build_shards(cfg)
     return time.perf_counter() - start, manifest

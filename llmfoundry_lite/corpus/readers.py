@@ -1,11 +1,16 @@
 """Read Stack-format documents from Parquet, JSONL(.gz) or plain source trees.
 
 Every reader yields the same normalized rows: ``id, content, path, lang,
-repository_name, size, ext``. Column names of the real The Stack dumps are mapped
-(``max_stars_repo_path`` → ``path``, ``max_stars_repo_name`` → ``repository_name``,
-``hexsha`` → ``id``). An input that cannot be used at all (wrong schema, corrupt
-file) raises ``InputError`` naming the file; a single bad record (a JSONL line that
-is not JSON, null or non-UTF-8 content) is skipped and counted in ``skips``.
+repository_name, size, ext``, plus ``row`` (the record's index in its file, counting
+skipped records, so a second read lines up with the first) and ``licenses`` (the
+repository's license list, None when the input has none). Column names of the real The
+Stack dumps are mapped (``max_stars_repo_path`` → ``path``, ``max_stars_repo_name`` →
+``repository_name``, ``hexsha`` → ``id``, ``max_stars_repo_licenses`` → ``licenses``).
+With ``extras=True`` each row also carries ``extra``: every other input column, unchanged,
+so provenance (stars, head sha, dates, issue/fork groups) can be written back out. An input
+that cannot be used at all (wrong schema, corrupt file) raises ``InputError`` naming the
+file; a single bad record (a JSONL line that is not JSON, null or non-UTF-8 content) is
+skipped and counted in ``skips``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,11 @@ PATH_COLUMNS = ("path", "max_stars_repo_path", "max_issues_repo_path", "max_fork
 REPO_COLUMNS = ("repository_name", "max_stars_repo_name", "repo_name", "max_issues_repo_name")
 ID_COLUMNS = ("id", "hexsha")
 LANG_COLUMNS = ("lang", "language")
+LICENSE_COLUMNS = ("max_stars_repo_licenses", "licenses", "license", "max_issues_repo_licenses",
+                   "max_forks_repo_licenses")
+# The normalized columns: an input column of one of these names is replaced, never carried as an extra.
+NORMALIZED = ("id", "content", "path", "lang", "repository_name", "size", "ext")
+ALL_EXTRAS = frozenset({"*"})  # ``extras=ALL_EXTRAS``: carry every non-normalized column of each row
 TABLE_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".json.gz", ".ndjson")
 
 
@@ -90,8 +100,17 @@ def _text_problem(content: str) -> str | None:
     return None
 
 
-def normalize(row: dict, origin: str, index: int, skips: Counter) -> dict | None:
-    """Map one raw record to the canonical columns, or count why it is unusable."""
+def _licenses(row: dict) -> list[str] | None:
+    value = _first(row, LICENSE_COLUMNS)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value if v] or None
+
+
+def normalize(row: dict, origin: str, index: int, skips: Counter, extras: frozenset[str] = frozenset()) -> dict | None:
+    """Map one raw record to the canonical columns (+ ``extra``: the ``extras`` columns), or count why it is unusable."""
     content = row.get("content")
     if content is None:
         skips["null_content"] += 1
@@ -111,7 +130,7 @@ def normalize(row: dict, origin: str, index: int, skips: Counter) -> dict | None
     path = str(_first(row, PATH_COLUMNS) or "")
     lang = _first(row, LANG_COLUMNS) or language_from_path(path) or "unknown"
     doc_id = _first(row, ID_COLUMNS) or hashlib.sha1(f"{origin}\0{index}".encode()).hexdigest()
-    return {
+    doc = {
         "id": str(doc_id),
         "content": content,
         "path": path,
@@ -119,7 +138,19 @@ def normalize(row: dict, origin: str, index: int, skips: Counter) -> dict | None
         "repository_name": str(_first(row, REPO_COLUMNS) or ""),
         "size": len(content.encode("utf-8")),
         "ext": str(row.get("ext") or extension_of(path)),
+        "row": index,
+        "licenses": _licenses(row),
     }
+    if ALL_EXTRAS <= extras:  # JSONL: the columns are only known row by row
+        doc["extra"] = {k: v for k, v in row.items() if k not in NORMALIZED}
+    elif extras:
+        doc["extra"] = {k: row.get(k) for k in extras}
+    return doc
+
+
+def extra_columns(columns: list[str], computed: frozenset[str] = frozenset()) -> list[str]:
+    """Input columns carried through unchanged: all but the normalized and the ``computed`` ones."""
+    return [c for c in columns if c not in NORMALIZED and c not in computed]
 
 
 def _check_columns(origin: str, columns: list[str]) -> None:
@@ -129,7 +160,11 @@ def _check_columns(origin: str, columns: list[str]) -> None:
         raise InputError(f"{origin}: needs a 'path' or 'lang' column besides 'content' (found: {', '.join(sorted(columns))})")
 
 
-def _read_parquet(path: str, skips: Counter, batch_size: int) -> Iterator[dict]:
+KNOWN_COLUMNS = frozenset({"content", "ext", *PATH_COLUMNS, *REPO_COLUMNS, *ID_COLUMNS, *LANG_COLUMNS,
+                           *LICENSE_COLUMNS})
+
+
+def _read_parquet(path: str, skips: Counter, batch_size: int, extras: frozenset[str]) -> Iterator[dict]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -139,12 +174,12 @@ def _read_parquet(path: str, skips: Counter, batch_size: int) -> Iterator[dict]:
         raise InputError(f"{path}: not a readable Parquet file ({err})") from None
     names = pf.schema_arrow.names
     _check_columns(path, names)
-    wanted = [c for c in names if c in {"content", "ext"} | set(PATH_COLUMNS + REPO_COLUMNS + ID_COLUMNS + LANG_COLUMNS)]
+    wanted = names if ALL_EXTRAS <= extras else [c for c in names if c in KNOWN_COLUMNS or c in extras]
     index = 0
     try:
         for batch in pf.iter_batches(batch_size=batch_size, columns=wanted):
             for row in batch.to_pylist():
-                doc = normalize(row, path, index, skips)
+                doc = normalize(row, path, index, skips, extras)
                 index += 1
                 if doc is not None:
                     yield doc
@@ -170,7 +205,7 @@ def _jsonl_row(raw: bytes, skips: Counter) -> dict | None:
     return row
 
 
-def _read_jsonl(path: str, skips: Counter) -> Iterator[dict]:
+def _read_jsonl(path: str, skips: Counter, extras: frozenset[str] = frozenset()) -> Iterator[dict]:
     # Lines are read as bytes and decoded one by one: one bad byte costs one record, not the file.
     opener = gzip.open if path.endswith(".gz") else open
     seen_content = False
@@ -186,7 +221,7 @@ def _read_jsonl(path: str, skips: Counter) -> Iterator[dict]:
                 if not seen_content:
                     _check_columns(f"{path} line {index + 1}", list(row))
                     seen_content = True
-                doc = normalize(row, path, index, skips)
+                doc = normalize(row, path, index, skips, extras)
                 if doc is not None:
                     yield doc
     except (OSError, EOFError) as err:
@@ -195,12 +230,12 @@ def _read_jsonl(path: str, skips: Counter) -> Iterator[dict]:
 
 def _read_source_dir(root: str, skips: Counter) -> Iterator[dict]:
     label = Path(root).resolve().name
-    for cand in walk_directory(root, label, frozenset(), skips):
+    for index, cand in enumerate(walk_directory(root, label, frozenset(), skips)):
         text, reason = decode_source(cand.read_bytes())
         if reason is not None:
             skips[reason] += 1
             continue
-        yield cand.stack_row(text, cand.relpath, label)
+        yield {**cand.stack_row(text, cand.relpath, label), "row": index, "licenses": None}
 
 
 def check_schema(shard: InputShard) -> None:
@@ -223,12 +258,13 @@ def check_schema(shard: InputShard) -> None:
             return
 
 
-def iter_documents(shard: InputShard, skips: Counter, batch_size: int = 512) -> Iterator[dict]:
-    """Normalized documents of one input shard, in file order."""
+def iter_documents(shard: InputShard, skips: Counter, batch_size: int = 512,
+                   extras: frozenset[str] = frozenset()) -> Iterator[dict]:
+    """Normalized documents of one input shard, in file order; ``extras``: input columns to carry in ``extra``."""
     if shard.kind == "parquet":
-        return _read_parquet(shard.path, skips, batch_size)
+        return _read_parquet(shard.path, skips, batch_size, extras)
     if shard.kind == "jsonl":
-        return _read_jsonl(shard.path, skips)
+        return _read_jsonl(shard.path, skips, extras)
     if shard.kind == "source_dir":
         return _read_source_dir(shard.path, skips)
     raise ValueError(f"unknown input kind {shard.kind!r}")

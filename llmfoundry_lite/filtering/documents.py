@@ -1,11 +1,13 @@
 """The per-document part of the filter stage: the same function runs under every engine.
 
-``process_document`` applies, in order, the size cap and the filters in ``DOC_FILTERS``
-(auto-generated → line heuristics → parse check; the first that objects names the reason),
-then redacts PII in surviving documents and fingerprints them for the global dedup pass.
-Auto-generated detection runs before the line heuristics so that a minified bundle is
-recorded as ``autogen:minified`` rather than the less telling ``max_line_length``.
-Rejected documents keep their original content so every decision can be audited.
+``process_document`` applies, in order, the metadata filters (license allow list, opt-out
+list), the size cap and the content filters in ``DOC_FILTERS`` (auto-generated → line
+heuristics → parse check → benchmark decontamination; the first that objects names the
+reason), then redacts PII in surviving documents and fingerprints them for the global dedup
+pass. Auto-generated detection runs before the line heuristics so that a minified bundle is
+recorded as ``autogen:minified`` rather than the less telling ``max_line_length``. The
+record it returns holds decisions and hashes only; the content is re-read from the input
+when ``kept/`` and ``rejected/`` are written (``shards.finalize_shard``).
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from llmfoundry_lite.filtering.autogen import autogen_rule
 from llmfoundry_lite.filtering.dedup import content_hash, minhash_signature
 from llmfoundry_lite.filtering.heuristics import LineStats, heuristics_reason, line_stats
 from llmfoundry_lite.filtering.parse import parse_error
+from llmfoundry_lite.filtering.permissions import license_verdict, opt_out_list
+from llmfoundry_lite.filtering.records import PII_TYPES
 
 if TYPE_CHECKING:
     from llmfoundry_lite.filtering.config import FilterConfig
 
-PII_TYPES = ("email", "ip_address", "key")
 FilterFn = Callable[[dict, LineStats, "FilterConfig"], "tuple[str, str] | None"]
 
 
@@ -46,8 +49,33 @@ def _parse(doc: dict, stats: LineStats, cfg: FilterConfig) -> tuple[str, str] | 
     return None if err is None else ("parse_error", err[:500])
 
 
+def _decontam(doc: dict, stats: LineStats, cfg: FilterConfig) -> tuple[str, str] | None:
+    from llmfoundry_lite.filtering.decontam import decontaminator
+
+    hit = decontaminator(cfg.decontam).find(doc["content"])
+    if hit is None:
+        return None
+    benchmark = "_".join(hit.benchmark.split())  # the detail's first word names the benchmark
+    return "decontaminated", f"{benchmark} {hit.task_id} {hit.field}: shares {hit.ngram[:300]!r}"
+
+
+def decontam_benchmark(detail: str) -> str:
+    """The benchmark named in a ``decontaminated`` detail (its first word, see ``_decontam``)."""
+    return detail.split(" ", 1)[0]
+
+
 # Section name in FilterConfig -> check; tried in this order.
-DOC_FILTERS: dict[str, FilterFn] = {"autogen": _autogen, "heuristics": _heuristics, "parse": _parse}
+DOC_FILTERS: dict[str, FilterFn] = {"autogen": _autogen, "heuristics": _heuristics, "parse": _parse,
+                                    "decontam": _decontam}
+
+
+def metadata_rejection(doc: dict, cfg: FilterConfig) -> tuple[str, str] | None:
+    """License and opt-out verdicts: decided from the row's metadata, before any content filter."""
+    verdict = license_verdict(doc.get("licenses"), cfg.license)
+    if verdict is None:
+        opt_out = opt_out_list(cfg.opt_out)
+        verdict = opt_out.verdict(doc["repository_name"], doc["path"]) if len(opt_out) else None
+    return verdict
 
 
 def scrub(text: str, cfg: FilterConfig) -> tuple[str, dict[str, int]]:
@@ -60,6 +88,9 @@ def scrub(text: str, cfg: FilterConfig) -> tuple[str, dict[str, int]]:
 
 def first_rejection(doc: dict, stats: LineStats, cfg: FilterConfig) -> tuple[str, str] | None:
     """``(reason, detail)`` of the first enabled filter that rejects ``doc``, or None."""
+    verdict = metadata_rejection(doc, cfg)
+    if verdict is not None:
+        return verdict
     if doc["size"] > cfg.max_doc_bytes:
         return "too_large", f"{doc['size']} bytes > max_doc_bytes={cfg.max_doc_bytes}"
     for section, check in DOC_FILTERS.items():
@@ -70,26 +101,32 @@ def first_rejection(doc: dict, stats: LineStats, cfg: FilterConfig) -> tuple[str
     return None
 
 
+def redacted(doc: dict, cfg: FilterConfig) -> tuple[str, dict[str, int]]:
+    """The content a kept document is written with (PII replaced) and the PII counts."""
+    if not cfg.pii.enabled:
+        return doc["content"], dict.fromkeys(PII_TYPES, 0)
+    return scrub(doc["content"], cfg)
+
+
 def process_document(doc: dict, cfg: FilterConfig) -> tuple[dict, np.ndarray | None]:
     """Filter, redact and fingerprint one normalized document.
 
-    Returns the output record (the Stack columns with ``content`` redacted when kept, plus
+    Returns the pass-1 record (``row``, ``id``, ``lang``, ``size`` — after redaction when kept —,
     ``reason`` — empty while the document is still a candidate — ``detail``, line statistics,
-    PII counts and the normalized-content hash) and its MinHash signature (None when rejected,
-    near-dedup is off, or it has no tokens).
+    PII counts and the normalized-content hash; no content) and its MinHash signature (None
+    when rejected, near-dedup is off, or it has no tokens).
     """
     stats = line_stats(doc["content"])
     verdict = first_rejection(doc, stats, cfg)
-    record = dict(doc)
+    record = {"row": doc["row"], "id": doc["id"], "lang": doc["lang"], "size": doc["size"]}
     counts = dict.fromkeys(PII_TYPES, 0)
     signature = None
-    if verdict is None and cfg.pii.enabled:
-        record["content"], counts = scrub(doc["content"], cfg)
-        record["size"] = len(record["content"].encode("utf-8"))
     if verdict is None:
-        record["content_hash"] = content_hash(record["content"]) if cfg.dedup.exact else ""
+        text, counts = redacted(doc, cfg)
+        record["size"] = len(text.encode("utf-8"))
+        record["content_hash"] = content_hash(text) if cfg.dedup.exact else ""
         if cfg.dedup.near:
-            signature = minhash_signature(record["content"], cfg.dedup)
+            signature = minhash_signature(text, cfg.dedup)
     else:
         record["content_hash"] = ""
     record.update(

@@ -2,28 +2,33 @@
 
 Three passes, each resumable:
 
-1. per input shard, in parallel (``shards.filter_shard``): size cap, auto-generated rules, line
-   heuristics, parse check, PII redaction, exact hash and MinHash signature;
+1. per input file, in parallel (``shards.filter_shard``): license and opt-out lists, size cap,
+   auto-generated rules, line heuristics, parse check, benchmark decontamination, PII
+   redaction, exact hash and MinHash signature — decisions only, no content written;
 2. once, globally (``dedup_pass.global_dedup``): exact and near-duplicate clusters, one
    representative each (smallest input-order ordinal);
-3. per shard, in parallel (``shards.finalize_shard``): write ``kept/part-NNNNN.parquet`` and
-   ``rejected/part-NNNNN.parquet`` (with ``reason``).
+3. per input file, in parallel (``shards.finalize_shard``): re-read it and write
+   ``kept/part-NNNNN.parquet`` and ``rejected/part-NNNNN.parquet`` (with ``reason``).
 
-Every unit leaves a completion marker under ``<output>/work/``; a rerun of the same config
-skips finished units, and an output directory made with a different config is refused.
+Every unit leaves a completion marker under ``<output>/work/`` keyed by its input file's
+identity (path, size, mtime). A rerun of the same config skips finished units; after an input
+file is added, removed or replaced it redoes pass 1 for exactly the new or changed files,
+pass 2 (global by nature), and pass 3 for the files whose decisions changed. An output
+directory made with a different config is refused. ``work/pass1`` is kept after the run
+(decisions and ~1 KB of signature per candidate) so that such a rerun needs no other file.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from llmfoundry_lite.config import to_yaml
-from llmfoundry_lite.corpus.readers import check_schema, list_input_shards
+from llmfoundry_lite.corpus.identity import file_identity, identity_key, inputs_key
+from llmfoundry_lite.corpus.readers import InputShard, check_schema, list_input_shards
 from llmfoundry_lite.filtering.config import FilterConfig, config_hash, fingerprint
 from llmfoundry_lite.filtering.dedup_pass import global_dedup
 from llmfoundry_lite.filtering.shards import filter_shard, finalize_shard
@@ -99,6 +104,7 @@ def _languages(first: list[dict], final: list[dict]) -> dict[str, dict[str, int]
 def build_stats(cfg: FilterConfig, first: list[dict], dedup: dict, final: list[dict]) -> dict:
     """Aggregate per-shard counts into the ``stats.json`` layout; checks kept + rejected + skipped == seen."""
     rejected, skipped = _merge_counts(final, "rejected"), _merge_counts(first, "skipped")
+    decontaminated = _merge_counts(first, "decontaminated")
     by_lang: dict[str, Counter] = {}
     for p in final:
         for reason, langs in p["rejected_by_lang"].items():
@@ -115,7 +121,8 @@ def build_stats(cfg: FilterConfig, first: list[dict], dedup: dict, final: list[d
         "rejected_by_reason_and_lang": {r: dict(c.most_common()) for r, c in sorted(by_lang.items())},
         "languages": _languages(first, final),
         "pii": dict(_merge_counts(final, "pii")),
-        "dedup": dedup,
+        "decontaminated_by_benchmark": dict(decontaminated.most_common()),
+        "dedup": {k: v for k, v in dedup.items() if k != "inputs"},
         "thresholds": {"heuristics": fingerprint(cfg)["heuristics"]},
     }
     if stats["kept"] + stats["rejected"] + stats["skipped"] != stats["seen"]:
@@ -136,6 +143,37 @@ def _write_stats(out: Path, stats: dict) -> None:
     os.replace(tmp, out / "stats.json")
 
 
+def _finished(out: Path, cfg: FilterConfig, inputs: str) -> dict | None:
+    """The stats of a finished run over exactly these inputs, or None (stale stats are removed)."""
+    path = out / "stats.json"
+    if not path.exists():
+        return None
+    stats = json.loads(path.read_text())
+    if stats.get("inputs_key") != inputs:
+        path.unlink()  # made from other input files: every unit below is re-checked by its own key
+        return None
+    if cfg.report and "report" not in stats:  # finished earlier with report=false
+        stats["report"] = _draw_report(out, stats, cfg)
+        _write_stats(out, stats)
+    return stats
+
+
+def _prune(work: Path, out: Path, keys: list[str]) -> None:
+    """Remove work and output parts that belong to input files no longer in the input."""
+    live = set(keys)
+    for sub in ("pass1", "dedup"):
+        for f in (work / sub).iterdir():
+            if f.name.split(".", 1)[0] not in live:
+                f.unlink()
+    for sub in ("kept", "rejected"):
+        for f in (out / sub).glob("part-*.parquet"):
+            if int(f.stem.split("-")[1]) >= len(keys):
+                f.unlink()
+    for f in (work / "final").glob("*.json"):
+        if int(f.stem) >= len(keys):
+            f.unlink()
+
+
 def run_filter(cfg: FilterConfig, progress: bool = True) -> dict:
     """Run (or resume) the filter stage; returns the stats dict also written to ``<output>/stats.json``."""
     out = Path(cfg.output)
@@ -144,29 +182,37 @@ def run_filter(cfg: FilterConfig, progress: bool = True) -> dict:
     shards = list_input_shards(list(cfg.input))
     for shard in shards:
         check_schema(shard)  # a wrong schema anywhere stops the run before any work
+    identities = [file_identity(s) for s in shards]
+    keys = [identity_key(i) for i in identities]
+    if len(set(keys)) != len(keys):
+        twice = sorted({s.path for s, k in zip(shards, keys, strict=True) if keys.count(k) > 1})
+        raise ValueError(f"input: the same file is listed more than once ({', '.join(twice)}); list each once")
+    inputs = inputs_key(identities)
     claim_output(cfg, out)
-    if (out / "stats.json").exists():
-        stats = json.loads((out / "stats.json").read_text())
-        if cfg.report and "report" not in stats:  # finished earlier with report=false
-            stats["report"] = _draw_report(out, stats, cfg)
-            _write_stats(out, stats)
+    stats = _finished(out, cfg, inputs)
+    if stats is not None:
         return stats
     work = out / "work"
     for sub in ("pass1", "dedup", "final"):
         (work / sub).mkdir(parents=True, exist_ok=True)
     for sub in ("kept", "rejected"):
         (out / sub).mkdir(exist_ok=True)
-    with make_engine(cfg, progress) as engine:
-        first = engine.map(filter_shard, [(i, s, cfg, str(work)) for i, s in enumerate(shards)], "filter", tick=True)
-        dedup = global_dedup(cfg, str(work), len(shards), engine)
-        final = engine.map(finalize_shard, [(i, cfg, str(work), str(out)) for i in range(len(shards))], "write")
-    stats = build_stats(cfg, first, dedup, final)
+    _prune(work, out, keys)
+    stats = _run_passes(cfg, shards, identities, keys, progress)
+    stats["inputs_key"] = inputs
     if cfg.report:
         stats["report"] = _draw_report(out, stats, cfg)
     _write_stats(out, stats)
-    # Pass-1 records and signatures duplicate kept/ + rejected/; once stats.json exists they are never read.
-    for pattern in ("*.parquet", "*.npy"):
-        for f in (work / "pass1").glob(pattern):
-            f.unlink()
-    shutil.rmtree(work / "dedup", ignore_errors=False)
     return stats
+
+
+def _run_passes(cfg: FilterConfig, shards: list[InputShard], identities: list[dict], keys: list[str],
+                progress: bool) -> dict:
+    out, work = Path(cfg.output), str(Path(cfg.output) / "work")
+    with make_engine(cfg, progress) as engine:
+        first = engine.map(filter_shard, [(i, s, ident, cfg, work) for i, (s, ident) in
+                                          enumerate(zip(shards, identities, strict=True))], "filter", tick=True)
+        dedup = global_dedup(cfg, work, keys, engine)
+        final = engine.map(finalize_shard, [(i, s, ident, cfg, work, str(out)) for i, (s, ident) in
+                                            enumerate(zip(shards, identities, strict=True))], "write")
+    return build_stats(cfg, first, dedup, final)

@@ -161,6 +161,8 @@ def format_headline(stats: dict) -> str:
     d = stats["dedup"]
     lines.append(f"PII redacted: {pii}")
     lines.append(f"dedup: {d['exact_clusters']:,} exact clusters, {d['near_clusters']:,} near clusters")
+    benchmarks = stats.get("decontaminated_by_benchmark", {})
+    lines.append("decontaminated: " + (", ".join(f"{k}={v:,}" for k, v in benchmarks.items()) or "none"))
     lines.append(f"kept + rejected + skipped = {stats['kept']:,} + {stats['rejected']:,} + {stats['skipped']:,}"
                  f" = {stats['kept'] + stats['rejected'] + stats['skipped']:,} == seen {stats['seen']:,}")
     return "\n".join(lines)

@@ -1,97 +1,54 @@
-"""Per-input-shard work units of the filter stage, restartable and engine-independent.
+"""Per-input-file work units of the filter stage, restartable and engine-independent.
 
-- ``filter_shard`` (pass 1): read one input shard, run ``process_document`` on each document,
-  write every record to ``work/pass1/NNNNN.parquet``, the MinHash signatures of the candidates
-  to ``NNNNN.sig.npy``, counts to ``NNNNN.json``, and finally the ``NNNNN.done`` marker.
-- ``finalize_shard`` (pass 3): join pass-1 records with the global dedup decisions of that
-  shard and write ``kept/part-NNNNN.parquet`` and ``rejected/part-NNNNN.parquet``.
+- ``filter_shard`` (pass 1): read one input file, run ``process_document`` on each document,
+  write the decisions (no content) to ``work/pass1/<key>.parquet``, the candidates' MinHash
+  signatures to ``<key>.sig.npy`` (their rows to ``<key>.row.npy``), counts to ``<key>.json``
+  and finally the ``<key>.done`` marker.
+- ``finalize_shard`` (pass 3): re-read the input file, join each document with its pass-1
+  decision and the global dedup decisions, and write ``kept/part-NNNNN.parquet`` and
+  ``rejected/part-NNNNN.parquet`` (``NNNNN``: the file's position in this run's input list)
+  with every other input column carried through unchanged.
 
-Every file is written under a temporary name and renamed into place, and the marker comes
-last, so a killed run leaves either a finished unit or one that is redone from scratch.
+``<key>`` is the input file's identity (path, size, mtime: ``corpus/identity.py``), so work
+made from an older version of a file, or from a file no longer in the input, is never
+reused. Every file is written under a temporary name and renamed into place, and the marker
+comes last, so a killed run leaves either a finished unit or one that is redone from scratch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from llmfoundry_lite.corpus.readers import InputShard, iter_documents
-from llmfoundry_lite.filtering.dedup import make_ordinal
-from llmfoundry_lite.filtering.documents import PII_TYPES, process_document
+from llmfoundry_lite.corpus.identity import InputChangedError, check_unchanged, identity_key
+from llmfoundry_lite.corpus.readers import ALL_EXTRAS, InputShard, iter_documents
+from llmfoundry_lite.filtering.documents import decontam_benchmark, process_document, redacted
+from llmfoundry_lite.filtering.records import (
+    COMPUTED,
+    PII_TYPES,
+    BatchWriter,
+    jsonl_extra_fields,
+    jsonl_value,
+    merge_kinds,
+    output_schema,
+    parquet_extra_fields,
+    pass1_schema,
+    write_json,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from llmfoundry_lite.filtering.config import FilterConfig
 
-STACK_COLUMNS = ("id", "content", "path", "lang", "repository_name", "size", "ext")
-FLUSH_BYTES = 64 << 20  # also flush a write batch once it holds this much content
-
-
-def record_schema(final: bool, rejected: bool) -> pa.Schema:
-    """Arrow schema of pass-1 records (``final=False``) or of kept/rejected output files."""
-    import pyarrow as pa
-
-    fields = [pa.field(c, pa.int64() if c == "size" else pa.string()) for c in STACK_COLUMNS]
-    if not final:
-        fields.append(pa.field("ordinal", pa.int64()))
-    if rejected or not final:
-        fields += [pa.field("reason", pa.string()), pa.field("detail", pa.string())]
-    fields += [
-        pa.field("max_line_length", pa.int64()), pa.field("mean_line_length", pa.float64()),
-        pa.field("alphanum_fraction", pa.float64()),
-        *[pa.field(f"pii_{t}", pa.int64()) for t in PII_TYPES],
-        pa.field("content_hash", pa.string()),
-    ]
-    if final:
-        fields += [pa.field("dup_cluster", pa.string()), pa.field("dup_cluster_size", pa.int64())]
-    return pa.schema(fields)
-
 
 def shard_name(index: int) -> str:
     return f"{index:05d}"
-
-
-class BatchWriter:
-    """Parquet writer that buffers rows and renames the file into place on ``close``."""
-
-    def __init__(self, path: Path, schema: pa.Schema, batch_rows: int) -> None:
-        import pyarrow.parquet as pq
-
-        self.path, self.schema, self.batch_rows = path, schema, batch_rows
-        self.tmp = path.with_name(path.name + ".tmp")
-        self.writer = pq.ParquetWriter(self.tmp, schema, compression="zstd")
-        self.rows: list[dict] = []
-        self.bytes = 0
-
-    def add(self, row: dict) -> None:
-        self.rows.append(row)
-        self.bytes += row["size"]
-        if len(self.rows) >= self.batch_rows or self.bytes >= FLUSH_BYTES:
-            self.flush()
-
-    def flush(self) -> None:
-        import pyarrow as pa
-
-        if self.rows:
-            self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
-        self.rows, self.bytes = [], 0
-
-    def close(self) -> None:
-        self.flush()
-        self.writer.close()
-        os.replace(self.tmp, self.path)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def _count(counts: dict[str, Any], lang: str, size: int) -> None:
@@ -100,86 +57,143 @@ def _count(counts: dict[str, Any], lang: str, size: int) -> None:
     before[0], before[1] = before[0] + 1, before[1] + size
 
 
-def filter_shard(index: int, shard: InputShard, cfg: FilterConfig, work: str, tick: Any = None) -> dict:
-    """Pass 1 over one input shard (see module docstring); returns its counts. Skips finished shards."""
+def filter_shard(index: int, shard: InputShard, identity: dict, cfg: FilterConfig, work: str,
+                 tick: Any = None) -> dict:
+    """Pass 1 over one input file (see module docstring); returns its counts. Skips finished files."""
     out = Path(work) / "pass1"
-    name = shard_name(index)
-    if (out / f"{name}.done").exists():
-        return json.loads((out / f"{name}.json").read_text())
+    key = identity_key(identity)
+    if (out / f"{key}.done").exists():
+        return json.loads((out / f"{key}.json").read_text())
     skips: Counter = Counter()
-    counts: dict[str, Any] = {"shard": shard.path, "seen": 0, "lang_before": {}}
+    counts: dict[str, Any] = {"shard": shard.path, "identity": identity, "seen": 0, "lang_before": {}}
+    decontaminated: Counter = Counter()
+    kinds: dict[str, str] = {}
     candidates = rejected = 0
-    writer = BatchWriter(out / f"{name}.parquet", record_schema(final=False, rejected=False), cfg.batch_rows)
-    ordinals, signatures = [], []
-    for position, doc in enumerate(iter_documents(shard, skips, batch_size=cfg.batch_rows)):
+    writer = BatchWriter(out / f"{key}.parquet", pass1_schema(), cfg.batch_rows)
+    rows, signatures = [], []
+    extras = ALL_EXTRAS if shard.kind == "jsonl" else frozenset()
+    for position, doc in enumerate(iter_documents(shard, skips, batch_size=cfg.batch_rows, extras=extras)):
         record, signature = process_document(doc, cfg)
-        record["ordinal"] = make_ordinal(index, position)
         writer.add(record)
         _count(counts, doc["lang"], doc["size"])
-        candidates, rejected = (candidates, rejected + 1) if record["reason"] else (candidates + 1, rejected)
+        if "extra" in doc:
+            merge_kinds(kinds, doc["extra"])
+        if record["reason"]:
+            rejected += 1
+            if record["reason"] == "decontaminated":
+                decontaminated[decontam_benchmark(record["detail"])] += 1
+        else:
+            candidates += 1
         if signature is not None:
-            ordinals.append(record["ordinal"])
+            rows.append(record["row"])
             signatures.append(signature)
         if tick is not None and (position + 1) % cfg.progress_every == 0:
             tick(cfg.progress_every, candidates, rejected)  # docs since last tick, running totals
     writer.close()
+    check_unchanged(shard, identity)  # a file that grew while it was read must not be recorded as read
     sig = np.stack(signatures) if signatures else np.zeros((0, cfg.dedup.num_perm), np.uint32)
-    np.save(out / f"{name}.sig.npy", sig)
-    np.save(out / f"{name}.ord.npy", np.asarray(ordinals, dtype=np.int64))
-    counts["skipped"] = dict(skips)
+    np.save(out / f"{key}.sig.npy", sig)
+    np.save(out / f"{key}.row.npy", np.asarray(rows, dtype=np.int64))
+    counts.update(skipped=dict(skips), decontaminated=dict(decontaminated), jsonl_kinds=kinds)
     counts["seen"] += sum(skips.values())
-    _write_json(out / f"{name}.json", counts)
-    (out / f"{name}.done").touch()
+    write_json(out / f"{key}.json", counts)
+    (out / f"{key}.done").touch()
     if tick is not None:
         tick((counts["seen"] - sum(skips.values())) % cfg.progress_every, candidates, rejected)
-    return json.loads((out / f"{name}.json").read_text())
+    return json.loads((out / f"{key}.json").read_text())
 
 
-def _final_row(record: dict, decision: tuple[str, str, int] | None, rejected: bool) -> dict:
-    row = {k: v for k, v in record.items() if k != "ordinal"}
-    if decision is not None:
-        row["dup_cluster"], row["dup_cluster_size"] = decision[1], decision[2]
-    else:
-        row["dup_cluster"], row["dup_cluster_size"] = "", 1
+def _extras(shard: InputShard, pass1: dict) -> tuple[list[pa.Field], dict[str, str]]:
+    """The carried-through input columns of ``shard`` and, for JSONL, their inferred kinds."""
+    if shard.kind == "parquet":
+        return parquet_extra_fields(shard.path), {}
+    kinds = pass1.get("jsonl_kinds", {})
+    return jsonl_extra_fields(kinds), kinds
+
+
+def _output_row(doc: dict, record: dict, decision: tuple | None, rejected: bool, kinds: dict[str, str],
+                extras: list[str]) -> dict:
+    row = {k: doc[k] for k in ("id", "content", "path", "lang", "repository_name", "size", "ext")}
+    row.update({k: v for k, v in record.items() if k in COMPUTED})
+    row["dup_cluster"], row["dup_cluster_size"] = (decision[1], decision[2]) if decision else ("", 1)
+    extra = doc.get("extra", {})
+    for name in extras:
+        row[name] = jsonl_value(extra.get(name), kinds[name]) if kinds else extra.get(name)
     if not rejected:
         row.pop("reason"), row.pop("detail")
     return row
 
 
-def finalize_shard(index: int, cfg: FilterConfig, work: str, output: str) -> dict:
-    """Pass 3 for one shard: apply the dedup decisions, write kept/rejected parts; returns counts."""
+def file_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:20]
+
+
+def finalize_shard(index: int, shard: InputShard, identity: dict, cfg: FilterConfig, work: str, output: str) -> dict:
+    """Pass 3 for one input file: re-read it, apply the decisions, write kept/rejected parts; returns counts.
+
+    Reused only when the same input file (identity) met the same dedup decisions in an earlier attempt.
+    """
     import pyarrow.parquet as pq
 
-    name = shard_name(index)
+    key, name = identity_key(identity), shard_name(index)
+    decisions = Path(work) / "dedup" / f"{key}.parquet"
     marker = Path(work) / "final" / f"{name}.json"
-    if marker.exists():
-        return json.loads(marker.read_text())
-    # ordinal -> (reason, id of the representative, cluster size) for this shard's cluster members.
-    table = pq.read_table(Path(work) / "dedup" / f"{name}.parquet").to_pylist()
-    members = {r["ordinal"]: (r["reason"], r["representative_id"], r["cluster_size"]) for r in table}
-    kept = BatchWriter(Path(output) / "kept" / f"part-{name}.parquet", record_schema(True, False), cfg.batch_rows)
-    rejected = BatchWriter(Path(output) / "rejected" / f"part-{name}.parquet", record_schema(True, True),
-                           cfg.batch_rows)
+    parts = [Path(output) / sub / f"part-{name}.parquet" for sub in ("kept", "rejected")]
+    stamp = {"identity": identity, "decisions": file_sha(decisions)}
+    if marker.exists() and all(p.exists() for p in parts):
+        previous = json.loads(marker.read_text())
+        if previous["stamp"] == stamp:
+            return previous["counts"]
+    check_unchanged(shard, identity)
+    pass1 = json.loads((Path(work) / "pass1" / f"{key}.json").read_text())
+    # row -> (reason, id of the representative, cluster size) for this file's cluster members.
+    members = {r["row"]: (r["reason"], r["representative_id"], r["cluster_size"])
+               for r in pq.read_table(decisions).to_pylist()}
+    fields, kinds = _extras(shard, pass1)
+    extra_names = [f.name for f in fields]
+    writers = {False: BatchWriter(parts[0], output_schema(False, fields), cfg.batch_rows),
+               True: BatchWriter(parts[1], output_schema(True, fields), cfg.batch_rows)}
     counts: dict[str, Any] = {"kept": 0, "rejected": Counter(), "rejected_by_lang": {}, "lang_after": {},
                               "pii": Counter()}
-    for batch in pq.ParquetFile(Path(work) / "pass1" / f"{name}.parquet").iter_batches(batch_size=cfg.batch_rows):
-        for record in batch.to_pylist():
-            decision = members.get(record["ordinal"])
-            if decision is not None and decision[0] != "representative" and not record["reason"]:
-                record["reason"], record["detail"] = decision[0], f"duplicate of {decision[1]}"
-            if record["reason"]:
-                rejected.add(_final_row(record, decision, rejected=True))
-                counts["rejected"][record["reason"]] += 1
-                by_lang = counts["rejected_by_lang"].setdefault(record["reason"], Counter())
-                by_lang[record["lang"]] += 1
-                continue
-            kept.add(_final_row(record, decision, rejected=False))
-            counts["kept"] += 1
-            for t in PII_TYPES:
-                counts["pii"][t] += record[f"pii_{t}"]
-            after = counts["lang_after"].setdefault(record["lang"], [0, 0])
-            after[0], after[1] = after[0] + 1, after[1] + record["size"]
-    kept.close()
-    rejected.close()
-    _write_json(marker, counts)
-    return json.loads(marker.read_text())
+    records = (r for b in pq.ParquetFile(Path(work) / "pass1" / f"{key}.parquet").iter_batches(batch_size=cfg.batch_rows)
+               for r in b.to_pylist())
+    extras = ALL_EXTRAS if shard.kind == "jsonl" else frozenset(extra_names)
+    for doc in iter_documents(shard, Counter(), batch_size=cfg.batch_rows, extras=extras):
+        record = next(records, None)
+        if record is None or record["row"] != doc["row"]:
+            raise InputChangedError(f"{shard.path}: row {doc['row']} was not seen by pass 1; the file changed "
+                                    f"during this run — rerun to redo the work made from it")
+        decision = members.get(record["row"])
+        if decision is not None and decision[0] != "representative" and not record["reason"]:
+            record["reason"], record["detail"] = decision[0], f"duplicate of {decision[1]}"
+        rejected = bool(record["reason"])
+        if not rejected:
+            _write_kept(doc, record, cfg, counts)
+        elif not cfg.store_rejected_content:
+            doc["content"] = ""
+        writers[rejected].add(_output_row(doc, record, decision, rejected, kinds, extra_names))
+        if rejected:
+            counts["rejected"][record["reason"]] += 1
+            counts["rejected_by_lang"].setdefault(record["reason"], Counter())[record["lang"]] += 1
+    if next(records, None) is not None:
+        raise InputChangedError(f"{shard.path}: fewer rows than pass 1 read; the file changed during this run")
+    check_unchanged(shard, identity)
+    for w in writers.values():
+        w.close()
+    write_json(marker, {"stamp": stamp, "counts": counts})
+    return json.loads(marker.read_text())["counts"]
+
+
+def _write_kept(doc: dict, record: dict, cfg: FilterConfig, counts: dict[str, Any]) -> None:
+    """Redact a kept document again (pass 1 stored only counts) and check it is the one pass 1 saw."""
+    if any(record[f"pii_{t}"] for t in PII_TYPES):
+        doc["content"], _ = redacted(doc, cfg)
+        doc["size"] = len(doc["content"].encode("utf-8"))
+    if doc["size"] != record["size"]:
+        raise InputChangedError(f"{doc['id']}: {doc['size']} bytes now, {record['size']} in pass 1; "
+                                f"the input changed during this run")
+    counts["kept"] += 1
+    for t in PII_TYPES:
+        counts["pii"][t] += record[f"pii_{t}"]
+    after = counts["lang_after"].setdefault(record["lang"], [0, 0])
+    after[0], after[1] = after[0] + 1, after[1] + record["size"]

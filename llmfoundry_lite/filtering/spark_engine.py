@@ -26,9 +26,10 @@ if TYPE_CHECKING:
     from llmfoundry_lite.filtering.config import DedupConfig
 
 
-def _band_rows(path_pair: tuple[str, str], dropped: frozenset[int], cfg: DedupConfig) -> Iterator[tuple]:
-    ords = np.load(path_pair[0])
-    sigs = np.load(path_pair[1])
+def _band_rows(files: tuple[int, str, str], dropped: frozenset[int], cfg: DedupConfig) -> Iterator[tuple]:
+    from llmfoundry_lite.filtering.dedup_pass import load_signatures
+
+    ords, sigs = load_signatures(*files)
     keep = np.fromiter((o not in dropped for o in ords.tolist()), dtype=bool, count=len(ords))
     keys = band_keys(sigs[keep], cfg)
     for ordinal, row in zip(ords[keep].tolist(), keys, strict=True):
@@ -73,21 +74,30 @@ class SparkEngine:
         out = sc.parallelize(indexed, len(indexed)).map(lambda it: (it[0], fn(*it[1]))).collect()
         return [result for _, result in sorted(out, key=lambda r: r[0])]
 
-    def exact_clusters(self, work: Path, n_shards: int) -> dict[int, list[int]]:
+    def exact_clusters(self, work: Path, keys: list[str]) -> dict[int, list[int]]:
         """Groups of candidates with equal content hash, via a Spark ``groupBy``."""
         from pyspark.sql import functions as F
 
+        from llmfoundry_lite.filtering.dedup import ORDINAL_SHIFT
         from llmfoundry_lite.filtering.dedup_pass import pass1_files
 
-        df = self.spark.read.parquet(*pass1_files(work, n_shards)).where(F.col("reason") == "")
+        files = pass1_files(work, keys)
+        # ordinal = input index << 40 | row; the index comes from the file a row was read from.
+        index = self.spark.createDataFrame([(Path(f).resolve().as_uri(), i) for i, f in enumerate(files)],
+                                           "file string, shard long")
+        df = (self.spark.read.parquet(*files).where(F.col("reason") == "")
+              .withColumn("file", F.input_file_name()).join(F.broadcast(index), "file")
+              .withColumn("ordinal", F.shiftleft(F.col("shard"), ORDINAL_SHIFT) + F.col("row")))
         groups = (df.groupBy("content_hash").agg(F.collect_list("ordinal").alias("members"))
                   .where(F.size("members") > 1).collect())
         return {min(g.members): sorted(g.members) for g in groups}
 
-    def near_clusters(self, work: Path, n_shards: int, dropped: frozenset[int], cfg: DedupConfig) -> dict[int, list[int]]:
+    def near_clusters(self, work: Path, keys: list[str], dropped: frozenset[int], cfg: DedupConfig) -> dict[int, list[int]]:
         """Components of band-bucket co-membership computed with a Spark shuffle (module docstring)."""
+        from llmfoundry_lite.filtering.dedup_pass import signature_files
+
         sc = self.spark.sparkContext
-        files = signature_files(str(work), n_shards)
+        files = signature_files(work, keys)
         dropped_bc = sc.broadcast(dropped)
         edges = (sc.parallelize(files, max(1, len(files)))
                  .flatMap(lambda pair: _band_rows(pair, dropped_bc.value, cfg))
@@ -100,10 +110,3 @@ class SparkEngine:
             uf.union(a, b)
         return uf.clusters()
 
-
-def signature_files(work: str, n_shards: int) -> list[tuple[str, str]]:
-    """(ordinals, signatures) .npy paths of every shard, for the Spark near-dedup job."""
-    from llmfoundry_lite.filtering.shards import shard_name
-
-    base = Path(work) / "pass1"
-    return [(str(base / f"{shard_name(i)}.ord.npy"), str(base / f"{shard_name(i)}.sig.npy")) for i in range(n_shards)]

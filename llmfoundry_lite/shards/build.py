@@ -3,8 +3,10 @@
 ``build_shards`` plans fixed units (``units.py``), runs the missing ones on
 ``workers`` processes (``writer.py``), merges each split's per-unit indexes in unit
 order with streaming's ``merge_index`` and writes ``manifest.json`` last. Rerunning
-with the same config and tokenizer reuses finished shards; after a crash it redoes
-only the units that have no completion record.
+with the same config and tokenizer reuses finished units — they are named by their
+input file's identity, so an added, removed or replaced input redoes exactly its own
+units (stale ones are deleted); after a crash it redoes only the units that have no
+completion record. A new config or tokenizer rebuilds everything.
 """
 
 from __future__ import annotations
@@ -20,36 +22,41 @@ from pathlib import Path
 
 from llmfoundry_lite.shards.config import RUNTIME_KEYS, ShardsConfig, shards_fingerprint
 from llmfoundry_lite.shards.manifest import LAYOUT_NOTE, MANIFEST_FILE, write_shards_manifest
-from llmfoundry_lite.shards.pack import SPLITS
+from llmfoundry_lite.shards.pack import SPLIT_RULES, SPLITS
 from llmfoundry_lite.shards.units import Unit, plan_units
-from llmfoundry_lite.shards.writer import UNITS_DIR, unit_record_path, write_unit
+from llmfoundry_lite.shards.writer import UNITS_DIR, columns, unit_record_path, write_unit
 from llmfoundry_lite.tokenizer.io import load_manifest, tokenizer_sha256
-from llmfoundry_lite.tokenizer.sample import input_signature
 
 PLAN_FILE = "plan.json"
 
 
-def _fingerprint(cfg: ShardsConfig, units: list[Unit], tok_sha: str) -> str:
-    """Config, tokenizer and input files: a finished output is reused only when all three match."""
-    blob = json.dumps([shards_fingerprint(cfg, tok_sha), input_signature(cfg.input), len(units)]).encode()
+def _fingerprint(config_fp: str, units: list[Unit]) -> str:
+    """Config + tokenizer, and the units (named by their inputs' identities): reuse only when all match."""
+    blob = json.dumps([config_fp, [u.name for u in units]]).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _reset_if_stale(out: Path, fingerprint: str, overwrite: bool) -> None:
-    """Keep finished units only if they were made with this exact config, tokenizer and input."""
+def _reset_if_stale(out: Path, config_fp: str, units: list[Unit], overwrite: bool) -> None:
+    """Keep finished units only if made with this exact config and tokenizer, and only units still planned."""
     plan = out / UNITS_DIR / PLAN_FILE
     if out.exists() and any(out.iterdir()) and not plan.is_file() and not (out / MANIFEST_FILE).is_file():
         raise ValueError(f"shards.output {out} exists and is not a shards directory; choose another output=")
-    stale = overwrite or not plan.is_file() or json.loads(plan.read_text())["fingerprint"] != fingerprint
+    stale = overwrite or not plan.is_file() or json.loads(plan.read_text())["fingerprint"] != config_fp
     if stale:
         for name in (*SPLITS, UNITS_DIR):
             shutil.rmtree(out / name, ignore_errors=True)
     (out / MANIFEST_FILE).unlink(missing_ok=True)
+    live = {u.name for u in units}
     for split in SPLITS:
-        for tmp in (out / split).glob("*.tmp") if (out / split).is_dir() else []:
-            shutil.rmtree(tmp)
+        (out / split / "index.json").unlink(missing_ok=True)  # the merged index is rebuilt from the live units
+        for folder in (out / split).iterdir() if (out / split).is_dir() else []:
+            if folder.is_dir() and (folder.suffix == ".tmp" or folder.name not in live):  # half-written or stale
+                shutil.rmtree(folder)
+    for record in (out / UNITS_DIR).glob("unit-*.json") if (out / UNITS_DIR).is_dir() else []:
+        if record.stem not in live:
+            record.unlink()
     plan.parent.mkdir(parents=True, exist_ok=True)
-    plan.write_text(json.dumps({"fingerprint": fingerprint}))
+    plan.write_text(json.dumps({"fingerprint": config_fp}))
 
 
 def _run_units(todo: list[Unit], cfg: ShardsConfig) -> None:
@@ -117,16 +124,17 @@ def build_shards(cfg: ShardsConfig) -> dict:
     """Build (or reuse) the shards described by ``cfg``; return their manifest (+ ``reused``)."""
     out = Path(cfg.output)
     tok_sha = tokenizer_sha256(cfg.tokenizer)
-    units = plan_units(cfg.input, cfg.unit_rows)
+    units = plan_units(cfg.input, cfg.unit_bytes)
     if not units:
         raise ValueError(f"shards.input {cfg.input} holds no documents")
-    fingerprint = _fingerprint(cfg, units, tok_sha)
+    config_fp = shards_fingerprint(cfg, tok_sha)
+    fingerprint = _fingerprint(config_fp, units)
     done_manifest = out / MANIFEST_FILE
     if done_manifest.is_file() and not cfg.overwrite:
         old = json.loads(done_manifest.read_text())
         if old.get("fingerprint") == fingerprint:
             return {**old, "reused": True}
-    _reset_if_stale(out, fingerprint, cfg.overwrite)
+    _reset_if_stale(out, config_fp, units, cfg.overwrite)
     todo = [u for u in units if not unit_record_path(out, u).is_file()]
     start = time.perf_counter()
     _run_units(todo, cfg)
@@ -147,7 +155,9 @@ def build_shards(cfg: ShardsConfig) -> dict:
         "max_seq_len": cfg.max_seq_len,
         "eos_id": tman["eos_id"],
         "pad_id": tman["pad_id"],
-        "columns": {"tokens": "ndarray:int32"},
+        "columns": columns(tman["vocab_size"], cfg.max_seq_len),
+        "split_rule": {"split_by": cfg.split_by, "val_fraction": cfg.val_fraction, "seed": cfg.split_seed,
+                       "rule": SPLIT_RULES[cfg.split_by]},
         "units": len(units),
         **totals,
         "layout": LAYOUT_NOTE,

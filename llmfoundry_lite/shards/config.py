@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from llmfoundry_lite.validate import require_positive
 
 REMAINDERS = ("pad", "drop")
+SPLIT_BY = ("repository", "content")
 HASH_ALGOS = ("sha1", "sha256", "xxh64", "xxh3_64", "md5")
 # Keys that change how the work is scheduled or where it goes, never the bytes written.
 RUNTIME_KEYS = ("workers", "output", "overwrite", "progress")
@@ -28,11 +29,16 @@ class ShardsConfig:
     max_seq_len: int = 2048
     """Tokens per packed sample."""
     val_fraction: float = 0.01
-    """Share of documents (by a stable hash of their content) that go to ``val``."""
+    """Share of repositories (or documents, see ``split_by``) that go to ``val``, by a stable hash."""
+    split_by: str = "repository"
+    """``repository``: every file of one repository lands on the same side (files without a repository
+    fall back to their content), so val loss is not flattered by near-copies from the same repo;
+    ``content``: each document by the hash of its content."""
     split_seed: int = 0
     """Seed of the train/val hash; change it to draw a different validation set."""
-    unit_rows: int = 1024
-    """Rows of an input Parquet file per unit of work; fixed units make output independent of ``workers``."""
+    unit_bytes: int = 64 << 20
+    """Uncompressed bytes of whole Parquet row groups per unit of work (a unit never splits a row group);
+    fixed units make output independent of ``workers``."""
     workers: int = 1
     """Worker processes tokenizing units in parallel; the shards are byte-identical for any value."""
     remainder: str = "pad"
@@ -55,7 +61,9 @@ class ShardsConfig:
             raise ValueError(f"max_seq_len must be >= 2, got {self.max_seq_len}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
-        require_positive(self, ("unit_rows", "workers", "size_limit"))
+        require_positive(self, ("unit_bytes", "workers", "size_limit"))
+        if self.split_by not in SPLIT_BY:
+            raise ValueError(f"split_by: unknown choice {self.split_by!r}; choose from {list(SPLIT_BY)}")
         if self.remainder not in REMAINDERS:
             raise ValueError(f"remainder: unknown choice {self.remainder!r}; choose from {list(REMAINDERS)}")
         unknown = sorted(set(self.hashes) - set(HASH_ALGOS))

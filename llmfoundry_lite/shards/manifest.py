@@ -14,7 +14,8 @@ FORMAT_VERSION = 1
 
 # How the objectives re-tokenise documents at load time; recorded so the shards describe themselves.
 LAYOUT_NOTE = (
-    "Each sample is max_seq_len int32 token ids from one packed stream per unit and split: every "
+    "Each sample is max_seq_len token ids (uint16 when the vocabulary has at most 65,536 ids, else int32: "
+    "see columns) from one packed stream per unit and split: every "
     "document's tokens followed by eos_id. eos_id tokens are the only document boundaries; a "
     "sample may start or end inside a document. The last partial sample of each unit and split "
     "is padded with pad_id (remainder=pad) or dropped (remainder=drop). Character-level FIM at "

@@ -16,13 +16,30 @@ import numpy as np
 SPLITS = ("train", "val")
 
 
-def split_of(content: str, seed: int, val_fraction: float) -> str:
-    """``"val"`` for a stable ``val_fraction`` share of documents, decided by their content.
+SPLIT_RULES = {
+    "repository": "val iff sha256(split_seed as 8 little-endian bytes + 'repo:' + repository_name) read as a "
+                  "little-endian 64-bit integer < val_fraction * 2^64; documents without a repository_name use "
+                  "'content:' + their content instead",
+    "content": "val iff sha256(split_seed as 8 little-endian bytes + 'content:' + content) < val_fraction * 2^64 "
+               "(first 8 bytes, little-endian)",
+}
 
-    Hashing the content (not the position or the file) keeps the split fixed when the
-    corpus is re-sharded or reordered, and sends exact duplicates to the same split.
+
+def split_key(doc: dict, split_by: str) -> str:
+    """What decides a document's side: its repository (all its files together) or its content."""
+    if split_by == "repository" and doc.get("repository_name"):
+        return "repo:" + doc["repository_name"]
+    return "content:" + doc["content"]
+
+
+def split_of(key: str, seed: int, val_fraction: float) -> str:
+    """``"val"`` for a stable ``val_fraction`` share of split keys (``split_key``).
+
+    Hashing the repository or the content (not the position or the file) keeps the split
+    fixed when the corpus is re-sharded or reordered, and sends exact duplicates to the
+    same split.
     """
-    digest = hashlib.sha256(seed.to_bytes(8, "little") + content.encode("utf-8", "surrogatepass")).digest()
+    digest = hashlib.sha256(seed.to_bytes(8, "little") + key.encode("utf-8", "surrogatepass")).digest()
     return "val" if int.from_bytes(digest[:8], "little") < val_fraction * 2**64 else "train"
 
 

@@ -1,22 +1,24 @@
-"""Fixed units of work: row ranges of the input files, independent of the worker count.
+"""Units of work: whole row groups of the input files, named by what they were made from.
 
-A Parquet file is cut into ranges of ``unit_rows`` rows (from its metadata, without
-reading it); a JSONL file or a source directory is one unit. Units are numbered in
-input order, each is packed and written on its own, and the merged index lists them
-in that order — so which worker ran which unit cannot change a single byte.
+A Parquet file is cut, from its metadata and without reading it, into runs of consecutive
+row groups holding at least ``unit_bytes`` of uncompressed data (a stand-in for the token
+count: tokens ≈ bytes / 3.5 for code) — a unit never splits a row group, so each group is
+read exactly once. A JSONL file or a source directory is one unit. Units are listed in input
+order and the merged index follows that order, so which worker ran which unit cannot change
+a byte; each unit's name hashes its input file's identity (path, size, mtime) and its rows,
+so a finished unit is reused exactly when its input is unchanged.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from llmfoundry_lite.corpus.identity import file_identity, identity_key
 from llmfoundry_lite.corpus.readers import (
-    ID_COLUMNS,
-    LANG_COLUMNS,
-    PATH_COLUMNS,
-    REPO_COLUMNS,
+    KNOWN_COLUMNS,
     InputError,
     InputShard,
     iter_documents,
@@ -27,63 +29,70 @@ from llmfoundry_lite.corpus.readers import (
 
 @dataclass(frozen=True)
 class Unit:
-    """Rows ``[start, stop)`` of one input shard (``stop`` None: the whole shard)."""
+    """Row groups ``groups`` (rows ``[start, stop)``) of one input file; ``stop`` None: the whole file."""
 
     index: int
     shard: InputShard
+    input_key: str
     start: int = 0
     stop: int | None = None
+    groups: tuple[int, ...] = ()
 
     @property
     def name(self) -> str:
-        return f"unit-{self.index:05d}"
+        rows = f"{self.start}-{self.stop}"
+        return "unit-" + hashlib.sha256(f"{self.input_key}\0{rows}".encode()).hexdigest()[:16]
 
 
-def _parquet_rows(path: str) -> int:
+def _parquet_groups(path: str) -> list[tuple[int, int]]:
+    """``(rows, uncompressed bytes)`` of every row group of ``path``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(path).metadata.num_rows
+        meta = pq.ParquetFile(path).metadata
     except (pa.ArrowException, OSError) as err:
         raise InputError(f"{path}: not a readable Parquet file ({err})") from None
+    return [(meta.row_group(g).num_rows, meta.row_group(g).total_byte_size) for g in range(meta.num_row_groups)]
 
 
-def plan_units(inputs: list[str], unit_rows: int) -> list[Unit]:
+def plan_units(inputs: list[str], unit_bytes: int) -> list[Unit]:
     """The units covering every input document, in input order."""
     units: list[Unit] = []
     for shard in list_input_shards(inputs):
+        key = identity_key(file_identity(shard))
         if shard.kind != "parquet":
-            units.append(Unit(len(units), shard))
+            units.append(Unit(len(units), shard, key))
             continue
-        rows = _parquet_rows(shard.path)
-        for start in range(0, rows, unit_rows):
-            units.append(Unit(len(units), shard, start, min(start + unit_rows, rows)))
+        start, size, groups = 0, 0, []
+        offset = 0
+        for g, (rows, nbytes) in enumerate(_parquet_groups(shard.path)):
+            groups.append(g)
+            size += nbytes
+            offset += rows
+            if size >= unit_bytes:
+                units.append(Unit(len(units), shard, key, start, offset, tuple(groups)))
+                start, size, groups = offset, 0, []
+        if groups:
+            units.append(Unit(len(units), shard, key, start, offset, tuple(groups)))
     return units
 
 
-def _parquet_range(path: str, start: int, stop: int, skips: Counter) -> Iterator[dict]:
-    """Normalized documents of rows ``[start, stop)``, reading only the row groups that overlap."""
+def _parquet_groups_docs(unit: Unit, skips: Counter) -> Iterator[dict]:
+    """Normalized documents of the unit's row groups (``row`` counts from the file's first row)."""
     import pyarrow.parquet as pq
 
+    path = unit.shard.path
     pf = pq.ParquetFile(path)
     names = pf.schema_arrow.names
     if "content" not in names:
         raise InputError(f"{path}: missing column 'content' (found: {', '.join(sorted(names))})")
-    known = {"content", "ext"} | set(PATH_COLUMNS + REPO_COLUMNS + ID_COLUMNS + LANG_COLUMNS)
-    wanted = [c for c in names if c in known]
-    groups, first_row, offset = [], None, 0
-    for g in range(pf.metadata.num_row_groups):
-        n = pf.metadata.row_group(g).num_rows
-        if offset < stop and offset + n > start:
-            groups.append(g)
-            first_row = offset if first_row is None else first_row
-        offset += n
-    if not groups:
-        return
-    table = pf.read_row_groups(groups, columns=wanted).slice(start - first_row, stop - start)
+    table = pf.read_row_groups(list(unit.groups), columns=[c for c in names if c in KNOWN_COLUMNS])
+    if table.num_rows != unit.stop - unit.start:
+        raise InputError(f"{path}: row groups {unit.groups} hold {table.num_rows} rows, planned "
+                         f"{unit.stop - unit.start}; the file changed since the units were planned")
     for i, row in enumerate(table.to_pylist()):
-        doc = normalize(row, path, start + i, skips)
+        doc = normalize(row, path, unit.start + i, skips)
         if doc is not None:
             yield doc
 
@@ -92,4 +101,4 @@ def iter_unit(unit: Unit, skips: Counter) -> Iterator[dict]:
     """The normalized documents of one unit, in file order."""
     if unit.stop is None:
         return iter_documents(unit.shard, skips)
-    return _parquet_range(unit.shard.path, unit.start, unit.stop, skips)
+    return _parquet_groups_docs(unit, skips)

@@ -4,7 +4,8 @@ A unit writes ``<split>/<unit>.tmp/`` for each split with its own ``MDSWriter``,
 renames them to ``<split>/<unit>/`` when complete, and only then records
 ``.units/<unit>.json``. A unit without that record is redone from scratch on the
 next run, so a killed run resumes at unit granularity (one MDSWriter run cannot be
-resumed, so it is never asked to).
+resumed, so it is never asked to). Tokens are stored as ``uint16`` when every id fits
+(vocabularies up to 65,536: half the bytes of ``int32``), else ``int32``.
 """
 
 from __future__ import annotations
@@ -16,14 +17,26 @@ from pathlib import Path
 
 import numpy as np
 
+from llmfoundry_lite.corpus.identity import InputChangedError, file_identity, identity_key
 from llmfoundry_lite.shards.config import ShardsConfig
-from llmfoundry_lite.shards.pack import SPLITS, Packer, split_of
+from llmfoundry_lite.shards.pack import SPLITS, Packer, split_key, split_of
 from llmfoundry_lite.shards.units import Unit, iter_unit
 from llmfoundry_lite.tokenizer.io import encode_texts, load_manifest, load_tokenizer
 
 ENCODE_BATCH_DOCS = 64
-COLUMNS = {"tokens": "ndarray:int32"}
 UNITS_DIR = ".units"
+
+
+def token_dtype(vocab_size: int) -> str:
+    """The narrowest MDS ndarray type that holds every id of the vocabulary."""
+    return "uint16" if vocab_size <= 1 << 16 else "int32"
+
+
+def columns(vocab_size: int, max_seq_len: int) -> dict[str, str]:
+    """The MDS columns of the shards: ``tokens`` as ``ndarray:<token_dtype>:<max_seq_len>``.
+
+    A static dtype and shape leave MDS nothing to store per sample but the ids themselves."""
+    return {"tokens": f"ndarray:{token_dtype(vocab_size)}:{max_seq_len}"}
 
 
 def unit_record_path(out: Path, unit: Unit) -> Path:
@@ -33,8 +46,9 @@ def unit_record_path(out: Path, unit: Unit) -> Path:
 class _SplitWriter:
     """Packs one split of one unit; opens its MDSWriter only when the first sample exists."""
 
-    def __init__(self, cfg: ShardsConfig, folder: Path, eos_id: int) -> None:
+    def __init__(self, cfg: ShardsConfig, folder: Path, eos_id: int, vocab_size: int) -> None:
         self.cfg, self.folder = cfg, folder
+        self.vocab_size = vocab_size
         self.packer = Packer(cfg.max_seq_len, eos_id)
         self.writer = None
         self.samples = 0
@@ -46,13 +60,14 @@ class _SplitWriter:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.writer = MDSWriter(
                 out=str(self.folder),
-                columns=COLUMNS,
+                columns=columns(self.vocab_size, self.cfg.max_seq_len),
                 compression=self.cfg.compression or None,
                 hashes=list(self.cfg.hashes),
                 size_limit=self.cfg.size_limit,
             )
+        dtype = np.dtype(token_dtype(self.vocab_size))
         for s in samples:
-            self.writer.write({"tokens": s})
+            self.writer.write({"tokens": s.astype(dtype)})
         self.samples += len(samples)
 
     def close(self, pad_id: int) -> dict:
@@ -91,7 +106,7 @@ def write_unit(unit: Unit, cfg: ShardsConfig) -> dict:
     tok = load_tokenizer(cfg.tokenizer)
     tmanifest = load_manifest(cfg.tokenizer)
     eos_id, pad_id, num_special = tmanifest["eos_id"], tmanifest["pad_id"], tmanifest["num_special"]
-    writers = {s: _SplitWriter(cfg, out / s / f"{unit.name}.tmp", eos_id) for s in SPLITS}
+    writers = {s: _SplitWriter(cfg, out / s / f"{unit.name}.tmp", eos_id, tmanifest["vocab_size"]) for s in SPLITS}
     skips: Counter = Counter()
     batch: list[dict] = []
 
@@ -99,7 +114,7 @@ def write_unit(unit: Unit, cfg: ShardsConfig) -> dict:
         ids = encode_texts(tok, [d["content"] for d in batch])
         _check_no_specials(ids, num_special, unit)
         for doc, doc_ids in zip(batch, ids, strict=True):
-            w = writers[split_of(doc["content"], cfg.split_seed, cfg.val_fraction)]
+            w = writers[split_of(split_key(doc, cfg.split_by), cfg.split_seed, cfg.val_fraction)]
             w.write(w.packer.add(doc_ids))
         batch.clear()
 
@@ -112,7 +127,11 @@ def write_unit(unit: Unit, cfg: ShardsConfig) -> dict:
             flush()
     if batch:
         flush()
-    record = {"unit": unit.name, "input": unit.shard.path, "rows": [unit.start, unit.stop], "skips": dict(skips)}
+    if identity_key(file_identity(unit.shard)) != unit.input_key:
+        raise InputChangedError(f"{unit.shard.path} changed while {unit.name} was written; rerun when the input "
+                                f"is complete — only the units made from it are redone")
+    record = {"unit": unit.name, "input": unit.shard.path, "input_key": unit.input_key,
+              "rows": [unit.start, unit.stop], "skips": dict(skips)}
     for split, w in writers.items():
         record[split] = w.close(pad_id)
     _check_accounting(unit, record)

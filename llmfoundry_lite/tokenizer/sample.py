@@ -3,16 +3,20 @@
 Each document gets the key ``sha256(seed, id)``; documents are taken in key order
 until the byte budget is spent. The sample therefore does not depend on the order
 of input files or on how many files the corpus is split into, and a bigger budget
-is a superset of a smaller one.
+is a superset of a smaller one. It is drawn in one streaming pass with a bounded heap
+(the largest kept key on top), so memory is the budget plus one document, whatever the
+size of the corpus.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections import Counter
 from dataclasses import dataclass, field
 
-from llmfoundry_lite.corpus.readers import iter_documents, list_input_shards, shard_size_bytes
+from llmfoundry_lite.corpus.identity import file_identity
+from llmfoundry_lite.corpus.readers import iter_documents, list_input_shards
 from llmfoundry_lite.tokenizer.special import special_tokens
 
 
@@ -28,9 +32,9 @@ class TextSample:
     reader_skips: dict[str, int] = field(default_factory=dict)
 
 
-def input_signature(inputs: list[str]) -> list[tuple[str, int]]:
-    """``(path, bytes)`` of every input shard: a cheap stand-in for "the input did not change"."""
-    return [(s.path, shard_size_bytes(s)) for s in list_input_shards(inputs)]
+def input_signature(inputs: list[str]) -> list[dict]:
+    """The identity (path, size, mtime) of every input file: a changed, added or removed file changes it."""
+    return [file_identity(s) for s in list_input_shards(inputs)]
 
 
 def doc_key(seed: int, doc_id: str) -> bytes:
@@ -50,36 +54,48 @@ def strip_special_strings(text: str, specials: list[str]) -> tuple[str, int]:
     return text, removed
 
 
+class _Budgeted:
+    """The documents with the smallest keys whose running total stays under a byte budget.
+
+    A document belongs to the sample iff the documents with smaller keys hold fewer than
+    ``budget`` bytes. The heap keeps exactly the members among the documents seen so far:
+    after a push, the largest key is dropped while the rest already fill the budget (later
+    documents can only add to what lies below it), and a document whose key is above a full
+    heap's largest is not even stored.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.total = budget, 0
+        self.heap: list[tuple[int, int, int, str]] = []  # (-key, -order, size, text): max-heap on key
+
+    def offer(self, key: bytes, order: int, size: int, text_fn) -> None:
+        k = int.from_bytes(key, "big")
+        if self.heap and self.total >= self.budget and (k, order) > (-self.heap[0][0], -self.heap[0][1]):
+            return
+        heapq.heappush(self.heap, (-k, -order, size, text_fn()))
+        self.total += size
+        while len(self.heap) > 1 and self.total - self.heap[0][2] >= self.budget:
+            self.total -= heapq.heappop(self.heap)[2]
+
+    def texts(self) -> list[str]:
+        return [text for _, _, _, text in sorted(self.heap, reverse=True)]
+
+
 def draw_sample(inputs: list[str], budget: int, seed: int, max_doc_bytes: int, num_reserved: int) -> TextSample:
-    """Pick documents by key until ``budget`` bytes, then read their texts in key order."""
+    """Documents by key until ``budget`` bytes, in key order (one streaming pass, memory ~ budget)."""
     skips: Counter = Counter()
-    shards = list_input_shards(inputs)
-    keyed: list[tuple[bytes, int]] = []
+    chosen = _Budgeted(budget)
     seen = 0
-    for shard in shards:
+    for shard in list_input_shards(inputs):
         for doc in iter_documents(shard, skips):
-            keyed.append((doc_key(seed, doc["id"]), min(doc["size"], max_doc_bytes)))
+            chosen.offer(doc_key(seed, doc["id"]), seen, min(doc["size"], max_doc_bytes),
+                         lambda d=doc: d["content"][:max_doc_bytes])
             seen += 1
-    keyed.sort()
-    chosen: set[bytes] = set()
-    total = 0
-    for key, size in keyed:
-        if total >= budget:
-            break
-        chosen.add(key)
-        total += size
-    picked: list[tuple[bytes, str]] = []
-    for shard in shards:
-        for doc in iter_documents(shard, Counter()):
-            key = doc_key(seed, doc["id"])
-            if key in chosen:
-                picked.append((key, doc["content"][:max_doc_bytes]))
-    picked.sort()
     specials = special_tokens(num_reserved)
     texts: list[str] = []
     removed = 0
     digest = hashlib.sha256()
-    for _, text in picked:
+    for text in chosen.texts():
         clean, n = strip_special_strings(text, specials)
         removed += n
         texts.append(clean)

@@ -32,7 +32,7 @@ def check_time(key: str, value: str, units: tuple[str, ...] = ("ba", "ep", "tok"
 
 @dataclass
 class LoaderConfig:
-    """A StreamingDataset over MDS shards (column ``tokens``: int32 of length max_seq_len)."""
+    """A StreamingDataset over MDS shards (column ``tokens``: uint16 or int32 ids, length max_seq_len)."""
 
     local: str = "data/shards"
     """Directory holding the MDS split folders (and manifest.json)."""

@@ -32,7 +32,8 @@ class ObjectiveDataset(StreamingDataset):
         return epoch, sample_in_epoch
 
     def get_item(self, sample_id: int, retry: int = 7) -> dict[str, np.ndarray]:
-        tokens = super().get_item(sample_id, retry)["tokens"]
+        # Shards store uint16 when the vocabulary fits; the objectives and the model work in int32.
+        tokens = super().get_item(sample_id, retry)["tokens"].astype(np.int32, copy=False)
         out = self.objective(tokens, sample_id, self._epoch)
         out["sample_index"] = np.int64(sample_id)
         return out

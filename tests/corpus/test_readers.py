@@ -21,11 +21,12 @@ def test_real_stack_column_names_are_mapped(tmp_path):
     table = pa.table({
         "hexsha": ["abc"], "content": ["print(1)\n"], "max_stars_repo_path": ["src/a.py"],
         "max_stars_repo_name": ["o/r"], "lang": ["Python"], "ext": ["py"], "avg_line_length": [8.0],
+        "max_stars_repo_licenses": [["MIT", "Apache-2.0"]],
     })
     pq.write_table(table, d / "train-00000-of-00001.parquet")
     docs, skips = _all([tmp_path / "data"])
     assert docs == [{"id": "abc", "content": "print(1)\n", "path": "src/a.py", "lang": "Python",
-                     "repository_name": "o/r", "size": 9, "ext": "py"}]
+                     "repository_name": "o/r", "size": 9, "ext": "py", "row": 0, "licenses": ["MIT", "Apache-2.0"]}]
     assert not skips
 
 

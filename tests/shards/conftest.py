@@ -45,7 +45,7 @@ def corpus_dir(tmp_path: Path) -> Path:
 
 
 def shard_cfg(corpus: Path, out: Path, **kw) -> ShardsConfig:
-    base = {"max_seq_len": 64, "val_fraction": 0.25, "unit_rows": 5, "progress": False}
+    base = {"max_seq_len": 64, "val_fraction": 0.25, "unit_bytes": 1, "progress": False}
     return ShardsConfig(input=[str(corpus)], tokenizer=str(ASSET_TOKENIZER), output=str(out), **{**base, **kw})
 
 

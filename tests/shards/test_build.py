@@ -13,7 +13,8 @@ import pytest
 from llmfoundry_lite.corpus.readers import iter_documents, list_input_shards
 from llmfoundry_lite.shards import build as build_mod
 from llmfoundry_lite.shards.build import build_shards
-from llmfoundry_lite.shards.pack import split_of
+from llmfoundry_lite.shards.pack import split_key, split_of
+from llmfoundry_lite.shards.units import plan_units
 from llmfoundry_lite.tokenizer import load_tokenizer
 
 from .conftest import ASSET_TOKENIZER, shard_cfg, tree_bytes
@@ -26,13 +27,13 @@ def _read_split(folder: Path) -> np.ndarray:
     clean_stale_shared_memory()
     ds = StreamingDataset(local=str(folder), shuffle=False, batch_size=1)
     samples = [ds[i]["tokens"] for i in range(len(ds))]
-    assert all(s.dtype == np.int32 and s.shape == (64,) for s in samples)
+    assert all(s.dtype == np.uint16 and s.shape == (64,) for s in samples)  # a 1024-id vocabulary fits uint16
     return np.stack(samples)
 
 
 def _docs_in_order(corpus: Path, split: str) -> list[str]:
-    docs = [d["content"] for s in list_input_shards([str(corpus)]) for d in iter_documents(s, Counter())]
-    return [t for t in docs if split_of(t, 0, 0.25) == split]
+    docs = [d for s in list_input_shards([str(corpus)]) for d in iter_documents(s, Counter())]
+    return [d["content"] for d in docs if split_of(split_key(d, "repository"), 0, 0.25) == split]
 
 
 @pytest.mark.parametrize("split", ["train", "val"])
@@ -54,9 +55,10 @@ def test_manifest_describes_the_shards(corpus_dir, tmp_path):
     on_disk = json.loads((tmp_path / "shards" / "manifest.json").read_text())
     assert on_disk["vocab_size"] == 1024 and on_disk["max_seq_len"] == 64
     assert (on_disk["eos_id"], on_disk["pad_id"]) == (0, 1)
-    assert on_disk["units"] == 4 + 4 + 1  # 20 rows / 5, 17 rows / 5, one JSONL file
+    assert on_disk["units"] == 4 + 5 + 1  # one per row group (unit_bytes=1): 20 rows / 6, 17 rows / 4; one JSONL file
     assert m["splits"]["train"]["docs"] + m["splits"]["val"]["docs"] == 46
-    assert on_disk["columns"] == {"tokens": "ndarray:int32"}
+    assert on_disk["columns"] == {"tokens": "ndarray:uint16:64"}
+    assert on_disk["split_rule"]["split_by"] == "repository" and "repository_name" in on_disk["split_rule"]["rule"]
     assert "workers" not in on_disk["source_config"]
 
 
@@ -89,10 +91,11 @@ def test_resume_after_crash_redoes_only_unfinished_units(corpus_dir, tmp_path, m
         build_shards(shard_cfg(corpus_dir, out))
     assert not (out / "manifest.json").exists()
     # A unit renamed into place whose completion record was never written must be redone too.
-    shutil.copytree(clean / "train" / "unit-00005", out / "train" / "unit-00005")
+    sixth = plan_units([str(corpus_dir)], 1)[5].name
+    shutil.copytree(clean / "train" / sixth, out / "train" / sixth)
     monkeypatch.setattr(build_mod, "write_unit", real)
     m = build_shards(shard_cfg(corpus_dir, out))
-    assert m["units_run"] == 9 - 3 and m["reused"] is False
+    assert m["units_run"] == 10 - 3 and m["reused"] is False
     assert tree_bytes(out) == tree_bytes(clean)
 
 
@@ -101,7 +104,7 @@ def test_rerun_reuses_and_config_change_rebuilds(corpus_dir, tmp_path):
     again = build_shards(shard_cfg(corpus_dir, tmp_path / "s", workers=2))
     assert again["reused"] is True and again["fingerprint"] == first["fingerprint"]
     changed = build_shards(shard_cfg(corpus_dir, tmp_path / "s", max_seq_len=32))
-    assert changed["reused"] is False and changed["units_run"] == 9
+    assert changed["reused"] is False and changed["units_run"] == 10
     assert json.loads((tmp_path / "s" / "manifest.json").read_text())["max_seq_len"] == 32
 
 
@@ -131,6 +134,6 @@ def test_null_content_rows_are_counted_not_lost(tmp_path):
     rows = [{"id": f"d{i}", "content": None if i % 3 == 0 else f"x = {i}\n", "path": "a.py"} for i in range(12)]
     rows[4]["content"] = ""
     pq.write_table(pa.Table.from_pylist(rows), corpus / "a.parquet")
-    m = build_shards(shard_cfg(corpus, tmp_path / "s", val_fraction=0.0, unit_rows=5))
+    m = build_shards(shard_cfg(corpus, tmp_path / "s", val_fraction=0.0))
     assert m["skips"]["null_content"] == 4 and sum(m["skips"].values()) == 5  # + one empty document
     assert m["splits"]["train"]["docs"] == 7 and m["splits"]["val"]["docs"] == 0

@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_sigkill_then_rerun_matches_clean_build(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    pq.write_table(pa.Table.from_pylist(make_docs(80)), corpus / "docs.parquet", row_group_size=16)
+    pq.write_table(pa.Table.from_pylist(make_docs(80)), corpus / "docs.parquet", row_group_size=2)
     out = tmp_path / "killed"
-    cfg_kw = {"unit_rows": 2, "val_fraction": 0.25}
+    cfg_kw = {"unit_bytes": 1, "val_fraction": 0.25}
     code = (
         "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
         "from tests.shards.conftest import shard_cfg; from llmfoundry_lite.shards.build import build_shards; "

@@ -21,7 +21,7 @@ def _args(corpus, tmp_path, *extra):
         f"shards.output={tmp_path / 'shards'}",
         "shards.max_seq_len=64",
         "shards.val_fraction=0.25",
-        "shards.unit_rows=8",
+        "shards.unit_bytes=1",
         *extra,
     ]
 
@@ -39,6 +39,27 @@ def test_stack_trains_vocab_then_shards_and_reuses_on_rerun(corpus_dir, tmp_path
     assert second["tokenizer"]["reused"] is True and second["shards"]["reused"] is True
     out = capsys.readouterr().out
     assert "== stage 2: vocabulary" in out and "reused" in out
+
+
+def test_stack_reruns_the_stages_a_replaced_input_affects(corpus_dir, tmp_path):
+    import time
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from data_prep.shard_stack import main
+
+    from .conftest import make_docs
+
+    main(_args(corpus_dir, tmp_path, "filter_enabled=true", f"filter.output={tmp_path / 'f'}", "filter.report=false"))
+    time.sleep(0.01)
+    pq.write_table(pa.Table.from_pylist(make_docs(25, 200)), corpus_dir / "b.parquet", row_group_size=4)  # 17 -> 25 rows
+    again = main(_args(corpus_dir, tmp_path, "filter_enabled=true", f"filter.output={tmp_path / 'f'}",
+                       "filter.report=false"))
+    assert again["filter"]["seen"] == 20 + 25 + 9
+    assert again["tokenizer"]["reused"] is False and again["shards"]["reused"] is False
+    kept = again["filter"]["kept"]
+    assert again["shards"]["splits"]["train"]["docs"] + again["shards"]["splits"]["val"]["docs"] == kept
 
 
 def test_stack_with_reused_tokenizer(corpus_dir, tmp_path):

@@ -84,3 +84,26 @@ def test_foreign_output_directory_is_never_overwritten(tiny_corpus, tmp_path):
     with pytest.raises(ValueError, match="exists and is not a tokenizer directory"):
         train_tokenizer(_cfg(tiny_corpus, foreign), log=False)
     assert (foreign / "README.md").read_text() == "keep me"
+
+
+def test_streaming_sample_equals_the_sorted_prefix_and_holds_only_the_sample():
+    import random
+
+    from llmfoundry_lite.tokenizer.sample import _Budgeted, doc_key
+
+    rng = random.Random(0)
+    docs = [(doc_key(0, f"d{i}"), i, rng.randint(1, 500)) for i in range(3000)]
+    budget = 20_000
+    chosen = _Budgeted(budget)
+    peak = 0
+    for key, order, size in docs:
+        chosen.offer(key, order, size, lambda o=order: f"t{o}")
+        peak = max(peak, chosen.total)
+    expected, total = [], 0
+    for key, order, size in sorted(docs):
+        if total >= budget:
+            break
+        expected.append(f"t{order}")
+        total += size
+    assert chosen.texts() == expected
+    assert peak < budget + 500  # held bytes follow the budget (+ one document), not the 3000 documents
