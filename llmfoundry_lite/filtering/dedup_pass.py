@@ -5,15 +5,17 @@ document's ordinal is computed here from the input file's position in *this* run
 and its row, so pass-1 results of unchanged files stay valid when files are added or removed.
 Clusters come from the engine: locally, a hash table for exact duplicates and datasketch's
 in-memory ``MinHashLSH`` for near ones; on Spark, a ``groupBy`` on the hash and a shuffle of
-band keys (``filtering/spark_engine.py``). The decisions are written per input file to
-``work/dedup/<key>.parquet`` (keyed by row) and a summary to ``work/dedup.json`` (the
-marker), which names the input set it was computed for.
+band keys with distributed connected components (``filtering/spark_dedup.py``). Both write
+the decisions per input file to ``work/dedup/key=<key>/`` (rows ``row, reason,
+representative_id, cluster_size``; no directory when a file has none); the summary goes to
+``work/dedup.json`` (the marker), which names the input set it was computed for.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,48 +100,70 @@ def _rows_by_shard(exact: dict, near: dict, id_of: dict[int, str]) -> dict[int, 
     return by_shard
 
 
+DECISION_COLUMNS = ("row", "reason", "representative_id", "cluster_size")
+
+
+def decisions_dir(work: Path, key: str) -> Path:
+    """Where the dedup decisions of one input file live (Spark's ``partitionBy("key")`` layout)."""
+    return work / "dedup" / f"key={key}"
+
+
+def read_decisions(work: Path, key: str) -> list[dict]:
+    """The decision rows of one input file, sorted by row (none when it has no directory)."""
+    import pyarrow.parquet as pq
+
+    folder = decisions_dir(work, key)
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    rows = [r for f in files for r in pq.read_table(f, columns=list(DECISION_COLUMNS)).to_pylist()]
+    return sorted(rows, key=lambda r: r["row"])
+
+
 def _write_decisions(work: Path, keys: list[str], by_shard: dict[int, list[dict]]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = pa.schema([("row", pa.int64()), ("reason", pa.string()), ("representative_id", pa.string()),
                         ("cluster_size", pa.int64())])
-    (work / "dedup").mkdir(parents=True, exist_ok=True)
-    for i, key in enumerate(keys):
-        path = work / "dedup" / f"{key}.parquet"
-        pq.write_table(pa.Table.from_pylist(by_shard.get(i, []), schema=schema), path.with_suffix(".tmp"))
-        os.replace(path.with_suffix(".tmp"), path)
+    for i, rows in by_shard.items():
+        folder = decisions_dir(work, keys[i])
+        folder.mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), folder / "part-00000.parquet")
+
+
+def local_dedup(cfg: FilterConfig, work: Path, keys: list[str]) -> dict:
+    """Pass 2 in this process: in-memory clusters, then per-file decisions; returns the summary counts."""
+    exact = exact_local(work, keys) if cfg.dedup.exact else {}
+    near: dict[int, list[int]] = {}
+    if cfg.dedup.near:
+        dropped = frozenset(m for members in exact.values() for m in members[1:])
+        near = near_local(work, keys, dropped, cfg.dedup)
+    id_of = ids_of(work, keys, set(exact) | set(near))
+    _write_decisions(work, keys, _rows_by_shard(exact, near, id_of))
+    return {
+        "exact_clusters": len(exact),
+        "near_clusters": len(near),
+        "exact_cluster_sizes": {str(k): v for k, v in sorted(Counter(len(m) for m in exact.values()).items())},
+        "near_cluster_sizes": {str(k): v for k, v in sorted(Counter(len(m) for m in near.values()).items())},
+    }
 
 
 def global_dedup(cfg: FilterConfig, work: str, keys: list[str], engine: Any) -> dict:
     """Cluster duplicates across all input files and write per-file decisions; returns the summary.
 
-    ``keys``: the input files' identity keys in this run's input order. ``engine`` supplies
-    ``exact_clusters(work, keys)`` and ``near_clusters(work, keys, dropped, dedup_cfg)``
-    (local: in-memory; Spark: shuffles). Only cluster members and the representatives' ids
-    ever reach this process. A marker made for another input list is recomputed.
+    ``keys``: the input files' identity keys in this run's input order. ``engine.dedup(cfg,
+    work, keys)`` does the work (local: in memory; Spark: DataFrame jobs) and returns the
+    counts. A marker made for another input list is recomputed from scratch.
     """
     work_dir = Path(work)
     marker = work_dir / "dedup.json"
     if marker.exists():
         summary = json.loads(marker.read_text())
-        if summary.get("inputs") == keys and all((work_dir / "dedup" / f"{k}.parquet").exists() for k in keys):
+        if summary.get("inputs") == keys:
             return summary
         marker.unlink()
-    exact = engine.exact_clusters(work_dir, keys) if cfg.dedup.exact else {}
-    near: dict[int, list[int]] = {}
-    if cfg.dedup.near:
-        dropped = frozenset(m for members in exact.values() for m in members[1:])
-        near = engine.near_clusters(work_dir, keys, dropped, cfg.dedup)
-    id_of = ids_of(work_dir, keys, set(exact) | set(near))
-    _write_decisions(work_dir, keys, _rows_by_shard(exact, near, id_of))
-    summary = {
-        "inputs": keys,
-        "exact_clusters": len(exact),
-        "near_clusters": len(near),
-        "exact_cluster_sizes": dict(sorted(Counter(len(m) for m in exact.values()).items())),
-        "near_cluster_sizes": dict(sorted(Counter(len(m) for m in near.values()).items())),
-    }
+    shutil.rmtree(work_dir / "dedup", ignore_errors=True)
+    (work_dir / "dedup").mkdir(parents=True)
+    summary = {"inputs": keys, **engine.dedup(cfg, work_dir, keys)}
     tmp = marker.with_suffix(".tmp")
     tmp.write_text(json.dumps(summary, indent=1))
     os.replace(tmp, marker)

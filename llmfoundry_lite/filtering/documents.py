@@ -45,8 +45,8 @@ def _heuristics(doc: dict, stats: LineStats, cfg: FilterConfig) -> tuple[str, st
 
 
 def _parse(doc: dict, stats: LineStats, cfg: FilterConfig) -> tuple[str, str] | None:
-    err = parse_error(doc, cfg.parse)
-    return None if err is None else ("parse_error", err[:500])
+    verdict = parse_error(doc, cfg.parse)  # reason: parse_error, parse_error:python2 or parse_error:python_newer
+    return None if verdict is None else (verdict[0], verdict[1][:500])
 
 
 def _decontam(doc: dict, stats: LineStats, cfg: FilterConfig) -> tuple[str, str] | None:

@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from typing import Any
 
-from llmfoundry_lite.filtering.dedup_pass import exact_local, near_local
+from llmfoundry_lite.filtering.dedup_pass import local_dedup
 
 _QUEUE: Any = None
 
@@ -59,8 +59,7 @@ class Progress:
 class LocalEngine:
     """Runs shard tasks in ``workers`` processes (inline when one suffices); one pool serves all passes."""
 
-    exact_clusters = staticmethod(exact_local)
-    near_clusters = staticmethod(near_local)
+    dedup = staticmethod(local_dedup)
 
     def __init__(self, workers: int, progress: bool) -> None:
         self.workers = workers or os.cpu_count() or 1

@@ -78,7 +78,7 @@ def make_engine(cfg: FilterConfig, progress: bool) -> Any:
     if cfg.engine == "spark":
         from llmfoundry_lite.filtering.spark_engine import SparkEngine
 
-        return SparkEngine(cfg.spark_master, progress)
+        return SparkEngine(cfg.spark_master, cfg.spark_python, progress)
     raise ValueError(f"unknown engine {cfg.engine!r}")
 
 
@@ -161,10 +161,9 @@ def _finished(out: Path, cfg: FilterConfig, inputs: str) -> dict | None:
 def _prune(work: Path, out: Path, keys: list[str]) -> None:
     """Remove work and output parts that belong to input files no longer in the input."""
     live = set(keys)
-    for sub in ("pass1", "dedup"):
-        for f in (work / sub).iterdir():
-            if f.name.split(".", 1)[0] not in live:
-                f.unlink()
+    for f in (work / "pass1").iterdir():
+        if f.name.split(".", 1)[0] not in live:
+            f.unlink()
     for sub in ("kept", "rejected"):
         for f in (out / sub).glob("part-*.parquet"):
             if int(f.stem.split("-")[1]) >= len(keys):

@@ -27,6 +27,7 @@ import numpy as np
 
 from llmfoundry_lite.corpus.identity import InputChangedError, check_unchanged, identity_key
 from llmfoundry_lite.corpus.readers import ALL_EXTRAS, InputShard, iter_documents
+from llmfoundry_lite.filtering.dedup_pass import read_decisions
 from llmfoundry_lite.filtering.documents import decontam_benchmark, process_document, redacted
 from llmfoundry_lite.filtering.records import (
     COMPUTED,
@@ -124,10 +125,6 @@ def _output_row(doc: dict, record: dict, decision: tuple | None, rejected: bool,
     return row
 
 
-def file_sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:20]
-
-
 def finalize_shard(index: int, shard: InputShard, identity: dict, cfg: FilterConfig, work: str, output: str) -> dict:
     """Pass 3 for one input file: re-read it, apply the decisions, write kept/rejected parts; returns counts.
 
@@ -136,10 +133,11 @@ def finalize_shard(index: int, shard: InputShard, identity: dict, cfg: FilterCon
     import pyarrow.parquet as pq
 
     key, name = identity_key(identity), shard_name(index)
-    decisions = Path(work) / "dedup" / f"{key}.parquet"
+    decisions = read_decisions(Path(work), key)
     marker = Path(work) / "final" / f"{name}.json"
     parts = [Path(output) / sub / f"part-{name}.parquet" for sub in ("kept", "rejected")]
-    stamp = {"identity": identity, "decisions": file_sha(decisions)}
+    digest = hashlib.sha256(json.dumps(decisions, sort_keys=True).encode()).hexdigest()[:20]
+    stamp = {"identity": identity, "decisions": digest}
     if marker.exists() and all(p.exists() for p in parts):
         previous = json.loads(marker.read_text())
         if previous["stamp"] == stamp:
@@ -147,8 +145,7 @@ def finalize_shard(index: int, shard: InputShard, identity: dict, cfg: FilterCon
     check_unchanged(shard, identity)
     pass1 = json.loads((Path(work) / "pass1" / f"{key}.json").read_text())
     # row -> (reason, id of the representative, cluster size) for this file's cluster members.
-    members = {r["row"]: (r["reason"], r["representative_id"], r["cluster_size"])
-               for r in pq.read_table(decisions).to_pylist()}
+    members = {r["row"]: (r["reason"], r["representative_id"], r["cluster_size"]) for r in decisions}
     fields, kinds = _extras(shard, pass1)
     extra_names = [f.name for f in fields]
     writers = {False: BatchWriter(parts[0], output_schema(False, fields), cfg.batch_rows),

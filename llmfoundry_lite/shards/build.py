@@ -60,7 +60,8 @@ def _reset_if_stale(out: Path, config_fp: str, units: list[Unit], overwrite: boo
 
 
 def _run_units(todo: list[Unit], cfg: ShardsConfig) -> None:
-    """Write every unit in ``todo``; in-process for one worker, else a pool of forked processes.
+    """Write every unit in ``todo``: one Spark task each (``engine=spark``), in-process for one worker,
+    else a pool of forked processes.
 
     The parent imports streaming (and with it torch) once before forking, so workers start
     in milliseconds instead of re-importing it; they encode with one tokenizer thread each
@@ -72,6 +73,13 @@ def _run_units(todo: list[Unit], cfg: ShardsConfig) -> None:
             print(f"  {rec['unit']}: train {t['docs']} docs / {t['samples']} samples, "
                   f"val {v['docs']} docs / {v['samples']} samples", flush=True)
 
+    if cfg.engine == "spark":
+        from llmfoundry_lite.spark_session import SparkScope
+
+        with SparkScope("llmfoundry_lite-shards", cfg.spark_master, cfg.spark_python) as scope:
+            for rec in scope.map(write_unit, [(u, cfg) for u in todo]):
+                report(rec)
+        return
     if cfg.workers == 1 or len(todo) <= 1:
         for unit in todo:
             report(write_unit(unit, cfg))

@@ -13,7 +13,8 @@ REMAINDERS = ("pad", "drop")
 SPLIT_BY = ("repository", "content")
 HASH_ALGOS = ("sha1", "sha256", "xxh64", "xxh3_64", "md5")
 # Keys that change how the work is scheduled or where it goes, never the bytes written.
-RUNTIME_KEYS = ("workers", "output", "overwrite", "progress")
+RUNTIME_KEYS = ("workers", "output", "overwrite", "progress", "engine", "spark_master", "spark_python")
+ENGINES = ("local", "spark")
 
 
 @dataclass
@@ -40,7 +41,14 @@ class ShardsConfig:
     """Uncompressed bytes of whole Parquet row groups per unit of work (a unit never splits a row group);
     fixed units make output independent of ``workers``."""
     workers: int = 1
-    """Worker processes tokenizing units in parallel; the shards are byte-identical for any value."""
+    """Worker processes tokenizing units in parallel (``engine=local``); the shards are byte-identical for any value."""
+    engine: str = "local"
+    """``local`` (a process pool) or ``spark`` (one Spark task per unit; ``output`` on a shared filesystem).
+    The bytes written do not depend on it."""
+    spark_master: str = ""
+    """Spark master for ``engine=spark``; empty uses the active session or ``spark-submit``'s."""
+    spark_python: str = ""
+    """Interpreter for Spark's Python workers (``PYSPARK_PYTHON``); empty leaves Spark's setting alone."""
     remainder: str = "pad"
     """Last partial sample of each unit and split: ``pad`` (with PAD id 1) or ``drop``."""
     compression: str = "zstd"
@@ -62,6 +70,8 @@ class ShardsConfig:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
         require_positive(self, ("unit_bytes", "workers", "size_limit"))
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine: unknown choice {self.engine!r}; choose from {list(ENGINES)}")
         if self.split_by not in SPLIT_BY:
             raise ValueError(f"split_by: unknown choice {self.split_by!r}; choose from {list(SPLIT_BY)}")
         if self.remainder not in REMAINDERS:
