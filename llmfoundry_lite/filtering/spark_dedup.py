@@ -48,7 +48,7 @@ def _candidates(spark: Any, work: Path, keys: list[str]) -> Any:
     from llmfoundry_lite.filtering.dedup_pass import pass1_files
 
     files = pass1_files(work, keys)
-    index = spark.createDataFrame([(Path(f).resolve().as_uri(), i, k) for i, (f, k) in enumerate(zip(files, keys))],
+    index = spark.createDataFrame([(Path(f).resolve().as_uri(), i, k) for i, (f, k) in enumerate(zip(files, keys, strict=True))],
                                   "file string, shard long, key string")
     return (spark.read.parquet(*files).select("row", "id", "reason", "content_hash")
             .withColumn("file", F.input_file_name()).join(F.broadcast(index), "file")

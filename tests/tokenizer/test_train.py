@@ -100,7 +100,7 @@ def test_streaming_sample_equals_the_sorted_prefix_and_holds_only_the_sample():
         chosen.offer(key, order, size, lambda o=order: f"t{o}")
         peak = max(peak, chosen.total)
     expected, total = [], 0
-    for key, order, size in sorted(docs):
+    for _key, order, size in sorted(docs):
         if total >= budget:
             break
         expected.append(f"t{order}")
