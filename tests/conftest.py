@@ -1,5 +1,6 @@
 """Fixtures shared across test folders."""
 
+import json
 import os
 import sys
 
@@ -18,3 +19,24 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture
+def memory_corpus():
+    """Two Stack tables and a JSONL file on fsspec's in-memory filesystem: a remote store without a network."""
+    import fsspec
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.filtering.stack_rows import module, stack_row, stack_schema
+
+    fs = fsspec.filesystem("memory")
+    fs.rm("/bucket", recursive=True) if fs.exists("/bucket") else None
+    for i in range(2):
+        with fs.open(f"/bucket/stack/data-{i}.parquet", "wb") as f:
+            rows = [stack_row(f"m{i}_{j}.py", module(10 * i + j)) for j in range(3)]
+            pq.write_table(pa.Table.from_pylist(rows, schema=stack_schema()), f)
+    with fs.open("/bucket/stack/extra.jsonl", "wb") as f:
+        f.write((json.dumps({"content": module(99), "path": "x.py", "stars": 4}) + "\n").encode())
+    yield fs
+    fs.rm("/bucket", recursive=True)

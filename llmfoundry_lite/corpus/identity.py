@@ -43,8 +43,34 @@ def _tree_stats(root: Path) -> tuple[int, int, str]:
     return total, newest, digest.hexdigest()[:16]
 
 
+REMOTE_VERSION_KEYS = ("mtime", "LastModified", "last_modified", "updated", "created", "ETag", "etag", "md5Hash",
+                       "generation")
+
+
+def _remote_identity(shard: InputShard) -> dict:
+    """Size plus the store's own version stamps (mtime / LastModified / ETag / generation) of a remote object."""
+    from llmfoundry_lite.corpus.uris import remote_fs
+
+    fs, inner = remote_fs(shard.path)
+    info = fs.info(inner)
+    stamps = {k: str(info[k]) for k in REMOTE_VERSION_KEYS if info.get(k) is not None}
+    if not stamps:  # a store that reports no version: only the bytes themselves can tell a replaced object
+        digest = hashlib.sha256()
+        with fs.open(inner, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+        stamps = {"sha256": digest.hexdigest()}
+    return {"path": shard.path, "kind": shard.kind, "size": int(info["size"]), "version": stamps}
+
+
 def file_identity(shard: InputShard) -> dict:
-    """``{path, kind, size, mtime_ns}`` (+ ``tree`` digest for a source directory) of one input."""
+    """``{path, kind, size, mtime_ns}`` (+ ``tree`` digest for a source directory) of one input.
+
+    Remote URIs use the object's size and the version stamps its store reports."""
+    from llmfoundry_lite.corpus.uris import local_path
+
+    if local_path(shard.path) is None:
+        return _remote_identity(shard)
     p = Path(shard.path)
     if shard.kind == "source_dir":
         size, mtime, tree = _tree_stats(p)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from llmfoundry_lite.corpus.languages import extension_of, language_from_path
 from llmfoundry_lite.corpus.sources import BINARY_PROBE_BYTES, decode_source, walk_directory
+from llmfoundry_lite.corpus.uris import local_path, open_binary, parquet_source, remote_fs
 
 PATH_COLUMNS = ("path", "max_stars_repo_path", "max_issues_repo_path", "max_forks_repo_path")
 REPO_COLUMNS = ("repository_name", "max_stars_repo_name", "repo_name", "max_issues_repo_name")
@@ -60,10 +60,15 @@ def list_input_shards(paths: list[str]) -> list[InputShard]:
 
     A directory holding Parquet/JSONL files (The Stack's ``data/<lang>/*.parquet``
     layout) contributes each of them; any other directory is a tree of source files.
+    Paths may be URIs (``corpus/uris.py``); remote ones must name tables, not source trees.
     """
     shards: list[InputShard] = []
     for raw in paths:
-        p = Path(raw)
+        local = local_path(raw)
+        if local is None:
+            shards.extend(_remote_shards(raw))
+            continue
+        p = Path(local)
         if not p.exists():
             raise InputError(f"input not found: {raw}")
         if p.is_file():
@@ -77,6 +82,25 @@ def list_input_shards(paths: list[str]) -> list[InputShard]:
         else:
             shards.append(InputShard(str(p), "source_dir"))
     return shards
+
+
+def _kind(name: str) -> str:
+    return "parquet" if name.endswith(".parquet") else "jsonl"
+
+
+def _remote_shards(uri: str) -> list[InputShard]:
+    """The tables at a remote URI (one file, or every table below a prefix), as full URIs, sorted."""
+    fs, root = remote_fs(uri)
+    if not fs.exists(root):
+        raise InputError(f"input not found: {uri}")
+    if fs.isfile(root):
+        if not _is_table(root):
+            raise InputError(f"{uri}: not a Parquet or JSONL(.gz) file")
+        return [InputShard(uri, _kind(root))]
+    tables = sorted(f for f in fs.find(root) if _is_table(f))
+    if not tables:
+        raise InputError(f"{uri}: no Parquet or JSONL(.gz) files below it (source trees must be local)")
+    return [InputShard(fs.unstrip_protocol(t), _kind(t)) for t in tables]
 
 
 def _first(row: dict, names: tuple[str, ...]) -> object | None:
@@ -169,7 +193,7 @@ def _read_parquet(path: str, skips: Counter, batch_size: int, extras: frozenset[
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(parquet_source(path))
     except (pa.ArrowException, OSError) as err:
         raise InputError(f"{path}: not a readable Parquet file ({err})") from None
     names = pf.schema_arrow.names
@@ -207,11 +231,10 @@ def _jsonl_row(raw: bytes, skips: Counter) -> dict | None:
 
 def _read_jsonl(path: str, skips: Counter, extras: frozenset[str] = frozenset()) -> Iterator[dict]:
     # Lines are read as bytes and decoded one by one: one bad byte costs one record, not the file.
-    opener = gzip.open if path.endswith(".gz") else open
     seen_content = False
     index = 0
     try:
-        with opener(path, "rb") as fh:
+        with open_binary(path) as raw_fh, (gzip.open(raw_fh, "rb") if path.endswith(".gz") else raw_fh) as fh:
             for index, raw in enumerate(fh):
                 if not raw.strip():
                     continue
@@ -249,7 +272,7 @@ def check_schema(shard: InputShard) -> None:
         import pyarrow.parquet as pq
 
         try:
-            names = pq.ParquetFile(shard.path).schema_arrow.names
+            names = pq.ParquetFile(parquet_source(shard.path)).schema_arrow.names
         except (pa.ArrowException, OSError) as err:
             raise InputError(f"{shard.path}: not a readable Parquet file ({err})") from None
         _check_columns(shard.path, names)
@@ -268,11 +291,3 @@ def iter_documents(shard: InputShard, skips: Counter, batch_size: int = 512,
     if shard.kind == "source_dir":
         return _read_source_dir(shard.path, skips)
     raise ValueError(f"unknown input kind {shard.kind!r}")
-
-
-def shard_size_bytes(shard: InputShard) -> int:
-    """On-disk size of a shard (a directory's total), for progress and scheduling."""
-    p = Path(shard.path)
-    if p.is_file():
-        return p.stat().st_size
-    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not os.path.islink(f))

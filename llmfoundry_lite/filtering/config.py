@@ -250,6 +250,10 @@ class FilterConfig:
     """Documents larger than this are rejected as ``too_large`` before any other filter."""
     batch_rows: int = 1000
     """Rows per Parquet write batch; bounds each worker's memory together with max_doc_bytes."""
+    unit_bytes: int = 64 << 20
+    """Uncompressed bytes of whole Parquet row groups per task of passes 1 and 3 (a unit never splits a row
+    group; a JSONL file or source directory is one unit): parallelism follows row groups, not files, and a
+    worker holds one unit's rows at a time. It decides the ``part-NNNNN`` layout, so it is part of the config."""
     store_rejected_content: bool = True
     """Write rejected documents' content to ``rejected/`` for audit; false leaves it empty (decisions and
     provenance are always written)."""
@@ -279,7 +283,7 @@ class FilterConfig:
             raise ValueError(f"unknown engine {self.engine!r}; choose from {list(ENGINES)}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0 (0 = one per core), got {self.workers}")
-        require_positive(self, ("max_doc_bytes", "batch_rows", "progress_every"))
+        require_positive(self, ("max_doc_bytes", "batch_rows", "progress_every", "unit_bytes"))
         if not self.output:
             raise ValueError("output must name a directory, e.g. output=data/filtered")
 

@@ -18,7 +18,7 @@ import os
 import shutil
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -27,18 +27,26 @@ from llmfoundry_lite.filtering.dedup import ORDINAL_SHIFT, decisions, exact_clus
 if TYPE_CHECKING:
     from llmfoundry_lite.filtering.config import DedupConfig, FilterConfig
 
-def pass1_files(work: Path, keys: list[str]) -> list[str]:
-    """Paths of every input file's pass-1 record file, in input order."""
-    return [str(work / "pass1" / f"{key}.parquet") for key in keys]
+class PassUnit(NamedTuple):
+    """What pass 2 needs of one unit: its pass-1 name, its input file's index in this run and that file's key."""
+
+    name: str
+    file_index: int
+    file_key: str
 
 
-def exact_local(work: Path, keys: list[str]) -> dict[int, list[int]]:
+def pass1_files(work: Path, units: list[PassUnit]) -> list[tuple[int, str]]:
+    """(input file index, pass-1 record file) of every unit, in input order."""
+    return [(u.file_index, str(work / "pass1" / f"{u.name}.parquet")) for u in units]
+
+
+def exact_local(work: Path, units: list[PassUnit]) -> dict[int, list[int]]:
     """Exact clusters over all input files with one in-memory hash table."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     ords, hashes = [], []
-    for index, path in enumerate(pass1_files(work, keys)):
+    for index, path in pass1_files(work, units):
         table = pq.read_table(path, columns=["row", "reason", "content_hash"])
         table = table.filter(pc.equal(table["reason"], ""))
         ords.append((index << ORDINAL_SHIFT) | table["row"].to_numpy())
@@ -46,14 +54,14 @@ def exact_local(work: Path, keys: list[str]) -> dict[int, list[int]]:
     return exact_clusters(np.concatenate(ords) if ords else np.zeros(0, np.int64), hashes)
 
 
-def ids_of(work: Path, keys: list[str], ordinals: set[int]) -> dict[int, str]:
+def ids_of(work: Path, units: list[PassUnit], ordinals: set[int]) -> dict[int, str]:
     """Document ids of ``ordinals`` (cluster representatives), read file by file."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     out: dict[int, str] = {}
-    for index, path in enumerate(pass1_files(work, keys)):
+    for index, path in pass1_files(work, units):
         rows = sorted(o & ((1 << ORDINAL_SHIFT) - 1) for o in ordinals if shard_of(o) == index)
         if not rows:
             continue
@@ -64,9 +72,10 @@ def ids_of(work: Path, keys: list[str], ordinals: set[int]) -> dict[int, str]:
     return out
 
 
-def signature_files(work: Path, keys: list[str]) -> list[tuple[int, str, str]]:
-    """(input index, rows .npy, signatures .npy) of every input file."""
-    return [(i, str(work / "pass1" / f"{k}.row.npy"), str(work / "pass1" / f"{k}.sig.npy")) for i, k in enumerate(keys)]
+def signature_files(work: Path, units: list[PassUnit]) -> list[tuple[int, str, str]]:
+    """(input file index, rows .npy, signatures .npy) of every unit."""
+    return [(u.file_index, str(work / "pass1" / f"{u.name}.row.npy"), str(work / "pass1" / f"{u.name}.sig.npy"))
+            for u in units]
 
 
 def load_signatures(index: int, rows_path: str, sigs_path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -74,9 +83,9 @@ def load_signatures(index: int, rows_path: str, sigs_path: str) -> tuple[np.ndar
     return (index << ORDINAL_SHIFT) | np.load(rows_path), np.load(sigs_path)
 
 
-def near_local(work: Path, keys: list[str], dropped: frozenset[int], cfg: DedupConfig) -> dict[int, list[int]]:
-    """Near clusters with datasketch's in-memory LSH over every input file's signatures."""
-    pairs = [load_signatures(*f) for f in signature_files(work, keys)]
+def near_local(work: Path, units: list[PassUnit], dropped: frozenset[int], cfg: DedupConfig) -> dict[int, list[int]]:
+    """Near clusters with datasketch's in-memory LSH over every unit's signatures."""
+    pairs = [load_signatures(*f) for f in signature_files(work, units)]
     if not pairs:
         return {}
     ords, sigs = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
@@ -118,27 +127,28 @@ def read_decisions(work: Path, key: str) -> list[dict]:
     return sorted(rows, key=lambda r: r["row"])
 
 
-def _write_decisions(work: Path, keys: list[str], by_shard: dict[int, list[dict]]) -> None:
+def _write_decisions(work: Path, units: list[PassUnit], by_shard: dict[int, list[dict]]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = pa.schema([("row", pa.int64()), ("reason", pa.string()), ("representative_id", pa.string()),
                         ("cluster_size", pa.int64())])
+    key_of = {u.file_index: u.file_key for u in units}
     for i, rows in by_shard.items():
-        folder = decisions_dir(work, keys[i])
+        folder = decisions_dir(work, key_of[i])
         folder.mkdir(parents=True)
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), folder / "part-00000.parquet")
 
 
-def local_dedup(cfg: FilterConfig, work: Path, keys: list[str]) -> dict:
+def local_dedup(cfg: FilterConfig, work: Path, units: list[PassUnit]) -> dict:
     """Pass 2 in this process: in-memory clusters, then per-file decisions; returns the summary counts."""
-    exact = exact_local(work, keys) if cfg.dedup.exact else {}
+    exact = exact_local(work, units) if cfg.dedup.exact else {}
     near: dict[int, list[int]] = {}
     if cfg.dedup.near:
         dropped = frozenset(m for members in exact.values() for m in members[1:])
-        near = near_local(work, keys, dropped, cfg.dedup)
-    id_of = ids_of(work, keys, set(exact) | set(near))
-    _write_decisions(work, keys, _rows_by_shard(exact, near, id_of))
+        near = near_local(work, units, dropped, cfg.dedup)
+    id_of = ids_of(work, units, set(exact) | set(near))
+    _write_decisions(work, units, _rows_by_shard(exact, near, id_of))
     return {
         "exact_clusters": len(exact),
         "near_clusters": len(near),
@@ -147,23 +157,24 @@ def local_dedup(cfg: FilterConfig, work: Path, keys: list[str]) -> dict:
     }
 
 
-def global_dedup(cfg: FilterConfig, work: str, keys: list[str], engine: Any) -> dict:
+def global_dedup(cfg: FilterConfig, work: str, units: list[PassUnit], engine: Any) -> dict:
     """Cluster duplicates across all input files and write per-file decisions; returns the summary.
 
-    ``keys``: the input files' identity keys in this run's input order. ``engine.dedup(cfg,
-    work, keys)`` does the work (local: in memory; Spark: DataFrame jobs) and returns the
-    counts. A marker made for another input list is recomputed from scratch.
+    ``units``: this run's units in input order. ``engine.dedup(cfg, work, units)`` does the work
+    (local: in memory; Spark: DataFrame jobs) and returns the counts. A marker made for another
+    plan is recomputed from scratch.
     """
     work_dir = Path(work)
     marker = work_dir / "dedup.json"
+    names = [u.name for u in units]
     if marker.exists():
         summary = json.loads(marker.read_text())
-        if summary.get("inputs") == keys:
+        if summary.get("inputs") == names:
             return summary
         marker.unlink()
     shutil.rmtree(work_dir / "dedup", ignore_errors=True)
     (work_dir / "dedup").mkdir(parents=True)
-    summary = {"inputs": keys, **engine.dedup(cfg, work_dir, keys)}
+    summary = {"inputs": names, **engine.dedup(cfg, work_dir, units)}
     tmp = marker.with_suffix(".tmp")
     tmp.write_text(json.dumps(summary, indent=1))
     os.replace(tmp, marker)

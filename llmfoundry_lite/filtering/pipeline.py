@@ -20,6 +20,7 @@ directory made with a different config is refused. ``work/pass1`` is kept after 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections import Counter
@@ -27,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from llmfoundry_lite.config import to_yaml
-from llmfoundry_lite.corpus.identity import file_identity, identity_key, inputs_key
-from llmfoundry_lite.corpus.readers import InputShard, check_schema, list_input_shards
+from llmfoundry_lite.corpus.identity import InputChangedError, file_identity, identity_key, inputs_key
+from llmfoundry_lite.corpus.readers import check_schema, list_input_shards
+from llmfoundry_lite.corpus.units import Unit, plan_units
+from llmfoundry_lite.corpus.uris import output_path
 from llmfoundry_lite.filtering.config import FilterConfig, config_hash, fingerprint
-from llmfoundry_lite.filtering.dedup_pass import global_dedup
+from llmfoundry_lite.filtering.dedup_pass import PassUnit, global_dedup
 from llmfoundry_lite.filtering.shards import filter_shard, finalize_shard
 
 CLAIM_FILE = "filter_config.json"
@@ -111,7 +114,7 @@ def build_stats(cfg: FilterConfig, first: list[dict], dedup: dict, final: list[d
             by_lang.setdefault(reason, Counter()).update(langs)
     stats = {
         "config_hash": config_hash(cfg),
-        "input_shards": len(first),
+        "units": len(first),
         "seen": sum(p["seen"] for p in first),
         "kept": sum(p["kept"] for p in final),
         "rejected": sum(rejected.values()),
@@ -158,35 +161,37 @@ def _finished(out: Path, cfg: FilterConfig, inputs: str) -> dict | None:
     return stats
 
 
-def _prune(work: Path, out: Path, keys: list[str]) -> None:
-    """Remove work and output parts that belong to input files no longer in the input."""
-    live = set(keys)
+def _prune(work: Path, out: Path, units: list[Unit]) -> None:
+    """Remove work and output parts that belong to units no longer in the plan."""
+    live = {u.name for u in units}
     for f in (work / "pass1").iterdir():
         if f.name.split(".", 1)[0] not in live:
             f.unlink()
     for sub in ("kept", "rejected"):
         for f in (out / sub).glob("part-*.parquet"):
-            if int(f.stem.split("-")[1]) >= len(keys):
+            if int(f.stem.split("-")[1]) >= len(units):
                 f.unlink()
     for f in (work / "final").glob("*.json"):
-        if int(f.stem) >= len(keys):
+        if int(f.stem) >= len(units):
             f.unlink()
 
 
 def run_filter(cfg: FilterConfig, progress: bool = True) -> dict:
     """Run (or resume) the filter stage; returns the stats dict also written to ``<output>/stats.json``."""
+    cfg = dataclasses.replace(cfg, output=output_path(cfg.output, "output"))  # file:// and dbfs:/ name a path
     out = Path(cfg.output)
     if not cfg.input:
         raise ValueError("input: give at least one Parquet/JSONL file or directory (--input PATH ...)")
     shards = list_input_shards(list(cfg.input))
     for shard in shards:
         check_schema(shard)  # a wrong schema anywhere stops the run before any work
-    identities = [file_identity(s) for s in shards]
-    keys = [identity_key(i) for i in identities]
+    identities = {s.path: file_identity(s) for s in shards}
+    keys = [identity_key(identities[s.path]) for s in shards]
     if len(set(keys)) != len(keys):
         twice = sorted({s.path for s, k in zip(shards, keys, strict=True) if keys.count(k) > 1})
         raise ValueError(f"input: the same file is listed more than once ({', '.join(twice)}); list each once")
-    inputs = inputs_key(identities)
+    units = plan_units(list(cfg.input), cfg.unit_bytes)
+    inputs = inputs_key([*identities.values(), [u.name for u in units]])
     claim_output(cfg, out)
     stats = _finished(out, cfg, inputs)
     if stats is not None:
@@ -196,8 +201,8 @@ def run_filter(cfg: FilterConfig, progress: bool = True) -> dict:
         (work / sub).mkdir(parents=True, exist_ok=True)
     for sub in ("kept", "rejected"):
         (out / sub).mkdir(exist_ok=True)
-    _prune(work, out, keys)
-    stats = _run_passes(cfg, shards, identities, keys, progress)
+    _prune(work, out, units)
+    stats = _run_passes(cfg, units, identities, keys, progress)
     stats["inputs_key"] = inputs
     if cfg.report:
         stats["report"] = _draw_report(out, stats, cfg)
@@ -205,13 +210,19 @@ def run_filter(cfg: FilterConfig, progress: bool = True) -> dict:
     return stats
 
 
-def _run_passes(cfg: FilterConfig, shards: list[InputShard], identities: list[dict], keys: list[str],
+def _run_passes(cfg: FilterConfig, units: list[Unit], identities: dict[str, dict], keys: list[str],
                 progress: bool) -> dict:
     out, work = Path(cfg.output), str(Path(cfg.output) / "work")
+    file_index = {key: i for i, key in enumerate(keys)}
+    for u in units:
+        if u.input_key not in file_index:  # planned from a newer version than the one identified above
+            raise InputChangedError(f"{u.shard.path} changed while the run was being planned; rerun")
+    plan = [PassUnit(u.name, file_index[u.input_key], u.input_key) for u in units]
+    tasks = [(i, u, identities[u.shard.path]) for i, u in enumerate(units)]
     with make_engine(cfg, progress) as engine:
-        first = engine.map(filter_shard, [(i, s, ident, cfg, work) for i, (s, ident) in
-                                          enumerate(zip(shards, identities, strict=True))], "filter", tick=True)
-        dedup = global_dedup(cfg, work, keys, engine)
-        final = engine.map(finalize_shard, [(i, s, ident, cfg, work, str(out)) for i, (s, ident) in
-                                            enumerate(zip(shards, identities, strict=True))], "write")
-    return build_stats(cfg, first, dedup, final)
+        first = engine.map(filter_shard, [(*t, cfg, work) for t in tasks], "filter", tick=True)
+        dedup = global_dedup(cfg, work, plan, engine)
+        final = engine.map(finalize_shard, [(*t, cfg, work, str(out)) for t in tasks], "write")
+    stats = build_stats(cfg, first, dedup, final)
+    stats["input_files"] = len(keys)
+    return stats

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmfoundry_lite.corpus.readers import NORMALIZED
+from llmfoundry_lite.corpus.uris import parquet_source
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -62,7 +63,7 @@ def parquet_extra_fields(path: str) -> list[pa.Field]:
     """The input columns a Parquet file carries through, with their Arrow types."""
     import pyarrow.parquet as pq
 
-    schema = pq.ParquetFile(path).schema_arrow
+    schema = pq.ParquetFile(parquet_source(path)).schema_arrow
     return [f for f in schema if f.name not in NORMALIZED and f.name not in COMPUTED]
 
 

@@ -1,18 +1,19 @@
-"""Per-input-file work units of the filter stage, restartable and engine-independent.
+"""Units of work of the filter stage (whole row groups of one input file), restartable and engine-independent.
 
-- ``filter_shard`` (pass 1): read one input file, run ``process_document`` on each document,
-  write the decisions (no content) to ``work/pass1/<key>.parquet``, the candidates' MinHash
-  signatures to ``<key>.sig.npy`` (their rows to ``<key>.row.npy``), counts to ``<key>.json``
-  and finally the ``<key>.done`` marker.
-- ``finalize_shard`` (pass 3): re-read the input file, join each document with its pass-1
-  decision and the global dedup decisions, and write ``kept/part-NNNNN.parquet`` and
-  ``rejected/part-NNNNN.parquet`` (``NNNNN``: the file's position in this run's input list)
-  with every other input column carried through unchanged.
+- ``filter_shard`` (pass 1): read one unit, run ``process_document`` on each document, write
+  the decisions (no content) to ``work/pass1/<unit>.parquet``, the candidates' MinHash
+  signatures to ``<unit>.sig.npy`` (their rows to ``<unit>.row.npy``), counts to
+  ``<unit>.json`` and finally the ``<unit>.done`` marker.
+- ``finalize_shard`` (pass 3): re-read the unit, join each document with its pass-1 decision
+  and the global dedup decisions of its file, and write ``kept/part-NNNNN.parquet`` and
+  ``rejected/part-NNNNN.parquet`` (``NNNNN``: the unit's position in this run's plan) with
+  every other input column carried through unchanged.
 
-``<key>`` is the input file's identity (path, size, mtime: ``corpus/identity.py``), so work
-made from an older version of a file, or from a file no longer in the input, is never
-reused. Every file is written under a temporary name and renamed into place, and the marker
-comes last, so a killed run leaves either a finished unit or one that is redone from scratch.
+A unit's name hashes its input file's identity (path, size, mtime: ``corpus/identity.py``)
+and its rows (``corpus/units.py``), so work made from an older version of a file, or from a
+file no longer in the input, is never reused. Every file is written under a temporary name
+and renamed into place, and the marker comes last, so a killed run leaves either a finished
+unit or one that is redone from scratch.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from llmfoundry_lite.corpus.identity import InputChangedError, check_unchanged, identity_key
-from llmfoundry_lite.corpus.readers import ALL_EXTRAS, InputShard, iter_documents
+from llmfoundry_lite.corpus.identity import InputChangedError, check_unchanged
+from llmfoundry_lite.corpus.readers import ALL_EXTRAS, InputShard
+from llmfoundry_lite.corpus.units import Unit, iter_unit, unit_rows
 from llmfoundry_lite.filtering.dedup_pass import read_decisions
 from llmfoundry_lite.filtering.documents import decontam_benchmark, process_document, redacted
 from llmfoundry_lite.filtering.records import (
@@ -58,22 +60,31 @@ def _count(counts: dict[str, Any], lang: str, size: int) -> None:
     before[0], before[1] = before[0] + 1, before[1] + size
 
 
-def filter_shard(index: int, shard: InputShard, identity: dict, cfg: FilterConfig, work: str,
-                 tick: Any = None) -> dict:
-    """Pass 1 over one input file (see module docstring); returns its counts. Skips finished files."""
+def _check_rows(unit: Unit, position: int, skips: Counter) -> None:
+    """Every row of a Parquet unit was filtered or counted as skipped."""
+    rows = unit_rows(unit)
+    if rows is not None and position + sum(skips.values()) != rows:
+        raise RuntimeError(f"{unit.shard.path} rows {unit.start}-{unit.stop}: {position} documents + "
+                           f"{sum(skips.values())} skipped != {rows} rows")
+
+
+def filter_shard(index: int, unit: Unit, identity: dict, cfg: FilterConfig, work: str, tick: Any = None) -> dict:
+    """Pass 1 over one unit (see module docstring); returns its counts. Skips finished units."""
     out = Path(work) / "pass1"
-    key = identity_key(identity)
+    key, shard = unit.name, unit.shard
     if (out / f"{key}.done").exists():
         return json.loads((out / f"{key}.json").read_text())
     skips: Counter = Counter()
-    counts: dict[str, Any] = {"shard": shard.path, "identity": identity, "seen": 0, "lang_before": {}}
+    counts: dict[str, Any] = {"shard": shard.path, "rows": [unit.start, unit.stop], "identity": identity,
+                              "seen": 0, "lang_before": {}}
     decontaminated: Counter = Counter()
     kinds: dict[str, str] = {}
     candidates = rejected = 0
     writer = BatchWriter(out / f"{key}.parquet", pass1_schema(), cfg.batch_rows)
     rows, signatures = [], []
     extras = ALL_EXTRAS if shard.kind == "jsonl" else frozenset()
-    for position, doc in enumerate(iter_documents(shard, skips, batch_size=cfg.batch_rows, extras=extras)):
+    position = 0
+    for position, doc in enumerate(iter_unit(unit, skips, extras), 1):
         record, signature = process_document(doc, cfg)
         writer.add(record)
         _count(counts, doc["lang"], doc["size"])
@@ -88,9 +99,10 @@ def filter_shard(index: int, shard: InputShard, identity: dict, cfg: FilterConfi
         if signature is not None:
             rows.append(record["row"])
             signatures.append(signature)
-        if tick is not None and (position + 1) % cfg.progress_every == 0:
+        if tick is not None and position % cfg.progress_every == 0:
             tick(cfg.progress_every, candidates, rejected)  # docs since last tick, running totals
     writer.close()
+    _check_rows(unit, position, skips)
     check_unchanged(shard, identity)  # a file that grew while it was read must not be recorded as read
     sig = np.stack(signatures) if signatures else np.zeros((0, cfg.dedup.num_perm), np.uint32)
     np.save(out / f"{key}.sig.npy", sig)
@@ -125,19 +137,20 @@ def _output_row(doc: dict, record: dict, decision: tuple | None, rejected: bool,
     return row
 
 
-def finalize_shard(index: int, shard: InputShard, identity: dict, cfg: FilterConfig, work: str, output: str) -> dict:
-    """Pass 3 for one input file: re-read it, apply the decisions, write kept/rejected parts; returns counts.
+def finalize_shard(index: int, unit: Unit, identity: dict, cfg: FilterConfig, work: str, output: str) -> dict:
+    """Pass 3 for one unit: re-read it, apply the decisions, write kept/rejected parts; returns counts.
 
-    Reused only when the same input file (identity) met the same dedup decisions in an earlier attempt.
+    Reused only when the same rows of the same input file met the same dedup decisions in an earlier attempt.
     """
     import pyarrow.parquet as pq
 
-    key, name = identity_key(identity), shard_name(index)
-    decisions = read_decisions(Path(work), key)
+    key, name, shard = unit.name, shard_name(index), unit.shard
+    stop = unit.stop if unit.stop is not None else 1 << 62
+    decisions = [d for d in read_decisions(Path(work), unit.input_key) if unit.start <= d["row"] < stop]
     marker = Path(work) / "final" / f"{name}.json"
     parts = [Path(output) / sub / f"part-{name}.parquet" for sub in ("kept", "rejected")]
     digest = hashlib.sha256(json.dumps(decisions, sort_keys=True).encode()).hexdigest()[:20]
-    stamp = {"identity": identity, "decisions": digest}
+    stamp = {"unit": key, "identity": identity, "decisions": digest}
     if marker.exists() and all(p.exists() for p in parts):
         previous = json.loads(marker.read_text())
         if previous["stamp"] == stamp:
@@ -155,7 +168,7 @@ def finalize_shard(index: int, shard: InputShard, identity: dict, cfg: FilterCon
     records = (r for b in pq.ParquetFile(Path(work) / "pass1" / f"{key}.parquet").iter_batches(batch_size=cfg.batch_rows)
                for r in b.to_pylist())
     extras = ALL_EXTRAS if shard.kind == "jsonl" else frozenset(extra_names)
-    for doc in iter_documents(shard, Counter(), batch_size=cfg.batch_rows, extras=extras):
+    for doc in iter_unit(unit, Counter(), extras):
         record = next(records, None)
         if record is None or record["row"] != doc["row"]:
             raise InputChangedError(f"{shard.path}: row {doc['row']} was not seen by pass 1; the file changed "

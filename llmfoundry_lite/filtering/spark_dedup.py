@@ -42,14 +42,12 @@ def _band_rows(item: tuple[int, str, str], cfg: Any) -> Iterator[tuple[int, int,
             yield ordinal, band, key.tobytes()
 
 
-def _candidates(spark: Any, work: Path, keys: list[str]) -> Any:
+def _candidates(spark: Any, work: Path, units: list) -> Any:
     from pyspark.sql import functions as F
 
-    from llmfoundry_lite.filtering.dedup_pass import pass1_files
-
-    files = pass1_files(work, keys)
-    index = spark.createDataFrame([(Path(f).resolve().as_uri(), i, k) for i, (f, k) in enumerate(zip(files, keys, strict=True))],
-                                  "file string, shard long, key string")
+    files = [str(work / "pass1" / f"{u.name}.parquet") for u in units]
+    index = spark.createDataFrame([(Path(f).resolve().as_uri(), u.file_index, u.file_key)
+                                   for f, u in zip(files, units, strict=True)], "file string, shard long, key string")
     return (spark.read.parquet(*files).select("row", "id", "reason", "content_hash")
             .withColumn("file", F.input_file_name()).join(F.broadcast(index), "file")
             .withColumn("ordinal", F.shiftleft(F.col("shard"), ORDINAL_SHIFT) + F.col("row"))
@@ -85,12 +83,12 @@ def connected_components(spark: Any, edges: Any, scratch: Path) -> Any:
     raise RuntimeError(f"connected components did not converge in {MAX_CC_ROUNDS} rounds")
 
 
-def _near_members(spark: Any, cfg: FilterConfig, work: Path, keys: list[str], exact_dropped: Any) -> Any:
+def _near_members(spark: Any, cfg: FilterConfig, work: Path, units: list, exact_dropped: Any) -> Any:
     from pyspark.sql import functions as F
 
     from llmfoundry_lite.filtering.dedup_pass import signature_files
 
-    files = signature_files(work, keys)
+    files = signature_files(work, units)
     dedup_cfg = cfg.dedup
     bands = (spark.sparkContext.parallelize(files, max(1, len(files)))
              .flatMap(lambda item: _band_rows(item, dedup_cfg))
@@ -102,11 +100,13 @@ def _near_members(spark: Any, cfg: FilterConfig, work: Path, keys: list[str], ex
     return connected_components(spark, edges, work / "cc")
 
 
-def spark_dedup(spark: Any, cfg: FilterConfig, work: Path, keys: list[str]) -> dict:
-    """Write ``work/dedup/key=<key>/`` decisions for every input file; return the summary counts."""
+def spark_dedup(spark: Any, cfg: FilterConfig, work: Path, units: list) -> dict:
+    """Write ``work/dedup/key=<key>/`` decisions for every input file; return the summary counts.
+
+    ``units``: ``dedup_pass.PassUnit`` of this run (pass-1 name, input file index, file key)."""
     from pyspark.sql import functions as F
 
-    docs = _candidates(spark, work, keys).cache()
+    docs = _candidates(spark, work, units).cache()
     cand = docs.where(F.col("reason") == "")
     empty = spark.createDataFrame([], "node long, root long")
     exact = empty
@@ -118,7 +118,7 @@ def spark_dedup(spark: Any, cfg: FilterConfig, work: Path, keys: list[str]) -> d
     exact = exact.cache()
     near = empty
     if cfg.dedup.near:
-        near = _near_members(spark, cfg, work, keys, exact.select(F.col("node").alias("ordinal")))
+        near = _near_members(spark, cfg, work, units, exact.select(F.col("node").alias("ordinal")))
     near = near.cache()
     sizes = {}
     for name, members in (("exact", exact), ("near", near)):

@@ -28,8 +28,8 @@ class SparkEngine(SparkScope):
         """``[fn(*task) for task in tasks]`` as Spark tasks, results (per-file counts) in task order."""
         return super().map(fn, tasks)
 
-    def dedup(self, cfg: FilterConfig, work: Path, keys: list[str]) -> dict:
+    def dedup(self, cfg: FilterConfig, work: Path, units: list) -> dict:
         """Pass 2 as DataFrame jobs (``spark_dedup``); returns the summary counts."""
         from llmfoundry_lite.filtering.spark_dedup import spark_dedup
 
-        return spark_dedup(self.spark, cfg, work, keys)
+        return spark_dedup(self.spark, cfg, work, units)

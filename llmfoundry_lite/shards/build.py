@@ -20,10 +20,11 @@ import shutil
 import time
 from pathlib import Path
 
+from llmfoundry_lite.corpus.units import Unit, plan_units
+from llmfoundry_lite.corpus.uris import output_path
 from llmfoundry_lite.shards.config import RUNTIME_KEYS, ShardsConfig, shards_fingerprint
 from llmfoundry_lite.shards.manifest import LAYOUT_NOTE, MANIFEST_FILE, write_shards_manifest
 from llmfoundry_lite.shards.pack import SPLIT_RULES, SPLITS
-from llmfoundry_lite.shards.units import Unit, plan_units
 from llmfoundry_lite.shards.writer import UNITS_DIR, columns, unit_record_path, write_unit
 from llmfoundry_lite.tokenizer.io import load_manifest, tokenizer_sha256
 
@@ -130,6 +131,7 @@ def _totals(records: list[dict]) -> dict:
 
 def build_shards(cfg: ShardsConfig) -> dict:
     """Build (or reuse) the shards described by ``cfg``; return their manifest (+ ``reused``)."""
+    cfg = dataclasses.replace(cfg, output=output_path(cfg.output, "shards.output"))  # file:// and dbfs:/ name a path
     out = Path(cfg.output)
     tok_sha = tokenizer_sha256(cfg.tokenizer)
     units = plan_units(cfg.input, cfg.unit_bytes)

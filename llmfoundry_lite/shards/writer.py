@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from llmfoundry_lite.corpus.identity import InputChangedError, file_identity, identity_key
+from llmfoundry_lite.corpus.units import Unit, iter_unit
 from llmfoundry_lite.shards.config import ShardsConfig
 from llmfoundry_lite.shards.pack import SPLITS, Packer, split_key, split_of
-from llmfoundry_lite.shards.units import Unit, iter_unit
 from llmfoundry_lite.tokenizer.io import encode_texts, load_manifest, load_tokenizer
 
 ENCODE_BATCH_DOCS = 64

@@ -117,3 +117,22 @@ def test_kill_during_the_filter_pass_then_rerun_gives_the_clean_result(filter_cf
     for sub in ("kept", "rejected"):
         for f in sorted((tmp_path / "clean" / sub).glob("*.parquet")):
             assert f.read_bytes() == (tmp_path / "out" / sub / f.name).read_bytes()
+
+
+def test_row_group_units_split_a_file_and_keep_the_same_documents(filter_cfg, tmp_path):
+    from tests.filtering.stack_rows import module, stack_row, write_stack
+
+    rows = [stack_row(f"m{i}.py", module(i)) for i in range(12)] + [stack_row("copy.py", module(3))]
+    src = tmp_path / "src" / "one.parquet"
+    write_stack(src, rows)
+    import pyarrow as pa
+
+    pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(src)), src, row_group_size=4)  # 4 row groups
+    whole = run_filter(filter_cfg(input=[str(src)], output=str(tmp_path / "whole")), progress=False)
+    split = run_filter(filter_cfg("unit_bytes=1", input=[str(src)], output=str(tmp_path / "split")), progress=False)
+    assert whole["units"] == 1 and split["units"] == 4 and len(list((tmp_path / "split" / "kept").glob("*.parquet"))) == 4
+    drop = ("units", "config_hash", "inputs_key")
+    assert {k: v for k, v in split.items() if k not in drop} == {k: v for k, v in whole.items() if k not in drop}
+    for sub in ("kept", "rejected"):
+        assert read_dir(tmp_path / "whole" / sub) == read_dir(tmp_path / "split" / sub)  # same rows, same order
+    assert split["rejected_by_reason"] == {"exact_duplicate": 1}  # the copy sits in another unit than m3

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from llmfoundry_lite.corpus.readers import iter_documents, list_input_shards
+from llmfoundry_lite.corpus.units import plan_units
 from llmfoundry_lite.shards import build as build_mod
 from llmfoundry_lite.shards.build import build_shards
 from llmfoundry_lite.shards.pack import split_key, split_of
-from llmfoundry_lite.shards.units import plan_units
 from llmfoundry_lite.tokenizer import load_tokenizer
 
 from .conftest import ASSET_TOKENIZER, shard_cfg, tree_bytes

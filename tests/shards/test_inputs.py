@@ -9,9 +9,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from llmfoundry_lite.corpus.units import plan_units
 from llmfoundry_lite.shards.build import build_shards
 from llmfoundry_lite.shards.pack import split_key, split_of
-from llmfoundry_lite.shards.units import plan_units
 
 from .conftest import make_docs, shard_cfg, tree_bytes
 

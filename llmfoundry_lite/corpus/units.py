@@ -1,4 +1,4 @@
-"""Units of work: whole row groups of the input files, named by what they were made from.
+"""Units of work of the filter and shard stages: whole row groups of the input files, named by what they were made from.
 
 A Parquet file is cut, from its metadata and without reading it, into runs of consecutive
 row groups holding at least ``unit_bytes`` of uncompressed data (a stand-in for the token
@@ -25,6 +25,7 @@ from llmfoundry_lite.corpus.readers import (
     list_input_shards,
     normalize,
 )
+from llmfoundry_lite.corpus.uris import parquet_source
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def _parquet_groups(path: str) -> list[tuple[int, int]]:
     import pyarrow.parquet as pq
 
     try:
-        meta = pq.ParquetFile(path).metadata
+        meta = pq.ParquetFile(parquet_source(path)).metadata
     except (pa.ArrowException, OSError) as err:
         raise InputError(f"{path}: not a readable Parquet file ({err})") from None
     return [(meta.row_group(g).num_rows, meta.row_group(g).total_byte_size) for g in range(meta.num_row_groups)]
@@ -78,27 +79,32 @@ def plan_units(inputs: list[str], unit_bytes: int) -> list[Unit]:
     return units
 
 
-def _parquet_groups_docs(unit: Unit, skips: Counter) -> Iterator[dict]:
+def _parquet_groups_docs(unit: Unit, skips: Counter, extras: frozenset[str]) -> Iterator[dict]:
     """Normalized documents of the unit's row groups (``row`` counts from the file's first row)."""
     import pyarrow.parquet as pq
 
     path = unit.shard.path
-    pf = pq.ParquetFile(path)
+    pf = pq.ParquetFile(parquet_source(path))
     names = pf.schema_arrow.names
     if "content" not in names:
         raise InputError(f"{path}: missing column 'content' (found: {', '.join(sorted(names))})")
-    table = pf.read_row_groups(list(unit.groups), columns=[c for c in names if c in KNOWN_COLUMNS])
+    table = pf.read_row_groups(list(unit.groups), columns=[c for c in names if c in KNOWN_COLUMNS or c in extras])
     if table.num_rows != unit.stop - unit.start:
         raise InputError(f"{path}: row groups {unit.groups} hold {table.num_rows} rows, planned "
                          f"{unit.stop - unit.start}; the file changed since the units were planned")
     for i, row in enumerate(table.to_pylist()):
-        doc = normalize(row, path, unit.start + i, skips)
+        doc = normalize(row, path, unit.start + i, skips, extras)
         if doc is not None:
             yield doc
 
 
-def iter_unit(unit: Unit, skips: Counter) -> Iterator[dict]:
-    """The normalized documents of one unit, in file order."""
+def iter_unit(unit: Unit, skips: Counter, extras: frozenset[str] = frozenset()) -> Iterator[dict]:
+    """The normalized documents of one unit, in file order; ``extras``: input columns to carry in ``extra``."""
     if unit.stop is None:
-        return iter_documents(unit.shard, skips)
-    return _parquet_groups_docs(unit, skips)
+        return iter_documents(unit.shard, skips, extras=extras)
+    return _parquet_groups_docs(unit, skips, extras)
+
+
+def unit_rows(unit: Unit) -> int | None:
+    """Rows the unit covers (None for a JSONL file or source directory: only its reader knows)."""
+    return None if unit.stop is None else unit.stop - unit.start
