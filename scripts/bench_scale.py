@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import shutil
 import subprocess
@@ -116,8 +117,11 @@ def run_engine(corpus: Path, out: Path, engine: str) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     flags = {"input": [str(corpus)], "output": str(out), "engine": engine, "workers": 2}
     extra = ["spark_master=local[2]"] if engine == "spark" else []
+    # What a user passes with spark-submit: shuffle partitions sized for two local cores, not Spark's 200.
+    env = {**os.environ, "PYSPARK_SUBMIT_ARGS": "--conf spark.sql.shuffle.partitions=8 --conf spark.ui.enabled=false "
+                                                "pyspark-shell"}
     proc = subprocess.Popen([sys.executable, "-c", RUN, json.dumps(flags), *OVERRIDES, *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     sampler = Sampler(proc.pid)
     sampler.start()
     stdout, _ = proc.communicate()
