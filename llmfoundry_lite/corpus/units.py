@@ -57,11 +57,15 @@ def _parquet_groups(path: str) -> list[tuple[int, int]]:
     return [(meta.row_group(g).num_rows, meta.row_group(g).total_byte_size) for g in range(meta.num_row_groups)]
 
 
-def plan_units(inputs: list[str], unit_bytes: int) -> list[Unit]:
-    """The units covering every input document, in input order."""
+def plan_units(inputs: list[str], unit_bytes: int, identities: dict[str, dict] | None = None) -> list[Unit]:
+    """The units covering every input document, in input order.
+
+    ``identities``: ``file_identity`` by shard path when the caller already has them (a source
+    directory's identity walks its whole tree; computing it twice per run is waste)."""
     units: list[Unit] = []
     for shard in list_input_shards(inputs):
-        key = identity_key(file_identity(shard))
+        identity = identities[shard.path] if identities is not None else file_identity(shard)
+        key = identity_key(identity)
         if shard.kind != "parquet":
             units.append(Unit(len(units), shard, key))
             continue

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from llmfoundry_lite.config import to_yaml
-from llmfoundry_lite.corpus.identity import InputChangedError, file_identity, identity_key, inputs_key
+from llmfoundry_lite.corpus.identity import file_identity, identity_key, inputs_key
 from llmfoundry_lite.corpus.readers import check_schema, list_input_shards
 from llmfoundry_lite.corpus.units import Unit, plan_units
 from llmfoundry_lite.corpus.uris import output_path
@@ -190,7 +190,7 @@ def run_filter(cfg: FilterConfig, progress: bool = True) -> dict:
     if len(set(keys)) != len(keys):
         twice = sorted({s.path for s, k in zip(shards, keys, strict=True) if keys.count(k) > 1})
         raise ValueError(f"input: the same file is listed more than once ({', '.join(twice)}); list each once")
-    units = plan_units(list(cfg.input), cfg.unit_bytes)
+    units = plan_units(list(cfg.input), cfg.unit_bytes, identities)
     inputs = inputs_key([*identities.values(), [u.name for u in units]])
     claim_output(cfg, out)
     stats = _finished(out, cfg, inputs)
@@ -214,9 +214,6 @@ def _run_passes(cfg: FilterConfig, units: list[Unit], identities: dict[str, dict
                 progress: bool) -> dict:
     out, work = Path(cfg.output), str(Path(cfg.output) / "work")
     file_index = {key: i for i, key in enumerate(keys)}
-    for u in units:
-        if u.input_key not in file_index:  # planned from a newer version than the one identified above
-            raise InputChangedError(f"{u.shard.path} changed while the run was being planned; rerun")
     plan = [PassUnit(u.name, file_index[u.input_key], u.input_key) for u in units]
     tasks = [(i, u, identities[u.shard.path]) for i, u in enumerate(units)]
     with make_engine(cfg, progress) as engine:
