@@ -95,7 +95,7 @@ class AutogenConfig:
     """JSON/YAML shorter than this is rejected (BigCode's size window)."""
     json_yaml_max_chars: int = 5000
     """JSON/YAML longer than this is rejected (BigCode's size window)."""
-    data_like_fraction: float = 0.85
+    data_like_fraction: float = 0.82
     """Reject as data when numeric literals, separators and whitespace make up more than this fraction."""
     data_like_min_bytes: int = 2000
     """Smaller files are never called data-like."""

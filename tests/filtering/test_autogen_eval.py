@@ -15,9 +15,10 @@ CODE = "".join(f"def f{i}(x):\n    return x + {i}\n\n" for i in range(40))
 # Rules that miss the goal on the real set for reasons outside the rule's code (the config owns the
 # thresholds); strict, so a fix shows up as XPASS and the entry must go.
 SHORTFALLS = {
-    "data_like": "recall 11/13 at data_like_fraction=0.85 (precision 1.000): PIL's JpegPresets and scipy's "
-                 "_lebedev tables score below it, and 0.8 (P 0.92 / R 0.92) already rejects hand-written tests "
-                 "with big literals; one threshold on the character mix cannot meet both goals",
+    "data_like": "recall 15/16 at data_like_fraction=0.82 (precision 1.000): scipy's _lebedev holds its table "
+                 "as 4,700 lines of assignments and calls (data share 0.65), inside the band where hand-written "
+                 "tests with big literals lie (0.6-0.82); no character-mix, identifier-density or line-repeat "
+                 "threshold separates it from them on this image without fitting to that one file",
 }
 
 
