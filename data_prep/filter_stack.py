@@ -44,6 +44,10 @@ def main(argv: list[str]) -> None:
     print(format_headline(stats))
     print(f"wrote {cfg.output}/kept, {cfg.output}/rejected, {cfg.output}/stats.json"
           + (f", {cfg.output}/report" if cfg.report else ""))
+    if "published" in stats:
+        counts = stats["published"]
+        print(f"published from staging: uploaded {counts['uploaded']}, unchanged {counts['unchanged']}, "
+              f"deleted {counts['deleted']}")
 
 
 if __name__ == "__main__":

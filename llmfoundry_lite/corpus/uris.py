@@ -3,9 +3,9 @@
 Inputs may be POSIX paths, ``file://`` URIs, Databricks ``dbfs:/`` paths (read through the
 ``/dbfs`` mount every Databricks node has) or any fsspec URI (``s3://``, ``gs://``, ``abfss://``
 … with the matching fsspec package installed: s3fs, gcsfs, adlfs), listed and read through
-that filesystem. Outputs are written with atomic renames and completion markers, which need
-a filesystem with rename: a local or shared POSIX path, ``file://`` or ``dbfs:/``; an object
-store URI as output is refused with that explanation.
+that filesystem. Outputs are written in place on a POSIX path (``file://`` and ``dbfs:/``
+included); an object-store output is built in a staging directory and published when finished
+(``corpus/publish.py``).
 """
 
 from __future__ import annotations
@@ -51,12 +51,3 @@ def parquet_source(path: str) -> Any:
     """What ``pyarrow.parquet.ParquetFile`` should be given for ``path`` (a local path or an open remote file)."""
     local = local_path(path)
     return local if local is not None else open_binary(path)
-
-
-def output_path(path: str, key: str) -> str:
-    """The POSIX path an output setting names; ValueError for object stores (no atomic rename)."""
-    local = local_path(path)
-    if local is None:
-        raise ValueError(f"{key}: {path} is an object-store URI; outputs need a filesystem with atomic rename "
-                         f"(a local or shared path, file://, or dbfs:/ through the /dbfs mount)")
-    return local

@@ -26,7 +26,7 @@ AUTOGEN_RULES = (
 )
 PARSE_LANGUAGES = ("Python", "JavaScript", "TypeScript", "Java", "C", "C++", "Go", "Rust")
 # Keys that change where or how the work is scheduled, never what it produces: a rerun may change them.
-RUNTIME_KEYS = ("output", "workers", "engine", "spark_master", "spark_python", "progress_every", "report")
+RUNTIME_KEYS = ("output", "staging", "workers", "engine", "spark_master", "spark_python", "progress_every", "report")
 NO_LICENSE_RULES = ("keep", "reject")
 LICENSE_MATCH = ("any", "all")
 # Libraries whose version can change a decision; they enter the fingerprint (a new grammar = a new output).
@@ -235,7 +235,12 @@ class FilterConfig:
     input: list[str] = field(default_factory=list)
     """Parquet/JSONL(.gz) files, directories of them, or directories of source files."""
     output: str = "data/filtered"
-    """Receives ``kept/``, ``rejected/``, ``stats.json``, ``report/`` and the resumable ``work/`` state."""
+    """Receives ``kept/``, ``rejected/``, ``stats.json``, ``report/`` and the resumable ``work/`` state.
+    A path, ``file://`` or ``dbfs:/``; or an object-store URI (``s3://``, ``gs://``, ``abfss://``), built in
+    ``staging`` and published when finished (``work/`` stays in staging)."""
+    staging: str = ""
+    """For an object-store ``output`` only: the POSIX directory the run builds in (required with
+    ``engine=spark``, on a filesystem every executor sees; default ``~/.cache/llmfoundry_lite/staging/<hash>``)."""
     engine: str = "local"
     """``local`` (multiprocessing) or ``spark`` (pyspark; same per-document code)."""
     workers: int = 0

@@ -29,9 +29,9 @@ from typing import Any
 
 from llmfoundry_lite.config import to_yaml
 from llmfoundry_lite.corpus.identity import file_identity, identity_key, inputs_key
+from llmfoundry_lite.corpus.publish import publish, staging_dir
 from llmfoundry_lite.corpus.readers import check_schema, list_input_shards
 from llmfoundry_lite.corpus.units import Unit, plan_units
-from llmfoundry_lite.corpus.uris import output_path
 from llmfoundry_lite.filtering.config import FilterConfig, config_hash, fingerprint
 from llmfoundry_lite.filtering.dedup_pass import PassUnit, global_dedup
 from llmfoundry_lite.filtering.shards import filter_shard, finalize_shard
@@ -52,8 +52,11 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): data}
 
 
-def claim_output(cfg: FilterConfig, out: Path) -> None:
-    """Record ``cfg`` in ``out``, or refuse when ``out`` was made by a different config."""
+def claim_output(cfg: FilterConfig, out: Path, as_given: FilterConfig | None = None) -> None:
+    """Record ``cfg`` in ``out``, or refuse when ``out`` was made by a different config.
+
+    ``filter_config.yaml`` shows ``as_given`` (the config with the user's output URI and staging).
+    """
     claim = out / CLAIM_FILE
     if claim.exists():
         previous = json.loads(claim.read_text())
@@ -69,7 +72,7 @@ def claim_output(cfg: FilterConfig, out: Path) -> None:
         raise OutputDirError(f"output directory {out} is not empty and holds no {CLAIM_FILE}; choose an empty or new directory")
     out.mkdir(parents=True, exist_ok=True)
     claim.write_text(json.dumps({"config_hash": config_hash(cfg), "config": fingerprint(cfg)}, indent=1, default=str))
-    (out / "filter_config.yaml").write_text(to_yaml(cfg))
+    (out / "filter_config.yaml").write_text(to_yaml(as_given or cfg))
 
 
 def make_engine(cfg: FilterConfig, progress: bool) -> Any:
@@ -177,8 +180,18 @@ def _prune(work: Path, out: Path, units: list[Unit]) -> None:
 
 
 def run_filter(cfg: FilterConfig, progress: bool = True) -> dict:
-    """Run (or resume) the filter stage; returns the stats dict also written to ``<output>/stats.json``."""
-    cfg = dataclasses.replace(cfg, output=output_path(cfg.output, "output"))  # file:// and dbfs:/ name a path
+    """Run (or resume) the filter stage; returns the stats dict also written to ``<output>/stats.json``.
+
+    An object-store ``output`` is built in ``staging`` and published when the run has finished.
+    """
+    build_dir, remote = staging_dir(cfg.output, cfg.staging, "output", shared=cfg.engine == "spark")
+    stats = _run_filter(dataclasses.replace(cfg, output=build_dir, staging=""), progress, as_given=cfg)
+    if remote is not None:  # the counts are for the caller; stats.json stays what a local run writes
+        stats = {**stats, "published": publish(build_dir, remote, marker="stats.json", exclude=("work",))}
+    return stats
+
+
+def _run_filter(cfg: FilterConfig, progress: bool, as_given: FilterConfig) -> dict:
     out = Path(cfg.output)
     if not cfg.input:
         raise ValueError("input: give at least one Parquet/JSONL file or directory (--input PATH ...)")
@@ -192,7 +205,7 @@ def run_filter(cfg: FilterConfig, progress: bool = True) -> dict:
         raise ValueError(f"input: the same file is listed more than once ({', '.join(twice)}); list each once")
     units = plan_units(list(cfg.input), cfg.unit_bytes, identities)
     inputs = inputs_key([*identities.values(), [u.name for u in units]])
-    claim_output(cfg, out)
+    claim_output(cfg, out, as_given)
     stats = _finished(out, cfg, inputs)
     if stats is not None:
         return stats

@@ -20,8 +20,8 @@ import shutil
 import time
 from pathlib import Path
 
+from llmfoundry_lite.corpus.publish import publish, staging_dir
 from llmfoundry_lite.corpus.units import Unit, plan_units
-from llmfoundry_lite.corpus.uris import output_path
 from llmfoundry_lite.shards.config import RUNTIME_KEYS, ShardsConfig, shards_fingerprint
 from llmfoundry_lite.shards.manifest import LAYOUT_NOTE, MANIFEST_FILE, write_shards_manifest
 from llmfoundry_lite.shards.pack import SPLIT_RULES, SPLITS
@@ -130,8 +130,18 @@ def _totals(records: list[dict]) -> dict:
 
 
 def build_shards(cfg: ShardsConfig) -> dict:
-    """Build (or reuse) the shards described by ``cfg``; return their manifest (+ ``reused``)."""
-    cfg = dataclasses.replace(cfg, output=output_path(cfg.output, "shards.output"))  # file:// and dbfs:/ name a path
+    """Build (or reuse) the shards described by ``cfg``; return their manifest (+ ``reused``).
+
+    An object-store ``output`` is built in ``staging`` and published when the shards are complete.
+    """
+    build_dir, remote = staging_dir(cfg.output, cfg.staging, "shards.output", shared=cfg.engine == "spark")
+    manifest = _build_shards(dataclasses.replace(cfg, output=build_dir, staging=""))
+    if remote is not None:
+        manifest["published"] = publish(build_dir, remote, marker=MANIFEST_FILE, exclude=(UNITS_DIR,))
+    return manifest
+
+
+def _build_shards(cfg: ShardsConfig) -> dict:
     out = Path(cfg.output)
     tok_sha = tokenizer_sha256(cfg.tokenizer)
     units = plan_units(cfg.input, cfg.unit_bytes)

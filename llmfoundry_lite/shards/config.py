@@ -13,7 +13,7 @@ REMAINDERS = ("pad", "drop")
 SPLIT_BY = ("repository", "content")
 HASH_ALGOS = ("sha1", "sha256", "xxh64", "xxh3_64", "md5")
 # Keys that change how the work is scheduled or where it goes, never the bytes written.
-RUNTIME_KEYS = ("workers", "output", "overwrite", "progress", "engine", "spark_master", "spark_python")
+RUNTIME_KEYS = ("workers", "output", "staging", "overwrite", "progress", "engine", "spark_master", "spark_python")
 ENGINES = ("local", "spark")
 
 
@@ -26,7 +26,11 @@ class ShardsConfig:
     tokenizer: str = "data/tokenizer"
     """Tokenizer directory (tokenizer.json + manifest.json) used to encode the documents."""
     output: str = "data/shards"
-    """Receives ``train/``, ``val/`` (MDS) and ``manifest.json``."""
+    """Receives ``train/``, ``val/`` (MDS) and ``manifest.json``: a path, ``file://``, ``dbfs:/``, or an
+    object-store URI built in ``staging`` and published when finished (what ``streaming``'s ``remote`` reads)."""
+    staging: str = ""
+    """For an object-store ``output`` only: the POSIX directory the shards are built in (required with
+    ``engine=spark``; default ``~/.cache/llmfoundry_lite/staging/<hash>``)."""
     max_seq_len: int = 2048
     """Tokens per packed sample."""
     val_fraction: float = 0.01

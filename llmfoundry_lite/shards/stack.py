@@ -82,7 +82,7 @@ def filter_stage(cfg: StackConfig, raw: list[str], log: bool) -> tuple[list[str]
     fcfg = dataclasses.replace(cfg.filter, input=list(raw))
     stats = run_filter(fcfg, progress=log)
     _done(t, f"kept {stats['kept']:,} of {stats['seen']:,} documents in {fcfg.output}/kept", log)
-    return [str(Path(fcfg.output) / "kept")], stats
+    return [f"{fcfg.output.rstrip('/')}/kept"], stats  # a string join: output may be a URI
 
 
 def tokenizer_stage(cfg: StackConfig, docs: list[str], log: bool) -> tuple[str, dict]:

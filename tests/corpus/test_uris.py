@@ -1,24 +1,20 @@
-"""Inputs as URIs (file://, dbfs:/, any fsspec filesystem) and outputs that need a rename-capable filesystem."""
+"""Inputs as URIs (file://, dbfs:/, any fsspec filesystem)."""
 
 import json
 import time
 from collections import Counter
 
-import pytest
-
 from llmfoundry_lite.corpus.identity import file_identity
 from llmfoundry_lite.corpus.readers import iter_documents, list_input_shards
-from llmfoundry_lite.corpus.uris import local_path, output_path
+from llmfoundry_lite.corpus.uris import local_path
 from tests.filtering.stack_rows import module
 
 
-def test_local_forms_name_paths_and_object_stores_are_refused_as_outputs(tmp_path):
+def test_local_forms_name_paths(tmp_path):
     assert local_path(f"file://{tmp_path}/a b") == f"{tmp_path}/a b"
     assert local_path("file:///data/x%20y.parquet") == "/data/x y.parquet"
     assert local_path("dbfs:/mnt/stack") == "/dbfs/mnt/stack"
     assert local_path("/plain") == "/plain" and local_path("s3://bucket/key") is None
-    with pytest.raises(ValueError, match=r"output: s3://b/out is an object-store URI.*atomic rename"):
-        output_path("s3://b/out", "output")
 
 
 def test_remote_prefix_is_listed_and_read(memory_corpus):

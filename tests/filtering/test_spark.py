@@ -94,3 +94,21 @@ def test_spark_submit_runs_the_filter_script_with_its_master(filter_cfg, filter_
     assert {k: v for k, v in stats.items() if k != "config_hash"} == \
         {k: v for k, v in local.items() if k != "config_hash"}
     _equal_outputs(tmp_path / "local", out)
+
+
+def test_spark_builds_an_object_store_output_in_shared_staging(filter_cfg, tmp_path, spark):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    with pytest.raises(ValueError, match=r"a Spark run needs output.staging=PATH"):
+        run_filter(filter_cfg(output="memory://lake/f", engine="spark"), progress=False)
+    local = run_filter(filter_cfg(output=str(tmp_path / "local")), progress=False)
+    try:
+        on_spark = run_filter(filter_cfg(output="memory://lake/f", staging=str(tmp_path / "stage"), engine="spark"),
+                              progress=False)
+        assert on_spark.pop("published")["deleted"] == 0 and on_spark == local
+        for sub in ("kept", "rejected"):
+            for part in sorted((tmp_path / "local" / sub).glob("*.parquet")):
+                assert fs.cat(f"/lake/f/{sub}/{part.name}") == part.read_bytes()
+    finally:
+        fs.rm("/lake", recursive=True)

@@ -95,3 +95,24 @@ def test_added_removed_replaced_inputs_redo_exactly_their_units(tmp_path):
     assert tree_bytes(out) == fresh("fresh-b16c")
     assert json.loads((out / "manifest.json").read_text())["splits"]["train"]["docs"] + \
         removed["splits"]["val"]["docs"] == 24
+
+
+def test_object_store_output_is_published_byte_identical_to_a_local_build(tmp_path):
+    import fsspec
+
+    from llmfoundry_lite.shards.writer import UNITS_DIR
+
+    _write(tmp_path / "c" / "a.parquet", _with_repos(make_docs(40), repos=6))
+    local = build_shards(shard_cfg(tmp_path / "c", tmp_path / "local"))
+    fs = fsspec.filesystem("memory")
+    try:
+        remote = build_shards(shard_cfg(tmp_path / "c", "memory://bucket/shards", staging=str(tmp_path / "stage")))
+        assert remote["published"]["uploaded"] > 2 and remote["splits"] == local["splits"]
+        published = {p[len("/bucket/shards/"):]: fs.cat(p) for p in fs.find("/bucket/shards")}
+        published.pop("_published.json")
+        expected = {k: v for k, v in tree_bytes(tmp_path / "local").items() if not k.startswith(UNITS_DIR)}
+        assert published == expected
+        again = build_shards(shard_cfg(tmp_path / "c", "memory://bucket/shards", staging=str(tmp_path / "stage")))
+        assert again["reused"] and again["published"] == {"uploaded": 0, "unchanged": len(expected), "deleted": 0}
+    finally:
+        fs.rm("/bucket/shards", recursive=True)

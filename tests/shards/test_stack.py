@@ -62,6 +62,31 @@ def test_stack_reruns_the_stages_a_replaced_input_affects(corpus_dir, tmp_path):
     assert again["shards"]["splits"]["train"]["docs"] + again["shards"]["splits"]["val"]["docs"] == kept
 
 
+def test_stack_publishes_filter_and_shards_to_an_object_store(corpus_dir, tmp_path):
+    import fsspec
+
+    from data_prep.shard_stack import main
+
+    fs = fsspec.filesystem("memory")
+    remote = ["filter_enabled=true", "filter.output=memory://lake/filtered", f"filter.staging={tmp_path / 'fs'}",
+              "filter.report=false", "shards.output=memory://lake/shards", f"shards.staging={tmp_path / 'ss'}"]
+    try:
+        summary = main(_args(corpus_dir, tmp_path, *remote))
+        local = main(_args(corpus_dir, tmp_path / "local", "filter_enabled=true", f"filter.output={tmp_path / 'f'}",
+                           "filter.report=false"))
+        assert summary["filter"]["kept"] == local["filter"]["kept"]  # the vocabulary read kept/ from the store
+        assert summary["tokenizer"]["tokenizer_sha256"] == local["tokenizer"]["tokenizer_sha256"]
+        manifest = json.loads(fs.cat("/lake/shards/manifest.json"))
+        assert manifest["splits"] == local["shards"]["splits"]
+        index = json.loads(fs.cat("/lake/shards/train/index.json"))  # what streaming's remote= reads
+        assert sum(s["samples"] for s in index["shards"]) == manifest["splits"]["train"]["samples"]
+        for shard in index["shards"]:
+            stored = shard["zip_data"] or shard["raw_data"]  # compressed shards list their zip file
+            assert fs.exists(f"/lake/shards/train/{stored['basename']}")
+    finally:
+        fs.rm("/lake", recursive=True)
+
+
 def test_stack_with_reused_tokenizer(corpus_dir, tmp_path):
     from data_prep.shard_stack import main
 
