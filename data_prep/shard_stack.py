@@ -27,8 +27,16 @@ def main(argv: list[str]) -> dict:
 
     summary = run_stack(cfg)
     shards = summary["shards"]
-    print(f"done: tokenizer {summary['tokenizer_dir']} (vocab {shards['vocab_size']}), "
-          f"shards {cfg.shards.output} (max_seq_len {shards['max_seq_len']})")
+    if "streams" not in shards:
+        print(f"done: tokenizer {summary['tokenizer_dir']} (vocab {shards['vocab_size']}), "
+              f"shards {cfg.shards.output} (max_seq_len {shards['max_seq_len']})")
+        return summary
+    print(f"done: tokenizer {summary['tokenizer_dir']}; one shard set per stream. Train on them with "
+          f"(add proportion + epoch_size, or repeat, to weight them):")
+    print("train_loader:\n  streams:")
+    for name, manifest in shards["streams"].items():
+        samples = manifest["splits"]["train"]["samples"]
+        print(f"    {name}: {{local: {manifest['output']}}}  # {samples:,} train samples")
     return summary
 
 

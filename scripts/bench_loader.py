@@ -84,13 +84,12 @@ def time_loader(shards: Path, cfg: BenchLoaderConfig, objective, workers: int) -
     """(seconds for ``cfg.batches`` batches after a warm-up batch, sequence length)."""
     from streaming.base.util import clean_stale_shared_memory
 
+    from llmfoundry_lite.training.config import LoaderConfig
     from llmfoundry_lite.training.data import build_dataloader
 
     clean_stale_shared_memory()
-    loader = build_dataloader(
-        str(shards), cfg.split, objective, cfg.batch_size, shuffle=False, shuffle_seed=0, shuffle_algo="py1e",
-        num_canonical_nodes=1, num_workers=workers, drop_last=True,
-    )  # fmt: skip
+    lc = LoaderConfig(local=str(shards), split=cfg.split, shuffle=False, shuffle_seed=0, num_workers=workers)
+    loader = build_dataloader(lc, objective, cfg.batch_size)
     it = iter(loader)
     seq_len = next(it)["input_ids"].shape[1]
     start = time.perf_counter()

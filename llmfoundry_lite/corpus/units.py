@@ -38,11 +38,13 @@ class Unit:
     start: int = 0
     stop: int | None = None
     groups: tuple[int, ...] = ()
+    tag: str = ""
+    """What else decides the unit's results (a source's filter overrides); enters the name when set."""
 
     @property
     def name(self) -> str:
-        rows = f"{self.start}-{self.stop}"
-        return "unit-" + hashlib.sha256(f"{self.input_key}\0{rows}".encode()).hexdigest()[:16]
+        made_of = f"{self.input_key}\0{self.start}-{self.stop}" + (f"\0{self.tag}" if self.tag else "")
+        return "unit-" + hashlib.sha256(made_of.encode()).hexdigest()[:16]
 
 
 def _parquet_groups(path: str) -> list[tuple[int, int]]:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from llmfoundry_lite.filtering.pii import PIIConfig
 from llmfoundry_lite.validate import require_positive
@@ -27,6 +28,9 @@ AUTOGEN_RULES = (
 PARSE_LANGUAGES = ("Python", "JavaScript", "TypeScript", "Java", "C", "C++", "Go", "Rust")
 # Keys that change where or how the work is scheduled, never what it produces: a rerun may change them.
 RUNTIME_KEYS = ("output", "staging", "workers", "engine", "spark_master", "spark_python", "progress_every", "report")
+# Keys a source may not override: they are global to the run (one dedup over all sources, one layout).
+SOURCE_GLOBAL_KEYS = ("input", "output", "staging", "engine", "workers", "spark_master", "spark_python",
+                      "unit_bytes", "batch_rows", "dedup", "sources", "report", "progress_every")
 NO_LICENSE_RULES = ("keep", "reject")
 LICENSE_MATCH = ("any", "all")
 # Libraries whose version can change a decision; they enter the fingerprint (a new grammar = a new output).
@@ -229,11 +233,26 @@ class DecontamConfig:
 
 
 @dataclass
+class SourceConfig:
+    """One named data source of a multi-source run: its inputs and its own filter settings."""
+
+    input: list[str] = field(default_factory=list)
+    """Parquet/JSONL(.gz) files, directories of them, or source trees of this source."""
+    filter: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the filter config for this source's documents, nested like the config itself
+    (``{heuristics: {max_line_length: 2000}}``); dedup and scheduling keys are global and refused."""
+
+
+@dataclass
 class FilterConfig:
     """Options of ``python data_prep/filter_stack.py --input PATH [PATH ...] --output DIR``."""
 
     input: list[str] = field(default_factory=list)
     """Parquet/JSONL(.gz) files, directories of them, or directories of source files."""
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
+    """Named sources instead of ``input``, in priority order: dedup runs across all of them and a document
+    found in several is kept in the first-listed one. Each may override filter settings; a source added
+    later (listed last) is filtered on its own and deduplicated against the others' stored signatures."""
     output: str = "data/filtered"
     """Receives ``kept/``, ``rejected/``, ``stats.json``, ``report/`` and the resumable ``work/`` state.
     A path, ``file://`` or ``dbfs:/``; or an object-store URI (``s3://``, ``gs://``, ``abfss://``), built in
@@ -291,6 +310,15 @@ class FilterConfig:
         require_positive(self, ("max_doc_bytes", "batch_rows", "progress_every", "unit_bytes"))
         if not self.output:
             raise ValueError("output must name a directory, e.g. output=data/filtered")
+        if self.sources and self.input:
+            raise ValueError("give either input or sources, not both (each source lists its own input)")
+        for name, source in self.sources.items():
+            if not source.input:
+                raise ValueError(f"sources.{name}.input: list the source's files or directories")
+            shared = sorted(set(source.filter) & set(SOURCE_GLOBAL_KEYS))
+            if shared:
+                raise ValueError(f"sources.{name}.filter may not set {shared}: they hold for the whole run")
+            source_config(self, name)  # a bad override fails at load, naming the source
 
 
 def _file_sha(path: str) -> str:
@@ -316,9 +344,39 @@ def fingerprint(cfg: FilterConfig) -> dict:
     data = asdict(cfg)
     for key in RUNTIME_KEYS:
         data.pop(key, None)
+    # What was read is keyed by each file's identity (and a source's overrides by its units' names),
+    # so the paths typed and the list of sources are not part of the config an output belongs to.
+    data.pop("input")
+    data.pop("sources")
     data["list_files"] = {f: _file_sha(f) for f in [*cfg.opt_out.files, *cfg.decontam.files]}
     data["tools"] = tool_versions()
     return data
+
+
+def source_config(cfg: FilterConfig, name: str) -> FilterConfig:
+    """The filter config that holds for source ``name``: ``cfg`` with the source's overrides merged in."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = cfg.sources[name].filter
+    base = replace(cfg, input=[], sources={})
+    if not overrides:
+        return base
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(base), OmegaConf.create(overrides)))
+    except OmegaConfBaseException as err:
+        where = f"sources.{name}.filter.{err.full_key}" if getattr(err, "full_key", None) else f"sources.{name}.filter"
+        raise ValueError(f"{where}: {str(err).splitlines()[0]}") from None
+    except ValueError as err:  # a section's own check
+        raise ValueError(f"sources.{name}.filter: {err}") from None
+
+
+def source_digest(cfg: FilterConfig, name: str) -> str:
+    """Short hash of source ``name``'s overrides ('' for none): it enters the names of that source's units."""
+    overrides = cfg.sources[name].filter if name else {}
+    if not overrides:
+        return ""
+    return hashlib.sha256(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def config_hash(cfg: FilterConfig) -> str:

@@ -28,11 +28,25 @@ if TYPE_CHECKING:
     from llmfoundry_lite.filtering.config import DedupConfig, FilterConfig
 
 class PassUnit(NamedTuple):
-    """What pass 2 needs of one unit: its pass-1 name, its input file's index in this run and that file's key."""
+    """What pass 2 needs of one unit: its pass-1 name, its input file's index in this run, that file's key
+    and the name of the source it belongs to ('' in a single-source run)."""
 
     name: str
     file_index: int
     file_key: str
+    source: str = ""
+
+
+def cross_source_counts(pairs: Counter, units: list[PassUnit]) -> dict[str, int]:
+    """``{"<dropped doc's source> -> <kept copy's source>": n}`` from counts of (member file, representative file).
+
+    Sorted by (member source, representative source), as the Spark engine sorts them."""
+    source_of = {u.file_index: u.source for u in units}
+    out: Counter = Counter()
+    for (member, rep), n in pairs.items():
+        if source_of[member] != source_of[rep]:
+            out[source_of[member], source_of[rep]] += n
+    return {f"{m} -> {r}": n for (m, r), n in sorted(out.items())}
 
 
 def pass1_files(work: Path, units: list[PassUnit]) -> list[tuple[int, str]]:
@@ -149,12 +163,16 @@ def local_dedup(cfg: FilterConfig, work: Path, units: list[PassUnit]) -> dict:
         near = near_local(work, units, dropped, cfg.dedup)
     id_of = ids_of(work, units, set(exact) | set(near))
     _write_decisions(work, units, _rows_by_shard(exact, near, id_of))
-    return {
+    summary = {
         "exact_clusters": len(exact),
         "near_clusters": len(near),
         "exact_cluster_sizes": {str(k): v for k, v in sorted(Counter(len(m) for m in exact.values()).items())},
         "near_cluster_sizes": {str(k): v for k, v in sorted(Counter(len(m) for m in near.values()).items())},
     }
+    if len({u.source for u in units}) > 1:
+        pairs = Counter((shard_of(m), shard_of(rep)) for m, (_, rep, _) in decisions(exact, near).items())
+        summary["cross_source"] = cross_source_counts(pairs, units)
+    return summary
 
 
 def global_dedup(cfg: FilterConfig, work: str, units: list[PassUnit], engine: Any) -> dict:

@@ -25,14 +25,14 @@ import json
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from llmfoundry_lite.config import to_yaml
 from llmfoundry_lite.corpus.identity import file_identity, identity_key, inputs_key
 from llmfoundry_lite.corpus.publish import publish, staging_dir
 from llmfoundry_lite.corpus.readers import check_schema, list_input_shards
 from llmfoundry_lite.corpus.units import Unit, plan_units
-from llmfoundry_lite.filtering.config import FilterConfig, config_hash, fingerprint
+from llmfoundry_lite.filtering.config import FilterConfig, config_hash, fingerprint, source_config, source_digest
 from llmfoundry_lite.filtering.dedup_pass import PassUnit, global_dedup
 from llmfoundry_lite.filtering.shards import filter_shard, finalize_shard
 
@@ -191,19 +191,43 @@ def run_filter(cfg: FilterConfig, progress: bool = True) -> dict:
     return stats
 
 
+class SourcePlan(NamedTuple):
+    """One source of the run ('' when the run has plain ``input``): its inputs and effective config."""
+
+    name: str
+    inputs: list[str]
+    cfg: FilterConfig
+    tag: str  # hash of its overrides, part of its units' names ('' for none)
+
+
+def source_plans(cfg: FilterConfig) -> list[SourcePlan]:
+    """The run's sources in priority order."""
+    if not cfg.sources:
+        return [SourcePlan("", list(cfg.input), cfg, "")]
+    return [SourcePlan(name, list(src.input), source_config(cfg, name), source_digest(cfg, name))
+            for name, src in cfg.sources.items()]
+
+
 def _run_filter(cfg: FilterConfig, progress: bool, as_given: FilterConfig) -> dict:
     out = Path(cfg.output)
-    if not cfg.input:
+    plans = source_plans(cfg)
+    if not any(p.inputs for p in plans):
         raise ValueError("input: give at least one Parquet/JSONL file or directory (--input PATH ...)")
-    shards = list_input_shards(list(cfg.input))
+    shards = [s for p in plans for s in list_input_shards(p.inputs)]
     for shard in shards:
         check_schema(shard)  # a wrong schema anywhere stops the run before any work
     identities = {s.path: file_identity(s) for s in shards}
     keys = [identity_key(identities[s.path]) for s in shards]
     if len(set(keys)) != len(keys):
         twice = sorted({s.path for s, k in zip(shards, keys, strict=True) if keys.count(k) > 1})
-        raise ValueError(f"input: the same file is listed more than once ({', '.join(twice)}); list each once")
-    units = plan_units(list(cfg.input), cfg.unit_bytes, identities)
+        raise ValueError(f"input: the same file is listed more than once ({', '.join(twice)}); list each once"
+                         + (" (a file belongs to one source)" if cfg.sources else ""))
+    units: list[Unit] = []
+    unit_plans: list[SourcePlan] = []
+    for p in plans:  # units numbered across sources in priority order: part-NNNNN follows that order
+        for u in plan_units(p.inputs, cfg.unit_bytes, identities):
+            units.append(dataclasses.replace(u, index=len(units), tag=p.tag))
+            unit_plans.append(p)
     inputs = inputs_key([*identities.values(), [u.name for u in units]])
     claim_output(cfg, out, as_given)
     stats = _finished(out, cfg, inputs)
@@ -215,7 +239,7 @@ def _run_filter(cfg: FilterConfig, progress: bool, as_given: FilterConfig) -> di
     for sub in ("kept", "rejected"):
         (out / sub).mkdir(exist_ok=True)
     _prune(work, out, units)
-    stats = _run_passes(cfg, units, identities, keys, progress)
+    stats = _run_passes(cfg, units, unit_plans, identities, keys, progress)
     stats["inputs_key"] = inputs
     if cfg.report:
         stats["report"] = _draw_report(out, stats, cfg)
@@ -223,16 +247,37 @@ def _run_filter(cfg: FilterConfig, progress: bool, as_given: FilterConfig) -> di
     return stats
 
 
-def _run_passes(cfg: FilterConfig, units: list[Unit], identities: dict[str, dict], keys: list[str],
-                progress: bool) -> dict:
+def _run_passes(cfg: FilterConfig, units: list[Unit], unit_plans: list[SourcePlan], identities: dict[str, dict],
+                keys: list[str], progress: bool) -> dict:
     out, work = Path(cfg.output), str(Path(cfg.output) / "work")
     file_index = {key: i for i, key in enumerate(keys)}
-    plan = [PassUnit(u.name, file_index[u.input_key], u.input_key) for u in units]
+    plan = [PassUnit(u.name, file_index[u.input_key], u.input_key, p.name) for u, p in zip(units, unit_plans, strict=True)]
     tasks = [(i, u, identities[u.shard.path]) for i, u in enumerate(units)]
-    with make_engine(cfg, progress) as engine:
-        first = engine.map(filter_shard, [(*t, cfg, work) for t in tasks], "filter", tick=True)
+    with make_engine(cfg, progress) as engine:  # each unit runs under its source's config
+        first = engine.map(filter_shard, [(*t, p.cfg, work) for t, p in zip(tasks, unit_plans, strict=True)],
+                           "filter", tick=True)
         dedup = global_dedup(cfg, work, plan, engine)
-        final = engine.map(finalize_shard, [(*t, cfg, work, str(out)) for t in tasks], "write")
+        final = engine.map(finalize_shard, [(*t, p.cfg, work, str(out)) for t, p in zip(tasks, unit_plans, strict=True)],
+                           "write")
     stats = build_stats(cfg, first, dedup, final)
     stats["input_files"] = len(keys)
+    if cfg.sources:
+        stats["sources"] = _by_source(unit_plans, first, final)
     return stats
+
+
+def _by_source(unit_plans: list[SourcePlan], first: list[dict], final: list[dict]) -> dict[str, dict]:
+    """Per source: its output parts (unit numbers) and document counts."""
+    out: dict[str, dict] = {}
+    for i, (p, a, b) in enumerate(zip(unit_plans, first, final, strict=True)):
+        row = out.setdefault(p.name, {"parts": [], "seen": 0, "kept": 0, "rejected": 0, "skipped": 0,
+                                      "rejected_by_reason": Counter()})
+        row["parts"].append(i)
+        row["seen"] += a["seen"]
+        row["skipped"] += sum(a["skipped"].values())
+        row["kept"] += b["kept"]
+        row["rejected"] += sum(b["rejected"].values())
+        row["rejected_by_reason"].update(b["rejected"])
+    for row in out.values():
+        row["rejected_by_reason"] = dict(row["rejected_by_reason"].most_common())
+    return out

@@ -143,6 +143,16 @@ def spark_dedup(spark: Any, cfg: FilterConfig, work: Path, units: list) -> dict:
         "exact_cluster_sizes": {str(r["size"]): r["count"] for r in sizes["exact"].groupBy("size").count().orderBy("size").collect()},
         "near_cluster_sizes": {str(r["size"]): r["count"] for r in sizes["near"].groupBy("size").count().orderBy("size").collect()},
     }
+    if len({u.source for u in units}) > 1:  # grouped by source pair: at most sources² rows reach the driver
+        from llmfoundry_lite.filtering.dedup import ORDINAL_SHIFT
+
+        files = spark.createDataFrame(sorted({(u.file_index, u.source) for u in units}), "file long, source string")
+        pairs = (dropped.select(F.shiftRight("node", ORDINAL_SHIFT).alias("file"), F.shiftRight("root", ORDINAL_SHIFT).alias("rep"))
+                 .join(files, "file").withColumnRenamed("source", "member_source")
+                 .join(files.select(F.col("file").alias("rep"), F.col("source").alias("rep_source")), "rep")
+                 .where("member_source != rep_source").groupBy("member_source", "rep_source").count().collect())
+        summary["cross_source"] = {f"{r['member_source']} -> {r['rep_source']}": r["count"]
+                                   for r in sorted(pairs, key=lambda r: (r["member_source"], r["rep_source"]))}
     docs.unpersist()
     shutil.rmtree(work / "cc", ignore_errors=True)
     return summary

@@ -41,6 +41,12 @@ class ShardsConfig:
     ``content``: each document by the hash of its content."""
     split_seed: int = 0
     """Seed of the train/val hash; change it to draw a different validation set."""
+    languages: list[str] = field(default_factory=list)
+    """Only documents whose ``lang`` is listed (empty = every language); the others are counted as
+    ``language_not_selected``. With ``exclude_languages`` this cuts a source into per-language shards
+    that training can weight as separate streams."""
+    exclude_languages: list[str] = field(default_factory=list)
+    """Documents whose ``lang`` is listed are left out (counted as ``language_not_selected``)."""
     unit_bytes: int = 64 << 20
     """Uncompressed bytes of whole Parquet row groups per unit of work (a unit never splits a row group);
     fixed units make output independent of ``workers``."""
@@ -80,6 +86,8 @@ class ShardsConfig:
             raise ValueError(f"split_by: unknown choice {self.split_by!r}; choose from {list(SPLIT_BY)}")
         if self.remainder not in REMAINDERS:
             raise ValueError(f"remainder: unknown choice {self.remainder!r}; choose from {list(REMAINDERS)}")
+        if set(self.languages) & set(self.exclude_languages):
+            raise ValueError(f"languages and exclude_languages overlap: {sorted(set(self.languages) & set(self.exclude_languages))}")
         unknown = sorted(set(self.hashes) - set(HASH_ALGOS))
         if unknown:
             raise ValueError(f"hashes: unknown algorithm(s) {unknown}; choose from {list(HASH_ALGOS)}")

@@ -118,7 +118,11 @@ def write_unit(unit: Unit, cfg: ShardsConfig) -> dict:
             w.write(w.packer.add(doc_ids))
         batch.clear()
 
+    wanted, unwanted = frozenset(cfg.languages), frozenset(cfg.exclude_languages)
     for doc in iter_unit(unit, skips):
+        if (wanted and doc["lang"] not in wanted) or doc["lang"] in unwanted:
+            skips["language_not_selected"] += 1
+            continue
         if not doc["content"]:
             skips["empty_content"] += 1
             continue

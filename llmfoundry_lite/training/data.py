@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from streaming import StreamingDataset
+from streaming import Stream, StreamingDataset
 from torch.utils.data import DataLoader
 
 from llmfoundry_lite.objectives import Objective
+
+if TYPE_CHECKING:
+    from llmfoundry_lite.training.config import LoaderConfig
 
 
 class ObjectiveDataset(StreamingDataset):
@@ -36,26 +39,56 @@ class ObjectiveDataset(StreamingDataset):
         tokens = super().get_item(sample_id, retry)["tokens"].astype(np.int32, copy=False)
         out = self.objective(tokens, sample_id, self._epoch)
         out["sample_index"] = np.int64(sample_id)
+        shard_id, _ = self.spanner[sample_id]
+        out["stream"] = np.int64(self.stream_per_shard[shard_id])
         return out
 
 
-def build_dataloader(
-    local: str, split: str, objective: Objective, batch_size: int, *, shuffle: bool, shuffle_seed: int,
-    shuffle_algo: str, num_canonical_nodes: int, num_workers: int, drop_last: bool,
-) -> DataLoader:
-    """A DataLoader over ``<local>/<split>``; Composer checkpoints its position through the
-    dataset's ``state_dict`` so a resumed run continues mid-epoch with the same order."""
+def _split_dir(local: str, split: str) -> Path:
     path = Path(local) / split
     if not (path / "index.json").is_file():
         raise FileNotFoundError(f"no MDS shards at {path} (index.json missing); run the shard-writing step first")
+    return path
+
+
+def dataset_sources(lc: LoaderConfig, weighted: bool = True) -> dict[str, Any]:
+    """``StreamingDataset`` keyword arguments for the loader: one ``local`` or weighted ``streams``.
+
+    ``weighted=False`` keeps the streams but drops their weights: the same global sample ids,
+    which is all a replay of named samples needs.
+    """
+    if not lc.streams:
+        return {"local": str(_split_dir(next(iter(lc.stream_dirs().values())), lc.split))}
+    streams = []
+    for stream in lc.streams.values():
+        weights = {"proportion": stream.proportion, "repeat": stream.repeat} if weighted else {}
+        streams.append(Stream(local=str(_split_dir(stream.local, lc.split)),
+                              **{k: v for k, v in weights.items() if v is not None}))
+    return {"streams": streams, "epoch_size": lc.epoch_size if weighted else None}
+
+
+def build_dataloader(lc: LoaderConfig, objective: Objective, batch_size: int) -> DataLoader:
+    """A DataLoader over ``lc``'s shards (``<local>/<split>`` or every stream's); Composer checkpoints
+    its position through the dataset's ``state_dict`` so a resumed run continues mid-epoch with the
+    same order. With streams, streaming draws each epoch's samples per stream from the weights
+    (seeded by ``shuffle_seed``), so the mixture is as deterministic as the order."""
     dataset = ObjectiveDataset(
-        objective=objective, local=str(path), shuffle=shuffle, shuffle_seed=shuffle_seed,
-        shuffle_algo=shuffle_algo, num_canonical_nodes=num_canonical_nodes, batch_size=batch_size,
+        objective=objective, shuffle=lc.shuffle, shuffle_seed=lc.shuffle_seed, shuffle_algo=lc.shuffle_algorithm(),
+        num_canonical_nodes=lc.num_canonical_nodes, batch_size=batch_size, **dataset_sources(lc),
     )
     return DataLoader(
-        dataset, batch_size=batch_size, num_workers=num_workers, drop_last=drop_last,
-        persistent_workers=num_workers > 0, pin_memory=False,
+        dataset, batch_size=batch_size, num_workers=lc.num_workers, drop_last=lc.drop_last,
+        persistent_workers=lc.num_workers > 0, pin_memory=False,
     )
+
+
+def describe_mixture(dataset: StreamingDataset, names: list[str]) -> str:
+    """One line per stream: samples drawn per epoch, its share and repeat (what the weights resolved to)."""
+    lines = [f"train_loader: {len(names)} streams, {dataset.epoch_size:,} samples per epoch"]
+    for name, stream, size in zip(names, dataset.streams, dataset.samples_per_stream, strict=True):
+        lines.append(f"  {name}: {int(stream.choose):,} of {int(size):,} samples per epoch "
+                     f"({stream.proportion:.1%} of the epoch, repeat {stream.repeat:.2f})")
+    return "\n".join(lines)
 
 
 def unigram_entropy(dataset: StreamingDataset, pad_id: int = 1) -> float:

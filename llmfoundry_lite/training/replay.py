@@ -13,7 +13,7 @@ from llmfoundry_lite.config import load_config
 from llmfoundry_lite.models.load import load_for_inference
 from llmfoundry_lite.objectives import build_objective
 from llmfoundry_lite.training.config import TrainConfig
-from llmfoundry_lite.training.data import ObjectiveDataset
+from llmfoundry_lite.training.data import ObjectiveDataset, dataset_sources
 
 _CKPT = re.compile(r"^ep\d+-ba(\d+)(-rank0\.pt)?$")  # full file, or sharded (DCP) directory
 
@@ -44,7 +44,7 @@ def rebuild_batch(cfg: TrainConfig, sample_indices: list[int], epoch: int) -> di
     tokenizer = Tokenizer.from_file(str(Path(cfg.tokenizer) / "tokenizer.json"))
     objective = build_objective(cfg.objective, tokenizer, cfg.model.max_seq_len)
     lc = cfg.train_loader
-    dataset = ObjectiveDataset(objective=objective, local=str(Path(lc.local) / lc.split), shuffle=False, batch_size=1)
+    dataset = ObjectiveDataset(objective=objective, shuffle=False, batch_size=1, **dataset_sources(lc, weighted=False))
     dataset._epoch = epoch
     return default_collate([dataset.get_item(i) for i in sample_indices])
 

@@ -33,7 +33,15 @@ def run_summary(trainer: Trainer, metrics_path: Path) -> dict:
         "final_train_loss": list(losses.values())[-1] if losses else float("nan"),
         "final_eval_loss": float(trainer.state.eval_metrics["eval"]["LanguageCrossEntropy"].compute()),
         "unigram_entropy": unigram_entropy(dataset),
+        "samples_by_stream": _samples_by_stream(trainer),
     }
+
+
+def _samples_by_stream(trainer: Trainer) -> dict[str, int]:
+    from llmfoundry_lite.callbacks.streams import StreamCounter
+
+    counters = [c for c in trainer.state.callbacks if isinstance(c, StreamCounter)]
+    return counters[0].samples_by_stream() if counters else {}
 
 
 def plot_losses(metrics_path: Path, out: Path) -> Path:

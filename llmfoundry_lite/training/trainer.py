@@ -14,15 +14,16 @@ from tokenizers import Tokenizer
 from llmfoundry_lite.callbacks.console import CompactConsoleLogger
 from llmfoundry_lite.callbacks.grad_clip import GlobalGradClip
 from llmfoundry_lite.callbacks.run_info import RunInfo
+from llmfoundry_lite.callbacks.streams import StreamCounter
 from llmfoundry_lite.config import save_config
 from llmfoundry_lite.models.composer_model import ComposerDecoder
 from llmfoundry_lite.objectives import ObjectiveConfig, build_objective
-from llmfoundry_lite.shards.manifest import check_shards_manifest
+from llmfoundry_lite.shards.manifest import check_shards_manifest, load_shards_manifest
 from llmfoundry_lite.tokenizer import load_tokenizer
 from llmfoundry_lite.training import parallel
 from llmfoundry_lite.training.builders import build_callbacks, build_loggers, build_optimizer, build_scheduler
 from llmfoundry_lite.training.config import LoaderConfig, TrainConfig
-from llmfoundry_lite.training.data import build_dataloader
+from llmfoundry_lite.training.data import build_dataloader, describe_mixture
 from llmfoundry_lite.training.summary import write_run_summary
 
 
@@ -44,6 +45,8 @@ def load_run_tokenizer(cfg: TrainConfig) -> Tokenizer:
     if tokenizer.get_vocab_size() > cfg.model.vocab_size:
         raise ValueError(f"tokenizer {cfg.tokenizer} has {tokenizer.get_vocab_size()} tokens but "
                          f"model.vocab_size={cfg.model.vocab_size}; set model.vocab_size={tokenizer.get_vocab_size()}")
+    check_streams_agree(cfg.train_loader, "train_loader")  # whatever check_manifest says: a mixed batch is wrong
+    check_streams_agree(cfg.eval_loader, "eval_loader")
     if cfg.check_manifest:
         check_manifests(cfg)
     return tokenizer
@@ -52,17 +55,28 @@ def load_run_tokenizer(cfg: TrainConfig) -> Tokenizer:
 def check_manifests(cfg: TrainConfig) -> None:
     """Refuse shards made with another tokenizer, vocabulary or sequence length."""
     for loader in (cfg.train_loader, cfg.eval_loader):
-        check_shards_manifest(loader.local, cfg.tokenizer, cfg.model.max_seq_len, cfg.model.vocab_size)
+        for local in loader.stream_dirs().values():
+            check_shards_manifest(local, cfg.tokenizer, cfg.model.max_seq_len, cfg.model.vocab_size)
+
+
+def check_streams_agree(lc: LoaderConfig, key: str) -> None:
+    """Every stream of a mixture holds samples of one tokenizer and one sequence length (from the manifests)."""
+    if not lc.streams:
+        return
+    seen: dict[tuple[str, int], str] = {}
+    for name, local in lc.stream_dirs().items():
+        m = load_shards_manifest(local)
+        seen.setdefault((m["tokenizer_sha256"], m["max_seq_len"]), name)
+    if len(seen) > 1:
+        detail = "; ".join(f"{name}: tokenizer {sha[:12]}…, max_seq_len {n}" for (sha, n), name in seen.items())
+        raise ValueError(f"{key}.streams do not share one tokenizer and sequence length ({detail}); "
+                         f"shard every source with the same tokenizer (data_prep/shard_stack.py with sources)")
 
 
 def _loader(cfg: TrainConfig, lc: LoaderConfig, objective_cfg: ObjectiveConfig, tokenizer: Tokenizer,
             batch_size: int) -> torch.utils.data.DataLoader:
     objective = build_objective(objective_cfg, tokenizer, cfg.model.max_seq_len)
-    return build_dataloader(
-        lc.local, lc.split, objective, batch_size, shuffle=lc.shuffle, shuffle_seed=lc.shuffle_seed,
-        shuffle_algo=lc.shuffle_algo, num_canonical_nodes=lc.num_canonical_nodes,
-        num_workers=lc.num_workers, drop_last=lc.drop_last,
-    )
+    return build_dataloader(lc, objective, batch_size)
 
 
 def _microbatch(cfg: TrainConfig, per_device: int) -> int | str:
@@ -95,9 +109,12 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     reproducibility.seed_all(cfg.seed)  # model init must not depend on what ran before
     model = ComposerDecoder(cfg.model, init_device=parallel.model_init_device(cfg.fsdp_config))
     train_dl = _loader(cfg, cfg.train_loader, cfg.objective, tokenizer, per_device)
+    if cfg.train_loader.streams and dist.get_global_rank() == 0:
+        print(describe_mixture(train_dl.dataset, list(cfg.train_loader.streams)))
     eval_dl = _loader(cfg, cfg.eval_loader, ObjectiveConfig(), tokenizer, cfg.device_eval_batch_size)
     optimizer = build_optimizer(model, cfg.optimizer)
-    callbacks = [RunInfo(cfg.model, cfg.tokenizer), parallel.ShardingReport(), *build_callbacks(cfg)]
+    callbacks = [RunInfo(cfg.model, cfg.tokenizer), parallel.ShardingReport(),
+                 StreamCounter(list(cfg.train_loader.stream_dirs())), *build_callbacks(cfg)]
     if cfg.grad_clip_norm > 0:  # last: the health monitor reads the gradients before they are clipped
         callbacks.append(GlobalGradClip(cfg.grad_clip_norm))
     # save_overwrite with autoresume: a SIGKILL during a save leaves a newer, unfinished file that
@@ -139,6 +156,10 @@ def fit(trainer: Trainer, cfg: TrainConfig) -> Trainer:
 def final_report(summary: dict) -> str:
     """The closing line: the last evaluation against the unigram entropy of the evaluation split."""
     eval_loss, entropy = summary["final_eval_loss"], summary["unigram_entropy"]
-    return (f"final eval loss {eval_loss:.4f} nats/token; unigram entropy of the eval split {entropy:.4f} "
+    line = (f"final eval loss {eval_loss:.4f} nats/token; unigram entropy of the eval split {entropy:.4f} "
             f"nats/token (best context-free loss); ratio {eval_loss / entropy:.3f}; "
             f"{summary['tokens_trained']:,} tokens in {summary['batches']} batches")
+    streams = summary.get("samples_by_stream", {})
+    if len(streams) > 1:
+        line += "\nsamples by stream: " + ", ".join(f"{name} {n:,}" for name, n in streams.items())
+    return line

@@ -4,6 +4,7 @@ import pytest
 
 from llmfoundry_lite.config import load_config
 from llmfoundry_lite.filtering.config import FilterConfig
+from tests.filtering.stack_rows import module, stack_row, write_stack
 
 
 def _module(variant: int) -> str:
@@ -47,3 +48,22 @@ def filter_cfg(filter_corpus, tmp_path):
         return load_config(FilterConfig, None, list(overrides), flags=base)
 
     return make
+
+
+def _near(text: str) -> str:
+    lines = text.splitlines(keepends=True)
+    lines[5] = "    return changed(request)\n"
+    return "".join(lines)
+
+
+@pytest.fixture
+def sources(tmp_path):
+    """``mine``: 6 modules; ``stack``: an exact and a near copy of two of them, plus 4 of its own."""
+    mine = [stack_row(f"m{i}.py", module(i), repo="us/app") for i in range(1, 7)]
+    stack = [stack_row("copy.py", module(1), repo="them/fork"), stack_row("near.py", _near(module(2)), repo="them/x")]
+    stack += [stack_row(f"s{i}.py", module(i), repo="them/lib") for i in range(20, 24)]
+    write_stack(tmp_path / "mine" / "a.parquet", mine)
+    write_stack(tmp_path / "stack" / "b.parquet", stack)
+    write_stack(tmp_path / "so" / "c.parquet", [stack_row("answer.py", module(3), repo="so/q1"),
+                                                stack_row("own.py", module(40), repo="so/q2")])
+    return tmp_path

@@ -112,3 +112,12 @@ def test_spark_builds_an_object_store_output_in_shared_staging(filter_cfg, tmp_p
                 assert fs.cat(f"/lake/f/{sub}/{part.name}") == part.read_bytes()
     finally:
         fs.rm("/lake", recursive=True)
+
+
+def test_spark_counts_cross_source_duplicates_like_the_local_engine(filter_cfg, sources, spark):
+    flags = [f"sources.{n}.input=[{sources / n}]" for n in ("mine", "stack", "so")]
+    local = run_filter(filter_cfg(*flags, input=[], output=str(sources / "local")), progress=False)
+    on_spark = run_filter(filter_cfg(*flags, input=[], output=str(sources / "spark"), engine="spark"), progress=False)
+    assert local["dedup"]["cross_source"] == {"so -> mine": 1, "stack -> mine": 2}
+    assert on_spark == local
+    _equal_outputs(sources / "local", sources / "spark")

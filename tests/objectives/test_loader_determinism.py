@@ -9,6 +9,7 @@ import pytest
 from streaming import MDSWriter
 
 from llmfoundry_lite.objectives import ObjectiveConfig, build_objective
+from llmfoundry_lite.training.config import LoaderConfig
 
 data = pytest.importorskip("llmfoundry_lite.training.data")
 
@@ -28,10 +29,8 @@ def shards(tmp_path_factory, stream) -> Path:
 
 
 def loader(shards: Path, objective, workers: int):
-    return data.build_dataloader(
-        str(shards), "train", objective, BATCH, shuffle=True, shuffle_seed=5, shuffle_algo="py1e",
-        num_canonical_nodes=1, num_workers=workers, drop_last=False,
-    )  # fmt: skip
+    lc = LoaderConfig(local=str(shards), shuffle_seed=5, shuffle_algo="py1e", num_workers=workers, drop_last=False)
+    return data.build_dataloader(lc, objective, BATCH)
 
 
 def by_index(batches) -> dict[int, tuple[list[int], list[int]]]:

@@ -87,6 +87,39 @@ def test_stack_publishes_filter_and_shards_to_an_object_store(corpus_dir, tmp_pa
         fs.rm("/lake", recursive=True)
 
 
+def test_stack_with_sources_dedups_across_them_and_shards_each_per_language(corpus_dir, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from data_prep.shard_stack import main
+
+    from .conftest import make_docs
+
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    copies = make_docs(20, 0)[:8]  # the first 8 documents of ours, byte for byte
+    pq.write_table(pa.Table.from_pylist([{**d, "id": f"their-{i}"} for i, d in enumerate(copies + make_docs(40, 300))]),
+                   theirs / "t.parquet", row_group_size=5)
+    args = [a for a in _args(corpus_dir, tmp_path) if not a.startswith("input=")]
+    summary = main([*args, "filter_enabled=true", f"filter.output={tmp_path / 'f'}", "filter.report=false",
+                    f"sources.ours.input=[{corpus_dir}]", f"sources.theirs.input=[{theirs}]",
+                    "sources.ours.split_languages=[Python]"])
+    stats = summary["filter"]
+    copied = stats["dedup"]["cross_source"]["theirs -> ours"]
+    kept_ours = stats["sources"]["ours"]["kept"]
+    assert copied >= 6 and stats["sources"]["theirs"]["kept"] <= 48 - copied  # (short copies may fail a heuristic)
+    streams = summary["shards"]["streams"]
+    assert list(streams) == ["ours-python", "ours-other", "theirs"]
+    docs = {name: m["splits"]["train"]["docs"] + m["splits"]["val"]["docs"] for name, m in streams.items()}
+    assert docs["ours-python"] + docs["ours-other"] == kept_ours
+    assert streams["ours-python"]["skips"]["language_not_selected"] == docs["ours-other"]
+    assert len({m["tokenizer_sha256"] for m in streams.values()}) == 1
+    for name, m in streams.items():
+        assert json.loads((tmp_path / "shards" / name.replace("-", "/") / "manifest.json").read_text())["splits"] == m["splits"]
+    assert streams["theirs"]["splits"]["train"]["docs"] + streams["theirs"]["splits"]["val"]["docs"] == (
+        stats["sources"]["theirs"]["kept"])
+
+
 def test_stack_with_reused_tokenizer(corpus_dir, tmp_path):
     from data_prep.shard_stack import main
 
@@ -140,3 +173,19 @@ def test_stack_32k_yaml_feeds_the_gpu_presets(preset):
     train = load_config(TrainConfig, root / "yamls" / preset)
     assert (stack.tokenizer.vocab_size, stack.shards.max_seq_len) == (train.model.vocab_size, train.model.max_seq_len)
     assert (stack.tokenizer.output, stack.shards.output) == (train.tokenizer, train.train_loader.local)
+
+
+def test_two_sources_yaml_feeds_the_streams_preset():
+    from pathlib import Path
+
+    from llmfoundry_lite.config import load_config
+    from llmfoundry_lite.shards.stack import StackConfig, stream_plan
+    from llmfoundry_lite.training.config import TrainConfig
+
+    root = Path(__file__).resolve().parents[2]
+    stack = load_config(StackConfig, root / "yamls/data/two-sources.yaml")
+    plan = stream_plan(stack, {name: [] for name in stack.sources})
+    train = load_config(TrainConfig, root / "yamls/code-tiny-streams.yaml")
+    assert {name: s.output for name, _, s in plan} == train.train_loader.stream_dirs()
+    assert train.tokenizer == stack.tokenizer.output and train.model.max_seq_len == stack.shards.max_seq_len
+    assert stack.sources["mixed"].filter == {"heuristics": {"max_line_length": 2000}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -21,21 +22,21 @@ TOKENIZER_DIR = ROOT / "tests" / "assets" / "tokenizer"
 SOURCES = ["json/decoder.py", "json/encoder.py", "textwrap.py", "colorsys.py", "bisect.py", "heapq.py"]
 
 
-def packed_samples(seq_len: int) -> np.ndarray:
+def packed_samples(seq_len: int, sources: list[str] = SOURCES) -> np.ndarray:
     """(N, seq_len) int32: stdlib files tokenized, each followed by EOS (id 0), cut into rows."""
     tok = Tokenizer.from_file(str(TOKENIZER_DIR / "tokenizer.json"))
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     stream: list[int] = []
-    for name in SOURCES:
+    for name in sources:
         stream += tok.encode((stdlib / name).read_text()).ids + [0]
     n = len(stream) // seq_len
     return np.asarray(stream[: n * seq_len], dtype=np.int32).reshape(n, seq_len)
 
 
-def write_shards(out: Path, seq_len: int = 64, n_val: int = 16) -> Path:
+def write_shards(out: Path, seq_len: int = 64, n_val: int = 16, sources: list[str] = SOURCES) -> Path:
     """``out/train`` and ``out/val`` MDS dirs with a ``tokens`` ndarray:int32 column, and the
     ``manifest.json`` training checks (tokenizer hash, vocab size, sequence length)."""
-    rows = packed_samples(seq_len)
+    rows = packed_samples(seq_len, sources)
     for split, part in (("val", rows[:n_val]), ("train", rows[n_val:])):
         with MDSWriter(out=str(out / split), columns={"tokens": "ndarray:int32"}, size_limit=1 << 16) as w:
             for row in part:
@@ -90,7 +91,5 @@ def first_global_batch(cfg: Any) -> tuple[Any, dict]:
     model = ComposerDecoder(cfg.model)
     lc = cfg.train_loader
     objective = build_objective(cfg.objective, load_tokenizer(TOKENIZER_DIR), cfg.model.max_seq_len)
-    dl = build_dataloader(lc.local, lc.split, objective, cfg.global_train_batch_size, shuffle=lc.shuffle,
-                          shuffle_seed=lc.shuffle_seed, shuffle_algo=lc.shuffle_algo,
-                          num_canonical_nodes=lc.num_canonical_nodes, num_workers=0, drop_last=True)
+    dl = build_dataloader(dataclasses.replace(lc, num_workers=0), objective, cfg.global_train_batch_size)
     return model, next(iter(dl))

@@ -6,14 +6,15 @@ import torch
 
 from llmfoundry_lite.objectives import ObjectiveConfig, build_objective
 from llmfoundry_lite.tokenizer.io import load_tokenizer
+from llmfoundry_lite.training.config import LoaderConfig
 from llmfoundry_lite.training.data import build_dataloader
 from tests.training.shards import TOKENIZER_DIR, packed_samples
 
 
 def batches(local, num_workers: int, shuffle: bool = True, n: int = 4) -> list[dict[str, torch.Tensor]]:
     objective = build_objective(ObjectiveConfig(), load_tokenizer(TOKENIZER_DIR), 64)
-    dl = build_dataloader(str(local), "train", objective, 4, shuffle=shuffle, shuffle_seed=5, shuffle_algo="py1e",
-                          num_canonical_nodes=1, num_workers=num_workers, drop_last=True)
+    lc = LoaderConfig(local=str(local), shuffle=shuffle, shuffle_seed=5, num_workers=num_workers)
+    dl = build_dataloader(lc, objective, 4)
     out = []
     for i, batch in enumerate(dl):
         if i == n:
@@ -44,5 +45,4 @@ def test_shuffle_is_seeded_and_independent_of_worker_count(tiny_shards, tmp_path
 def test_missing_shards_name_the_directory(tmp_path):
     objective = build_objective(ObjectiveConfig(), load_tokenizer(TOKENIZER_DIR), 64)
     with pytest.raises(FileNotFoundError, match=f"no MDS shards at {tmp_path}/train"):
-        build_dataloader(str(tmp_path), "train", objective, 4, shuffle=True, shuffle_seed=5, shuffle_algo="py1e",
-                         num_canonical_nodes=1, num_workers=0, drop_last=True)
+        build_dataloader(LoaderConfig(local=str(tmp_path)), objective, 4)
