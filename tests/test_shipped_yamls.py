@@ -13,12 +13,21 @@ from llmfoundry_lite.training.config import TrainConfig
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_YAMLS = sorted((ROOT / "yamls").glob("*.yaml"))
 CORPUS_YAMLS = [ROOT / "yamls" / "data" / "local-stack.yaml"]
+FINETUNE_YAMLS = sorted((ROOT / "yamls" / "finetune").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", TRAIN_YAMLS, ids=lambda p: p.name)
 def test_train_yaml_loads(path):
     cfg = load_config(TrainConfig, path)
     assert cfg.model.vocab_size > 0
+
+
+@pytest.mark.parametrize("path", FINETUNE_YAMLS, ids=lambda p: p.name)
+def test_finetune_yaml_loads(path):
+    from llmfoundry_lite.finetune.config import FinetuneConfig
+
+    cfg = load_config(FinetuneConfig, path)
+    assert cfg.base and cfg.train_loader.data
 
 
 @pytest.mark.parametrize("path", CORPUS_YAMLS, ids=lambda p: p.name)

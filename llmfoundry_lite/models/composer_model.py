@@ -43,6 +43,15 @@ class ComposerDecoder(ComposerModel):
         self.model.fsdp_wrap_fn = lambda module: isinstance(module, Block)
         self.model.activation_checkpointing_fn = lambda module: isinstance(module, Block)
 
+    @classmethod
+    def around(cls, model: Transformer) -> ComposerDecoder:
+        """Wrap an existing decoder (e.g. loaded weights to fine-tune) without building a second one."""
+        wrapper = cls(model.cfg, init_device="meta")
+        wrapper.model = model
+        model.fsdp_wrap_fn = lambda module: isinstance(module, Block)
+        model.activation_checkpointing_fn = lambda module: isinstance(module, Block)
+        return wrapper
+
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model(batch["input_ids"], segment_ids_BT=batch.get("segment_ids"), prefix_len_B=batch.get("prefix_len"))  # (B, T, V)
 

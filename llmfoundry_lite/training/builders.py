@@ -66,7 +66,21 @@ def build_loggers(cfg: TrainConfig) -> list[LoggerDestination]:
         Path(cfg.save_folder).mkdir(parents=True, exist_ok=True)
         loggers.append(WandBLogger(project=wb.project, entity=wb.entity, name=cfg.run_name,
                                    init_kwargs={"mode": wb.mode, "dir": cfg.save_folder}))
+    if cfg.loggers.mlflow is not None:
+        loggers.append(_mlflow(cfg))
     return loggers
+
+
+def _mlflow(cfg: TrainConfig) -> LoggerDestination:
+    from composer.loggers import MLFlowLogger
+
+    ml = cfg.loggers.mlflow
+    uri = ml.tracking_uri or f"file:{Path(cfg.save_folder).resolve()}/mlruns"
+    if uri.startswith("file:"):
+        # MLflow 3 refuses its file store unless told otherwise (it prefers a database); a local,
+        # offline store under the run is what a run without a tracking server needs.
+        os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    return MLFlowLogger(experiment_name=ml.experiment_name, run_name=cfg.run_name, tracking_uri=uri)
 
 
 def _speed_monitor(cfg: TrainConfig) -> Callback:

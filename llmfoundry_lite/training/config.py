@@ -93,6 +93,8 @@ class LoaderConfig:
                 raise ValueError("epoch_size needs streams; a single shard directory's epoch is its size")
             return
         for name, stream in self.streams.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+                raise ValueError(f"streams: name {name!r} must use letters, digits, '_', '.' or '-' (it names metrics)")
             if not stream.local:
                 raise ValueError(f"streams.{name}.local: name the stream's shard directory")
             if stream.proportion is not None and stream.repeat is not None:
@@ -119,11 +121,10 @@ class LoaderConfig:
         return self.shuffle_algo or ("py1br" if self.streams else "py1e")
 
     def stream_dirs(self) -> dict[str, str]:
-        """Stream name → shard directory (one unnamed stream for a single ``local``)."""
+        """Stream name → shard directory (a single ``local`` is the stream ``default``)."""
         if self.streams:
             return {n: s.local for n, s in self.streams.items()}
-        local = self.local or DEFAULT_SHARDS
-        return {local: local}
+        return {"default": self.local or DEFAULT_SHARDS}
 
 
 @dataclass
@@ -165,7 +166,7 @@ class SchedulerConfig:
         check_time("scheduler.t_warmup", self.t_warmup)
 
 
-def _check_microbatch(value: str | None, per_device: int) -> None:
+def check_microbatch(value: str | None, per_device: int) -> None:
     if value is None or value == "auto":
         return
     if not value.isdigit() or int(value) <= 0:
@@ -243,7 +244,7 @@ class TrainConfig:
         check_time("max_duration", self.max_duration)
         check_time("eval_interval", self.eval_interval)
         check_time("save_interval", self.save_interval)
-        _check_microbatch(self.device_train_microbatch_size, self.global_train_batch_size)
+        check_microbatch(self.device_train_microbatch_size, self.global_train_batch_size)
         if self.device_train_microbatch_size == "auto" and self.fsdp_config is not None:
             # Composer 0.32.1 sizes microbatches automatically only under FSDP1 ("Auto microbatching is
             # not supported outside of FSDP1"); we shard with FSDP2 (FSDP1 hard-codes CUDA devices).
@@ -259,7 +260,7 @@ class TrainConfig:
                 f"{world_size} training processes; use a multiple of {world_size}"
             )
         per_device = self.global_train_batch_size // world_size
-        _check_microbatch(self.device_train_microbatch_size, per_device)
+        check_microbatch(self.device_train_microbatch_size, per_device)
         return per_device
 
     def summary(self) -> dict[str, Any]:

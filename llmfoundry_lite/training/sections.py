@@ -62,6 +62,17 @@ class WandBConfig:
 
 
 @dataclass
+class MLflowConfig:
+    """MLflow tracking (Databricks teams): Composer's ``MLFlowLogger``, a local file store by default."""
+
+    tracking_uri: str = ""
+    """Where runs are tracked: empty = ``file:<save_folder>/mlruns`` (offline); or ``databricks``,
+    ``http://host:5000``, ``sqlite:///mlflow.db`` …"""
+    experiment_name: str = "llmfoundry-lite"
+    """MLflow experiment the run is filed under."""
+
+
+@dataclass
 class LoggersConfig:
     """Where metrics go."""
 
@@ -71,6 +82,8 @@ class LoggersConfig:
     """Append every metric as a JSON line to <save_folder>/metrics.jsonl."""
     wandb: WandBConfig | None = field(default_factory=WandBConfig)
     """W&B logger; null turns it off."""
+    mlflow: MLflowConfig | None = None
+    """MLflow logger (params, metrics, the resolved config); null (default) turns it off."""
 
     def __post_init__(self) -> None:
         self.console_interval_batches()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 from composer import Trainer
@@ -79,7 +81,7 @@ def _loader(cfg: TrainConfig, lc: LoaderConfig, objective_cfg: ObjectiveConfig, 
     return build_dataloader(lc, objective, batch_size)
 
 
-def _microbatch(cfg: TrainConfig, per_device: int) -> int | str:
+def microbatch_size(cfg: TrainConfig, per_device: int) -> int | str:
     value = cfg.device_train_microbatch_size
     if value is None:
         return per_device
@@ -98,7 +100,7 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     """
     precision = resolve_precision(cfg.precision)
     per_device = cfg.device_batch_size(dist.get_world_size())
-    microbatch = _microbatch(cfg, per_device)
+    microbatch = microbatch_size(cfg, per_device)
     tokenizer = load_run_tokenizer(cfg)
     parallelism = parallel.parallelism_config(cfg.fsdp_config)
     if dist.get_global_rank() == 0:
@@ -141,16 +143,33 @@ def train(cfg: TrainConfig) -> Trainer:
 
 
 def fit(trainer: Trainer, cfg: TrainConfig) -> Trainer:
-    """Save the resolved config and tokenizer next to the checkpoints, train, print the closing line."""
+    """Save the resolved config and tokenizer next to the checkpoints, log the config to every logger
+    (W&B config, MLflow params), train, print the closing line."""
     if dist.get_global_rank() == 0:
         save_config(cfg, Path(cfg.save_folder) / "config.yaml")
         tok_copy = Path(cfg.save_folder) / "tokenizer"
         if not tok_copy.exists():
             shutil.copytree(cfg.tokenizer, tok_copy)
+    trainer.logger.log_hyperparameters(flat_config(cfg))
     trainer.fit()
     if dist.get_global_rank() == 0:
         print(final_report(write_run_summary(trainer, cfg.save_folder)))
     return trainer
+
+
+def flat_config(cfg: Any) -> dict[str, Any]:
+    """The resolved config as ``{"optimizer.lr": 0.001, ...}`` (lists as text), what trackers take as params."""
+    out: dict[str, Any] = {}
+
+    def walk(value: Any, prefix: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
+
+    walk(dataclasses.asdict(cfg), "")
+    return out
 
 
 def final_report(summary: dict) -> str:

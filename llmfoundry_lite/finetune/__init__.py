@@ -1,0 +1,1 @@
+"""Instruction fine-tuning: chat template, conversation data, masking and packing."""

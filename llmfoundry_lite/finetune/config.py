@@ -1,0 +1,119 @@
+"""Typed schema of ``composer train.py yamls/finetune/<name>.yaml``: a base model, instruction data, LoRA or not.
+
+The same entry point as pretraining; a config with a top-level ``base:`` is a fine-tuning run.
+The optimizer, scheduler, logger, callback and FSDP sections are pretraining's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from llmfoundry_lite.finetune.data import FinetuneDataConfig
+from llmfoundry_lite.training.config import (
+    PRECISIONS,
+    OptimizerConfig,
+    SchedulerConfig,
+    check_microbatch,
+    check_time,
+)
+from llmfoundry_lite.training.sections import CallbacksConfig, FSDPConfig, LoggersConfig
+
+LORA_TARGETS = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
+
+
+@dataclass
+class LoraConfig:
+    """Low-rank adapters (peft) on the named linear layers; everything else is frozen."""
+
+    r: int = 8
+    """Rank of each adapter."""
+    alpha: float = 16.0
+    """Scale: the update is ``alpha / r · B A``."""
+    dropout: float = 0.05
+    """Dropout on the adapter's input."""
+    target_modules: list[str] = field(default_factory=lambda: ["qkv_proj", "o_proj"])
+    """Linear layers of every block that get adapters: any of qkv_proj (fused q, k, v), o_proj,
+    gate_up_proj (fused SwiGLU gate and up), down_proj."""
+
+    def __post_init__(self) -> None:
+        if self.r <= 0 or self.alpha <= 0:
+            raise ValueError(f"lora.r and lora.alpha must be positive, got r={self.r}, alpha={self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"lora.dropout must lie in [0, 1), got {self.dropout}")
+        unknown = sorted(set(self.target_modules) - set(LORA_TARGETS))
+        if unknown or not self.target_modules:
+            raise ValueError(f"lora.target_modules: unknown {unknown}; choose from {list(LORA_TARGETS)}")
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything a fine-tuning run needs (``composer train.py yamls/finetune/<name>.yaml``)."""
+
+    base: str = ""
+    """Where the weights start: a Composer checkpoint (``.pt`` or sharded directory) or save folder of
+    ours, or a local Hugging Face directory of a Llama-architecture model (config + safetensors +
+    tokenizer), e.g. one written by ``scripts/export_hf.py``."""
+    run_name: str = "finetune"
+    """Name used for the save folder and loggers."""
+    seed: int = 17
+    """Global seed (adapter init, data order)."""
+    train_loader: FinetuneDataConfig = field(default_factory=lambda: FinetuneDataConfig(data="?"))
+    """Training examples (prompt/response or chat rows), masking, truncation and packing."""
+    eval_loader: FinetuneDataConfig | None = None
+    """Held-out examples: the response loss is measured before training (step 0) and at every eval."""
+    lora: LoraConfig | None = None
+    """LoRA adapters; null = full fine-tuning of every weight."""
+    optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(lr=2.0e-4))
+    scheduler: SchedulerConfig = field(default_factory=lambda: SchedulerConfig(t_warmup="10ba"))
+    global_train_batch_size: int = 8
+    """Packed rows per optimizer step across all devices."""
+    device_train_microbatch_size: str | None = None
+    """Rows per forward/backward pass (a divisor of the per-device batch) or null (= whole)."""
+    device_eval_batch_size: int = 8
+    """Evaluation rows per device per forward pass."""
+    max_duration: str = "2ep"
+    """Training length (Composer time string)."""
+    eval_interval: str = "1ep"
+    """How often to measure the held-out response loss."""
+    eval_subset_num_batches: int = -1
+    """Evaluate on at most this many batches (-1 = all)."""
+    precision: str = "auto"
+    """auto (amp_bf16 on GPU, fp32 on CPU), fp32, amp_bf16 or amp_fp16."""
+    grad_clip_norm: float = 1.0
+    """Clip the global gradient norm to this (<= 0 disables)."""
+    fsdp_config: FSDPConfig | None = None
+    """Sharded data parallelism (FSDP2); null = DDP."""
+    save_folder: str = "runs/${run_name}"
+    """Checkpoints (adapter weights only with LoRA), config.yaml, metrics.jsonl, train_summary.json."""
+    save_interval: str = "1ep"
+    """Checkpoint every this much training time."""
+    save_num_checkpoints_to_keep: int = -1
+    """Keep only the newest N checkpoints (-1 = all)."""
+    autoresume: bool = True
+    """Resume from the latest checkpoint in save_folder (same command after a crash)."""
+    loggers: LoggersConfig = field(default_factory=LoggersConfig)
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    dist_timeout: float = 300.0
+    """Seconds to wait for other processes at barriers."""
+
+    def __post_init__(self) -> None:
+        if not self.base:
+            raise ValueError("base: name the checkpoint, save folder or HF directory to start from")
+        if self.train_loader.data == "?":
+            raise ValueError("train_loader.data: name the JSONL/Parquet file or directory to train on")
+        if self.global_train_batch_size <= 0 or self.device_eval_batch_size <= 0:
+            raise ValueError("global_train_batch_size and device_eval_batch_size must be positive")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}; choose from {', '.join(sorted(PRECISIONS))}")
+        for key in ("max_duration", "eval_interval", "save_interval"):
+            check_time(key, getattr(self, key))
+        check_microbatch(self.device_train_microbatch_size, self.global_train_batch_size)
+
+    def device_batch_size(self, world_size: int) -> int:
+        """Per-process batch: the global batch split evenly over ``world_size`` processes."""
+        if self.global_train_batch_size % world_size:
+            raise ValueError(f"global_train_batch_size={self.global_train_batch_size} is not divisible by the "
+                             f"{world_size} training processes; use a multiple of {world_size}")
+        per_device = self.global_train_batch_size // world_size
+        check_microbatch(self.device_train_microbatch_size, per_device)
+        return per_device

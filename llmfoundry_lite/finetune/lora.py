@@ -1,0 +1,54 @@
+"""LoRA on our decoder through peft: inject adapters, freeze the rest, save / load / merge adapters only."""
+
+from __future__ import annotations
+
+import torch
+
+from llmfoundry_lite.finetune.config import LoraConfig
+
+ADAPTER_MARK = "lora_"
+
+
+def apply_lora(model: torch.nn.Module, cfg: LoraConfig) -> tuple[int, int]:
+    """Inject adapters into every block's ``cfg.target_modules`` and freeze every other weight.
+
+    Returns (trainable parameters, all parameters). The base weights must be loaded before this:
+    injection renames a wrapped layer's weight to ``<layer>.base_layer.weight``."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import inject_adapter_in_model
+
+    peft_cfg = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                              target_modules=list(cfg.target_modules), bias="none")
+    inject_adapter_in_model(peft_cfg, model)
+    trainable = total = 0
+    for name, p in model.named_parameters():
+        p.requires_grad = ADAPTER_MARK in name
+        trainable += p.numel() if p.requires_grad else 0
+        total += p.numel()
+    if trainable == 0:
+        raise ValueError(f"lora.target_modules {cfg.target_modules} matched no layer of the model")
+    return trainable, total
+
+
+def is_adapter_key(key: str) -> bool:
+    return ADAPTER_MARK in key
+
+
+def drop_frozen_weights(state_dict: dict) -> None:
+    """Composer ``save_ignore_keys`` hook: keep only adapter tensors of the model in a checkpoint
+    (the base weights are re-read from ``base`` when the run resumes or is exported)."""
+    model_state = state_dict.get("state", {}).get("model", {})
+    for key in [k for k in model_state if not is_adapter_key(k)]:
+        del model_state[key]
+
+
+def merge_lora(model: torch.nn.Module) -> torch.nn.Module:
+    """Fold every adapter into its base layer (W + alpha/r · B A) and put the plain layer back."""
+    from peft.tuners.lora import LoraLayer
+
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, LoraLayer):
+                child.merge()
+                setattr(parent, name, child.get_base_layer())
+    return model

@@ -1,0 +1,177 @@
+"""Build the Composer Trainer of a fine-tuning run: base weights, instruction rows, LoRA or full weights.
+
+Everything that decides correctness at scale is pretraining's own (``training/parallel.py``): the
+loss is the token mean over the global batch's trained tokens (response tokens by default), DDP or
+FSDP2 as configured. With LoRA only adapter tensors are trainable, handed to the optimizer and
+written to checkpoints; the frozen base is re-read from ``base`` on resume and export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from composer import Trainer
+from composer.core import Callback, Evaluator
+from composer.utils import dist, reproducibility
+from torch.utils.data import DataLoader
+
+from llmfoundry_lite.callbacks.console import CompactConsoleLogger
+from llmfoundry_lite.callbacks.grad_clip import GlobalGradClip
+from llmfoundry_lite.callbacks.run_info import RunInfo
+from llmfoundry_lite.callbacks.streams import StreamCounter
+from llmfoundry_lite.finetune.base import load_base
+from llmfoundry_lite.finetune.config import FinetuneConfig
+from llmfoundry_lite.finetune.data import FinetuneDataConfig, FinetuneDataset
+from llmfoundry_lite.finetune.lora import apply_lora, drop_frozen_weights
+from llmfoundry_lite.models.composer_model import ComposerDecoder
+from llmfoundry_lite.training import parallel
+from llmfoundry_lite.training.builders import OPTIMIZERS, build_callbacks, build_loggers, build_scheduler
+from llmfoundry_lite.training.trainer import microbatch_size, resolve_precision
+
+FINETUNE_INFO = "finetune.json"
+
+
+class FinetuneInfo(Callback):
+    """Where the run started and its LoRA settings, in every checkpoint beside ``RunInfo``'s model
+    config and tokenizer: a checkpoint of adapters alone names the base it belongs to."""
+
+    def __init__(self, base: str, lora: Any) -> None:
+        self.base, self.lora = str(Path(base).resolve()), lora
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"base": self.base, "lora": dataclasses.asdict(self.lora) if self.lora is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        mine = self.state_dict()
+        if state != mine:
+            raise ValueError(f"checkpoint was fine-tuned from {state}, this run is {mine}; resume with the same "
+                             f"base and lora settings")
+
+    def run_event(self, event: Any, state: Any, logger: Any) -> None:
+        return None
+
+
+def _loader(cfg: FinetuneDataConfig, tokenizer: Any, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    dataset = FinetuneDataset(cfg, tokenizer)
+    sampler = dist.get_sampler(dataset, shuffle=shuffle, drop_last=shuffle, seed=seed)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=shuffle)
+
+
+def _describe(name: str, dataset: FinetuneDataset) -> str:
+    s = dataset.summary()
+    dropped = ", ".join(f"{k} {v}" for k, v in sorted(s["dropped_by_reason"].items())) or "none"
+    return (f"{name}: {s['rows_read']:,} rows -> {s['examples']:,} examples in {s['packed_rows']:,} rows of "
+            f"{dataset.max_seq_len} tokens; trained tokens {s['trained_tokens']:,}, prompt tokens "
+            f"{s['prompt_tokens']:,}, padding {s['padding_tokens']:,}; dropped: {dropped}")
+
+
+def build_finetune_trainer(cfg: FinetuneConfig) -> Trainer:
+    """Base model (+ LoRA), instruction loaders, optimizer over the trainable weights, Composer Trainer."""
+    precision = resolve_precision(cfg.precision)
+    per_device = cfg.device_batch_size(dist.get_world_size())
+    reproducibility.seed_all(cfg.seed)
+    transformer, tokenizer = load_base(cfg.base)
+    model_cfg = transformer.cfg
+    for loader in (cfg.train_loader, cfg.eval_loader):
+        if loader is not None and loader.max_seq_len > model_cfg.max_seq_len:
+            raise ValueError(f"max_seq_len {loader.max_seq_len} of the data exceeds the base model's "
+                             f"{model_cfg.max_seq_len}; lower train_loader.max_seq_len / eval_loader.max_seq_len")
+    if cfg.train_loader.packing and not model_cfg.doc_mask:
+        # Packed rows need per-example attention; the flag changes the mask only, not the weights.
+        model_cfg = dataclasses.replace(model_cfg, doc_mask=True)
+        transformer.cfg = model_cfg
+    model = ComposerDecoder.around(transformer)
+    trainable, total = (apply_lora(transformer, cfg.lora) if cfg.lora is not None
+                        else (sum(p.numel() for p in transformer.parameters()),) * 2)
+    tok_dir = Path(cfg.save_folder) / "tokenizer"
+    if dist.get_global_rank() == 0:
+        tok_dir.mkdir(parents=True, exist_ok=True)
+        tokenizer.save(str(tok_dir / "tokenizer.json"))
+    dist.barrier()
+    train_dl = _loader(cfg.train_loader, tokenizer, per_device, shuffle=True, seed=cfg.seed)
+    eval_dl = (_loader(cfg.eval_loader, tokenizer, cfg.device_eval_batch_size, shuffle=False, seed=cfg.seed)
+               if cfg.eval_loader is not None else None)
+    if dist.get_global_rank() == 0:
+        kind = f"LoRA r={cfg.lora.r} on {', '.join(cfg.lora.target_modules)}" if cfg.lora else "full fine-tuning"
+        print(f"finetune: {kind}; {trainable:,} of {total:,} parameters train ({trainable / total:.2%})")
+        print(_describe("train_loader", train_dl.dataset))
+        if eval_dl is not None:
+            print(_describe("eval_loader", eval_dl.dataset))
+    params = [p for p in transformer.parameters() if p.requires_grad]
+    optimizer = OPTIMIZERS[cfg.optimizer.name](params, cfg.optimizer)
+    callbacks = [RunInfo(model_cfg, tok_dir), FinetuneInfo(cfg.base, cfg.lora), StreamCounter(["finetune"]),
+                 *build_callbacks(cfg)]
+    if cfg.grad_clip_norm > 0:
+        callbacks.append(GlobalGradClip(cfg.grad_clip_norm))
+    evaluator = Evaluator(label="eval", dataloader=parallel.token_data_spec(eval_dl)) if eval_dl is not None else None
+    return Trainer(
+        run_name=cfg.run_name, model=model, seed=cfg.seed,
+        train_dataloader=parallel.token_data_spec(train_dl), eval_dataloader=evaluator,
+        eval_interval=cfg.eval_interval, eval_subset_num_batches=cfg.eval_subset_num_batches,
+        max_duration=cfg.max_duration, optimizers=optimizer, schedulers=build_scheduler(cfg.scheduler),
+        step_schedulers_every_batch=True, precision=precision, accumulate_train_batch_on_tokens=True,
+        device_train_microbatch_size=microbatch_size(cfg, per_device),
+        parallelism_config=parallel.parallelism_config(cfg.fsdp_config),
+        loggers=[CompactConsoleLogger(cfg.loggers.console_interval_batches()), *build_loggers(cfg)],
+        callbacks=callbacks, progress_bar=False, log_to_console=False,
+        save_folder=cfg.save_folder, save_interval=cfg.save_interval, save_overwrite=cfg.autoresume,
+        save_num_checkpoints_to_keep=cfg.save_num_checkpoints_to_keep, autoresume=cfg.autoresume,
+        save_ignore_keys=drop_frozen_weights if cfg.lora is not None else None,
+        dist_timeout=cfg.dist_timeout,
+    )
+
+
+def response_loss(trainer: Trainer) -> float | None:
+    """Mean loss per trained (response) token over the eval split with the trainer's current weights."""
+    if not trainer.state.evaluators:
+        return None
+    model = trainer.state.model
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in trainer.state.evaluators[0].dataloader.dataloader:
+            batch = {k: v.to(next(model.parameters()).device) for k, v in batch.items()}
+            logits = model(batch)
+            labels = batch["labels"][:, 1:]
+            mask = labels != -100
+            losses = torch.nn.functional.cross_entropy(
+                logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none",
+                ignore_index=-100)
+            total += float(losses.sum())
+            count += int(mask.sum())
+    model.train(was_training)
+    if dist.get_world_size() > 1:
+        t = torch.tensor([total, float(count)])
+        dist.all_reduce(t)
+        total, count = float(t[0]), int(t[1])
+    return total / max(count, 1)
+
+
+def finetune(trainer: Trainer, cfg: FinetuneConfig) -> dict:
+    """Measure the held-out response loss, train, measure again; write and return train_summary.json."""
+    from llmfoundry_lite.config import save_config
+    from llmfoundry_lite.training.trainer import flat_config
+
+    folder = Path(cfg.save_folder)
+    if dist.get_global_rank() == 0:
+        save_config(cfg, folder / "config.yaml")
+    trainer.logger.log_hyperparameters(flat_config(cfg))
+    before = response_loss(trainer) if int(trainer.state.timestamp.batch) == 0 else None
+    trainer.fit()
+    after = response_loss(trainer)
+    ts = trainer.state.timestamp
+    counter = next(c for c in trainer.state.callbacks if isinstance(c, StreamCounter))
+    summary = {"base": cfg.base, "lora": dataclasses.asdict(cfg.lora) if cfg.lora else None,
+               "batches": int(ts.batch), "samples_trained": int(ts.sample), "tokens_trained": int(ts.token),
+               "samples_by_stream": counter.samples_by_stream(),
+               "heldout_response_loss_before": before, "heldout_response_loss_after": after}
+    if dist.get_global_rank() == 0:
+        (folder / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if before is not None and after is not None:
+            print(f"held-out response loss {before:.4f} -> {after:.4f} nats/token")
+    return summary
