@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from llmfoundry_lite.finetune.config import LoraConfig
+from llmfoundry_lite.models.config import ModelConfig
 
 ADAPTER_MARK = "lora_"
 
@@ -52,3 +53,27 @@ def merge_lora(model: torch.nn.Module) -> torch.nn.Module:
                 child.merge()
                 setattr(parent, name, child.get_base_layer())
     return model
+
+
+def load_lora_checkpoint(ckpt, model_cfg: ModelConfig, finetune: dict) -> torch.nn.Module:
+    """The fine-tuned decoder of a LoRA checkpoint: its base (named in the checkpoint), the saved
+    adapters loaded into it, merged — a plain ``Transformer`` with the run's model config."""
+    from llmfoundry_lite.finetune.base import load_base
+    from llmfoundry_lite.models.checkpoint_io import iter_transformer_tensors
+
+    model, _ = load_base(finetune["base"])
+    model.cfg = model_cfg  # the run's config (it may switch doc_mask on for packed rows)
+    apply_lora(model, LoraConfig(**finetune["lora"]))
+    targets = {n: p for n, p in model.state_dict().items() if is_adapter_key(n)}
+    seen = set()
+    with torch.no_grad():
+        for name, t in iter_transformer_tensors(ckpt):
+            if name not in targets or targets[name].shape != t.shape:
+                raise ValueError(f"{ckpt.path}: adapter tensor {name}{tuple(t.shape)} does not fit the base "
+                                 f"{finetune['base']} with lora {finetune['lora']}")
+            targets[name].copy_(t)
+            seen.add(name)
+    missing = sorted(set(targets) - seen)
+    if missing:
+        raise ValueError(f"{ckpt.path} lacks adapter tensors {missing[:4]}{'…' if len(missing) > 4 else ''}")
+    return merge_lora(model).eval()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -87,11 +88,14 @@ def build_finetune_trainer(cfg: FinetuneConfig) -> Trainer:
     model = ComposerDecoder.around(transformer)
     trainable, total = (apply_lora(transformer, cfg.lora) if cfg.lora is not None
                         else (sum(p.numel() for p in transformer.parameters()),) * 2)
+    # The base's tokenizer beside the checkpoints (RunInfo stores it in them). Every rank writes the same
+    # bytes and renames them into place: no rank reads a half-written file, and no barrier is needed
+    # before Composer has initialised the process group.
     tok_dir = Path(cfg.save_folder) / "tokenizer"
-    if dist.get_global_rank() == 0:
-        tok_dir.mkdir(parents=True, exist_ok=True)
-        tokenizer.save(str(tok_dir / "tokenizer.json"))
-    dist.barrier()
+    tok_dir.mkdir(parents=True, exist_ok=True)
+    tmp = tok_dir / f"tokenizer.json.{dist.get_global_rank()}.tmp"
+    tokenizer.save(str(tmp))
+    os.replace(tmp, tok_dir / "tokenizer.json")
     train_dl = _loader(cfg.train_loader, tokenizer, per_device, shuffle=True, seed=cfg.seed)
     eval_dl = (_loader(cfg.eval_loader, tokenizer, cfg.device_eval_batch_size, shuffle=False, seed=cfg.seed)
                if cfg.eval_loader is not None else None)

@@ -200,6 +200,20 @@ def read_run_info(ckpt: Checkpoint) -> SavedRunInfo:
     return _run_info_from(state, ckpt.path)
 
 
+def read_callback_state(ckpt: Checkpoint, name: str) -> dict | None:
+    """The saved ``state_dict`` of callback ``name`` (e.g. ``FinetuneInfo``), or None, without reading weights."""
+    if not ckpt.sharded:
+        state = read_full(ckpt).get("state", {})
+        return state.get("callbacks", {}).get(name) if isinstance(state, dict) else None
+    reader = DcpReader(ckpt.path)
+    paths = dcp_paths(reader)
+    prefix = ("state", "callbacks", name)
+    state: dict = {}
+    for key, value in load_dcp_objects(reader, _under(paths, prefix)).items():
+        set_path(state, paths[key][len(prefix):], value)
+    return state or None
+
+
 def iter_model_state(ckpt: Checkpoint) -> Iterator[tuple[str, torch.Tensor]]:
     """``state.model`` entries one at a time, under their saved names (``model.blocks.0...``)."""
     if not ckpt.sharded:

@@ -54,15 +54,26 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, max_shard_byt
         raise ValueError(f"dtype={dtype!r}; choose from {list(DTYPES)}")
     import torch
 
-    from llmfoundry_lite.models.checkpoint_io import iter_transformer_tensors, locate_checkpoint, read_run_info
+    from llmfoundry_lite.models.checkpoint_io import (
+        iter_transformer_tensors,
+        locate_checkpoint,
+        read_callback_state,
+        read_run_info,
+    )
     from llmfoundry_lite.models.hf_export import export_tensors
     from llmfoundry_lite.models.load import run_tokenizer
 
     ckpt = locate_checkpoint(checkpoint)
     info = read_run_info(ckpt)
     tokenizer = run_tokenizer(info.tokenizer_json, ckpt.path)
-    out = export_tensors(iter_transformer_tensors(ckpt), info.model_cfg, tokenizer, out_dir, max_shard_bytes,
-                         getattr(torch, dtype))
+    finetune = read_callback_state(ckpt, "FinetuneInfo")
+    if finetune and finetune.get("lora"):  # adapters alone: merged into the base they were trained on
+        from llmfoundry_lite.finetune.lora import load_lora_checkpoint
+
+        tensors = load_lora_checkpoint(ckpt, info.model_cfg, finetune).named_parameters()
+    else:
+        tensors = iter_transformer_tensors(ckpt)
+    out = export_tensors(tensors, info.model_cfg, tokenizer, out_dir, max_shard_bytes, getattr(torch, dtype))
     return out, info.model_cfg.num_params()
 
 

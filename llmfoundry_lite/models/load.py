@@ -12,6 +12,7 @@ from llmfoundry_lite.models.checkpoint_io import (
     Checkpoint,
     iter_transformer_tensors,
     locate_checkpoint,
+    read_callback_state,
     read_run_info,
 )
 from llmfoundry_lite.models.transformer import Transformer
@@ -28,6 +29,11 @@ def run_tokenizer(tokenizer_json: str | None, where: Path) -> Tokenizer:
 def _from_composer(ckpt: Checkpoint) -> tuple[Transformer, Tokenizer]:
     info = read_run_info(ckpt)
     tokenizer = run_tokenizer(info.tokenizer_json, ckpt.path)  # fail before reading any weights
+    finetune = read_callback_state(ckpt, "FinetuneInfo")
+    if finetune and finetune.get("lora"):  # adapters alone: rebuild the base, add them, merge
+        from llmfoundry_lite.finetune.lora import load_lora_checkpoint
+
+        return load_lora_checkpoint(ckpt, info.model_cfg, finetune), tokenizer
     model = Transformer(info.model_cfg)
     targets = model.state_dict()  # shares storage with the model: copying into it loads the weights
     seen, unexpected = set(), []

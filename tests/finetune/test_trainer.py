@@ -111,3 +111,46 @@ def test_hf_base_with_unsupported_features_is_refused(tmp_path):
         "attention_bias": True, "head_dim": 32}))
     with pytest.raises(ValueError, match=r"unsupported Llama features rope_scaling=.*attention_bias=True.*head_dim=32"):
         check_hf_config(tmp_path)
+
+
+def test_a_lora_save_folder_loads_and_exports_merged(base_checkpoint, instructions, tmp_path):
+    from llmfoundry_lite.models.load import load_for_inference
+
+    lora = ["lora={r: 4, alpha: 8, dropout: 0.0, target_modules: [qkv_proj, gate_up_proj]}", "max_duration=2ba"]
+    trainer, _ = _run(_cfg(base_checkpoint, instructions, tmp_path / "run", *lora))
+    trained = trainer.state.model.model.eval()
+    batch = next(iter(trainer.state.train_dataloader))
+    with torch.no_grad():
+        expected = trained(batch["input_ids"], segment_ids_BT=batch["segment_ids"])
+    trainer.close()
+    merged, tokenizer = load_for_inference(str(tmp_path / "run"))
+    assert not any("lora_" in n for n, _ in merged.named_parameters())
+    with torch.no_grad():
+        got = merged(batch["input_ids"], segment_ids_BT=batch["segment_ids"])
+    assert torch.allclose(got, expected, atol=1e-4)
+    from transformers import LlamaForCausalLM
+
+    from llmfoundry_lite.models.export_command import export_checkpoint
+
+    out, params = export_checkpoint(tmp_path / "run", tmp_path / "hf", 1 << 30)
+
+    hf = LlamaForCausalLM.from_pretrained(str(tmp_path / "hf")).eval()
+    ids = batch["input_ids"][:1, :16]
+    with torch.no_grad():
+        assert torch.allclose(hf(ids).logits, merged(ids), atol=1e-4)
+    assert out == tmp_path / "hf" and params == merged.cfg.num_params()
+
+
+def test_lora_trains_on_two_ddp_ranks(base_checkpoint, instructions, tmp_path):
+    from tests.training.shards import launch_ranks
+
+    args = ["train.py", f"base={base_checkpoint}", f"train_loader.data={instructions}", "train_loader.max_seq_len=64",
+            f"save_folder={tmp_path / 'ddp'}", "global_train_batch_size=4", "max_duration=2ba", "save_interval=2ba",
+            "scheduler.t_warmup=1ba", "loggers.wandb=null", "callbacks.speed_monitor.peak_flops=1e11",
+            "lora={r: 4, alpha: 8, target_modules: [qkv_proj, o_proj]}"]
+    proc = launch_ranks(2, args)
+    assert "finetune: LoRA r=4 on qkv_proj, o_proj" in proc.stdout
+    summary = json.loads((tmp_path / "ddp" / "train_summary.json").read_text())
+    assert summary["samples_by_stream"] == {"finetune": 8} and summary["batches"] == 2
+    ckpt = torch.load(tmp_path / "ddp" / "latest-rank0.pt", map_location="cpu", weights_only=False)
+    assert all("lora_" in k for k in ckpt["state"]["model"])
