@@ -100,6 +100,7 @@ def build_finetune_trainer(cfg: FinetuneConfig) -> Trainer:
     eval_dl = (_loader(cfg.eval_loader, tokenizer, cfg.device_eval_batch_size, shuffle=False, seed=cfg.seed)
                if cfg.eval_loader is not None else None)
     if dist.get_global_rank() == 0:
+        print(f"parallelism: {parallel.describe(cfg.fsdp_config, dist.get_world_size(), dist.get_local_world_size())}")
         kind = f"LoRA r={cfg.lora.r} on {', '.join(cfg.lora.target_modules)}" if cfg.lora else "full fine-tuning"
         print(f"finetune: {kind}; {trainable:,} of {total:,} parameters train ({trainable / total:.2%})")
         print(_describe("train_loader", train_dl.dataset))
@@ -107,7 +108,8 @@ def build_finetune_trainer(cfg: FinetuneConfig) -> Trainer:
             print(_describe("eval_loader", eval_dl.dataset))
     params = [p for p in transformer.parameters() if p.requires_grad]
     optimizer = OPTIMIZERS[cfg.optimizer.name](params, cfg.optimizer)
-    callbacks = [RunInfo(model_cfg, tok_dir), FinetuneInfo(cfg.base, cfg.lora), StreamCounter(["finetune"]),
+    callbacks = [RunInfo(model_cfg, tok_dir), FinetuneInfo(cfg.base, cfg.lora), parallel.ShardingReport(),
+                 StreamCounter(["finetune"]),
                  *build_callbacks(cfg)]
     if cfg.grad_clip_norm > 0:
         callbacks.append(GlobalGradClip(cfg.grad_clip_norm))

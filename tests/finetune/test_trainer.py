@@ -141,14 +141,16 @@ def test_a_lora_save_folder_loads_and_exports_merged(base_checkpoint, instructio
     assert out == tmp_path / "hf" and params == merged.cfg.num_params()
 
 
-def test_lora_trains_on_two_ddp_ranks(base_checkpoint, instructions, tmp_path):
+@pytest.mark.parametrize("parallelism", [[], ["fsdp_config={sharding_strategy: FULL_SHARD}"]], ids=["ddp", "fsdp2"])
+def test_lora_trains_on_two_ranks(base_checkpoint, instructions, tmp_path, parallelism):
     from tests.training.shards import launch_ranks
 
     args = ["train.py", f"base={base_checkpoint}", f"train_loader.data={instructions}", "train_loader.max_seq_len=64",
             f"save_folder={tmp_path / 'ddp'}", "global_train_batch_size=4", "max_duration=2ba", "save_interval=2ba",
             "scheduler.t_warmup=1ba", "loggers.wandb=null", "callbacks.speed_monitor.peak_flops=1e11",
-            "lora={r: 4, alpha: 8, target_modules: [qkv_proj, o_proj]}"]
+            "lora={r: 4, alpha: 8, target_modules: [qkv_proj, o_proj]}", *parallelism]
     proc = launch_ranks(2, args)
+    assert ("FSDP2" in proc.stdout) == bool(parallelism)
     assert "finetune: LoRA r=4 on qkv_proj, o_proj" in proc.stdout
     summary = json.loads((tmp_path / "ddp" / "train_summary.json").read_text())
     assert summary["samples_by_stream"] == {"finetune": 8} and summary["batches"] == 2

@@ -1,0 +1,8 @@
+"""Instruction pairs from documented Python functions: ``python data_prep/synthesize_instruct.py --input PATH [PATH ...] --output DIR [cfg.yaml] [key=value ...]``."""
+
+import sys
+
+from llmfoundry_lite.instruct.cli import main
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

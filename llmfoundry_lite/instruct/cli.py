@@ -1,0 +1,56 @@
+"""Command line of ``data_prep/synthesize_instruct.py``: the same flag layout as ``filter_stack.py``."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from llmfoundry_lite.config import ConfigError, exit_on_config_error, load_config, split_cli, to_yaml
+from llmfoundry_lite.instruct.config import SynthConfig
+
+OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
+USAGE = "python data_prep/synthesize_instruct.py --input PATH [PATH ...] --output DIR [cfg.yaml] [key=value ...]"
+
+
+def parse_args(argv: list[str]) -> SynthConfig:
+    """``--input``/``--output`` flags, then an optional YAML file and ``key=value`` overrides."""
+    parser = argparse.ArgumentParser(usage=USAGE, description="Instruction pairs from documented Python functions.")
+    parser.add_argument("--input", nargs="+", help="Parquet/JSONL(.gz) files, directories of them, or source trees")
+    parser.add_argument("--output", help="output directory (instruct.jsonl, train.jsonl, heldout.jsonl, stats.json)")
+    parser.add_argument("rest", nargs="*", help="[config.yaml] [key=value ...]")
+    args, unknown = parser.parse_known_args(argv)
+    # `--input a b cfg.yaml k=v`: nargs="+" swallows what follows the paths; hand those back.
+    words = list(args.input or [])
+    trailing = [w for w in words if OVERRIDE.match(w) or w.endswith((".yaml", ".yml"))]
+    args.input = [w for w in words if w not in trailing] or None
+    yaml_path, overrides = split_cli(trailing + args.rest + unknown)
+    flags = {k: v for k, v in (("input", args.input), ("output", args.output)) if v is not None}
+    return load_config(SynthConfig, yaml_path, overrides, flags=flags)
+
+
+def headline(stats: dict) -> str:
+    """Two lines for the console: documents and pairs, with the drop reasons that fired."""
+    reasons = ", ".join(f"{k} {v}" for k, v in stats["dropped_by_reason"].items() if v)
+    skipped = ", ".join(f"{k} {v}" for k, v in stats["documents_skipped_by_reason"].items())
+    return (f"documents {stats['documents']} (parsed {stats['documents_parsed']}; skipped: {skipped or 'none'})\n"
+            f"functions {stats['seen']}: kept {stats['kept']} (train {stats['train']}, heldout {stats['heldout']}); "
+            f"dropped: {reasons or 'none'}")
+
+
+def main(argv: list[str]) -> None:
+    try:
+        cfg = parse_args(argv)
+    except ConfigError as err:
+        exit_on_config_error(err)
+    print(to_yaml(cfg), end="")
+    from llmfoundry_lite.corpus.readers import InputError
+    from llmfoundry_lite.instruct.pipeline import run_synthesis
+
+    try:
+        stats = run_synthesis(cfg)
+    except (InputError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(headline(stats))
+    print(f"wrote {cfg.output}/instruct.jsonl, train.jsonl, heldout.jsonl, stats.json")
