@@ -372,11 +372,13 @@ def source_config(cfg: FilterConfig, name: str) -> FilterConfig:
 
 
 def source_digest(cfg: FilterConfig, name: str) -> str:
-    """Short hash of source ``name``'s overrides ('' for none): it enters the names of that source's units."""
+    """Short hash of what source ``name``'s overrides make of the config ('' for none): it enters the
+    names of that source's units. It hashes the effective config's fingerprint, so a list file an
+    override names (opt-out, benchmarks) counts by its content, as for the run's own config."""
     overrides = cfg.sources[name].filter if name else {}
     if not overrides:
         return ""
-    return hashlib.sha256(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return config_hash(source_config(cfg, name))[:8]
 
 
 def config_hash(cfg: FilterConfig) -> str:

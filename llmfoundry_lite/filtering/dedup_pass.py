@@ -184,7 +184,7 @@ def global_dedup(cfg: FilterConfig, work: str, units: list[PassUnit], engine: An
     """
     work_dir = Path(work)
     marker = work_dir / "dedup.json"
-    names = [u.name for u in units]
+    names = [f"{u.name}@{u.source}" if u.source else u.name for u in units]  # sources name the cross counts
     if marker.exists():
         summary = json.loads(marker.read_text())
         if summary.get("inputs") == names:

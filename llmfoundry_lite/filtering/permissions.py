@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -84,5 +85,8 @@ def _cached(key: str) -> OptOutList:
 
 
 def opt_out_list(cfg: OptOutConfig) -> OptOutList:
-    """The merged opt-out list of ``cfg`` (read once per process; files are re-read when the config differs)."""
-    return _cached(json.dumps(asdict(cfg), sort_keys=True))
+    """The merged opt-out list of ``cfg``, read once per process while the config and its files are the
+    same (a file's size and mtime are part of the key: an updated list is re-read in a long-lived
+    worker, a notebook or a reused Spark Python worker)."""
+    stamps = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in cfg.files]
+    return _cached(json.dumps({**asdict(cfg), "stamps": stamps}, sort_keys=True))

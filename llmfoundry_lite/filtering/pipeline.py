@@ -228,7 +228,8 @@ def _run_filter(cfg: FilterConfig, progress: bool, as_given: FilterConfig) -> di
         for u in plan_units(p.inputs, cfg.unit_bytes, identities):
             units.append(dataclasses.replace(u, index=len(units), tag=p.tag))
             unit_plans.append(p)
-    inputs = inputs_key([*identities.values(), [u.name for u in units]])
+    sources = [[p.name for p in unit_plans]] if cfg.sources else []  # a renamed source renames its counts
+    inputs = inputs_key([*identities.values(), [u.name for u in units], *sources])
     claim_output(cfg, out, as_given)
     stats = _finished(out, cfg, inputs)
     if stats is not None:

@@ -73,3 +73,19 @@ def test_one_file_in_two_sources_is_refused(filter_cfg, sources):
                      input=[], output=str(sources / "f"))
     with pytest.raises(ValueError, match=r"listed more than once .*a file belongs to one source"):
         run_filter(cfg, progress=False)
+
+
+def test_renaming_a_source_or_changing_a_list_file_it_names_is_not_stale(filter_cfg, sources, tmp_path):
+    first = run_filter(_cfg(filter_cfg, sources, "f", ["mine", "stack"]), progress=False)
+    renamed = run_filter(filter_cfg(f"sources.mine.input=[{sources / 'mine'}]", f"sources.theirs.input=[{sources / 'stack'}]",
+                                    input=[], output=str(sources / "f")), progress=False)
+    assert set(renamed["sources"]) == {"mine", "theirs"} and renamed["dedup"]["cross_source"] == {"theirs -> mine": 2}
+    assert renamed["kept"] == first["kept"]
+    opt_out = tmp_path / "opt_out.txt"
+    opt_out.write_text("nobody/else\n")
+    listed = f"sources.stack.filter.opt_out.files=[{opt_out}]"
+    before = run_filter(_cfg(filter_cfg, sources, "g", ["mine", "stack"], listed), progress=False)
+    opt_out.write_text("them/lib\n")  # same override, new content: the source's units must be redone
+    after = run_filter(_cfg(filter_cfg, sources, "g", ["mine", "stack"], listed), progress=False)
+    assert before["sources"]["stack"]["kept"] == 4 and after["sources"]["stack"]["kept"] == 0
+    assert after["sources"]["stack"]["rejected_by_reason"]["opt_out"] == 4
