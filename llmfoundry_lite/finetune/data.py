@@ -83,6 +83,8 @@ class FinetuneDataConfig:
     tokens from its start, keeping the final answer whole (dropped only if that alone does not fit)."""
     shuffle_seed: int = 0
     """Seed of the example order before packing (so which examples share a row is reproducible)."""
+    shuffle: bool = True
+    """Shuffle the rows every epoch (seeded by the run's seed); false reads them in order."""
 
     def __post_init__(self) -> None:
         if not self.data:

@@ -56,10 +56,11 @@ class FinetuneInfo(Callback):
         return None
 
 
-def _loader(cfg: FinetuneDataConfig, tokenizer: Any, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+def _loader(cfg: FinetuneDataConfig, tokenizer: Any, batch_size: int, shuffle: bool, seed: int,
+            train: bool = True) -> DataLoader:
     dataset = FinetuneDataset(cfg, tokenizer)
-    sampler = dist.get_sampler(dataset, shuffle=shuffle, drop_last=shuffle, seed=seed)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=shuffle)
+    sampler = dist.get_sampler(dataset, shuffle=shuffle, drop_last=train, seed=seed)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=train)
 
 
 def _describe(name: str, dataset: FinetuneDataset) -> str:
@@ -96,8 +97,8 @@ def build_finetune_trainer(cfg: FinetuneConfig) -> Trainer:
     tmp = tok_dir / f"tokenizer.json.{dist.get_global_rank()}.tmp"
     tokenizer.save(str(tmp))
     os.replace(tmp, tok_dir / "tokenizer.json")
-    train_dl = _loader(cfg.train_loader, tokenizer, per_device, shuffle=True, seed=cfg.seed)
-    eval_dl = (_loader(cfg.eval_loader, tokenizer, cfg.device_eval_batch_size, shuffle=False, seed=cfg.seed)
+    train_dl = _loader(cfg.train_loader, tokenizer, per_device, shuffle=cfg.train_loader.shuffle, seed=cfg.seed)
+    eval_dl = (_loader(cfg.eval_loader, tokenizer, cfg.device_eval_batch_size, shuffle=False, seed=cfg.seed, train=False)
                if cfg.eval_loader is not None else None)
     if dist.get_global_rank() == 0:
         print(f"parallelism: {parallel.describe(cfg.fsdp_config, dist.get_world_size(), dist.get_local_world_size())}")

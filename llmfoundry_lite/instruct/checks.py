@@ -2,7 +2,7 @@
 
 Reasons are tried in the order of ``REASONS`` and the first that fires is counted, so a function
 with an empty body is ``trivial_body``, never also ``no_return``. The corpus-wide reasons
-(``decontaminated``, ``near_duplicate``) live in ``select.py``.
+(``decontaminated``, ``near_duplicate``) live in ``corpus_checks.py``.
 """
 
 from __future__ import annotations

@@ -102,7 +102,10 @@ def _child_blocks(stmt: ast.stmt) -> list[list[ast.stmt]]:
     return [b for b in blocks if isinstance(b, list)]
 
 
-def _documented(body: list[ast.stmt], cls: str | None) -> list[tuple[ast.FunctionDef | ast.AsyncFunctionDef, str | None]]:
+FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
+
+
+def _documented(body: list[ast.stmt], cls: str | None) -> list[tuple[FunctionNode, str | None]]:
     found = []
     for stmt in body:
         if isinstance(stmt, FUNCTION_TYPES):
@@ -140,6 +143,8 @@ def _root_module(stmt: ast.Import | ast.ImportFrom, alias: ast.alias) -> str:
 
 def _used_imports(node: ast.AST, imports: dict) -> tuple[list[str], tuple[str, ...]]:
     """Rendered import lines (only the used names, in source order) and their root modules."""
+    if not imports:
+        return [], ()
     names = {n.id for part in (node.args, node.returns, *node.body) if part is not None
              for n in ast.walk(part) if isinstance(n, ast.Name)}
     by_stmt: dict[int, tuple[ast.Import | ast.ImportFrom, list[ast.alias]]] = {}

@@ -17,11 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from llmfoundry_lite.corpus.readers import iter_documents, list_input_shards
-from llmfoundry_lite.filtering.config import DedupConfig
 from llmfoundry_lite.instruct.checks import REASONS, drop_reason
 from llmfoundry_lite.instruct.config import SynthConfig
+from llmfoundry_lite.instruct.corpus_checks import contaminated, near_duplicates
 from llmfoundry_lite.instruct.extract import extract_functions, format_prompt, parse_module
-from llmfoundry_lite.instruct.select import contaminated, near_duplicates
 from llmfoundry_lite.instruct.split import group_of, heldout_groups
 
 LANGUAGE = "Python"
@@ -64,11 +63,11 @@ def document_pairs(doc: dict, cfg: SynthConfig, dropped: Counter) -> tuple[list[
         return "not_python"
     try:
         tree = parse_module(doc["content"])
-        functions = extract_functions(doc["content"], tree)
     except (SyntaxError, ValueError):  # IndentationError is a SyntaxError; ValueError: null bytes
         return "syntax_error"
     except (RecursionError, MemoryError):
         return "too_deep"
+    functions = extract_functions(doc["content"], tree)
     pairs = []
     for fn in functions:
         reason = drop_reason(fn, cfg)
@@ -120,32 +119,43 @@ def write_pairs(out: Path, pairs: list[Pair], heldout: set[str]) -> None:
     _write_jsonl(out / "heldout.jsonl", [r for p, r in zip(pairs, rows, strict=True) if p.group in heldout])
 
 
+class _Stopwatch:
+    """Seconds per stage, for ``stats.json``: where the time of a run went."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(now - self._last, 3)
+        self._last = now
+
+
 def run_synthesis(cfg: SynthConfig) -> dict:
     """Read ``cfg.input``, write ``cfg.output``'s four files, and return the stats written to ``stats.json``."""
-    clock = {"start": time.perf_counter()}
+    watch = _Stopwatch()
     pairs, counts = collect_pairs(cfg)
     dropped = counts.pop("dropped")
-    clock["extract"] = time.perf_counter()
+    watch.lap("extract")
     flags, by_benchmark = contaminated([p.program for p in pairs], cfg.decontam)
     dropped["decontaminated"] = sum(flags)
     pairs = [p for p, bad in zip(pairs, flags, strict=True) if not bad]
-    clock["decontam"] = time.perf_counter()
-    dedup = DedupConfig(threshold=cfg.near_dup_threshold)
-    duplicate_of = near_duplicates([p.program for p in pairs], cfg.near_dup_threshold, dedup)
+    watch.lap("decontam")
+    duplicate_of = near_duplicates([p.program for p in pairs], cfg.near_dup_threshold)
     dropped["near_duplicate"] = sum(d is not None for d in duplicate_of)
     pairs = [p for p, d in zip(pairs, duplicate_of, strict=True) if d is None]
-    clock["near_dup"] = time.perf_counter()
+    watch.lap("near_dup")
     heldout = heldout_groups([p.group for p in pairs], cfg.heldout_fraction, cfg.seed)
     n_heldout = sum(p.group in heldout for p in pairs)
+    write_pairs(Path(cfg.output), pairs, heldout)
+    watch.lap("write")
     stats = {
         **counts, "kept": len(pairs), "dropped_by_reason": dict(dropped),
         "decontaminated_by_benchmark": dict(sorted(by_benchmark.items())),
         "train": len(pairs) - n_heldout, "heldout": n_heldout,
         "groups": {"train": len({p.group for p in pairs}) - len(heldout), "heldout": len(heldout)},
-        "config": asdict(cfg),
+        "seconds": watch.seconds, "config": asdict(cfg),
     }
-    write_pairs(Path(cfg.output), pairs, heldout)
-    clock["write"] = time.perf_counter()
-    stats["seconds"] = {k: round(clock[k] - clock[prev], 3) for prev, k in zip(clock, list(clock)[1:])}
     (Path(cfg.output) / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats
