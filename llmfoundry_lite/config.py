@@ -144,3 +144,29 @@ def exit_on_config_error(err: ConfigError) -> None:
     """Print a config error the way every command does and exit with status 2."""
     print(f"config error: {err}", file=sys.stderr)
     raise SystemExit(2)
+
+
+OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
+
+
+def load_io_config(schema: type[T], argv: list[str], description: str, usage: str | None = None,
+                   input_help: str = "Parquet/JSONL(.gz) files, directories of them, or source trees",
+                   output_help: str = "output directory") -> T:
+    """``--input PATH... --output DIR [cfg.yaml] [key=value ...]`` → a validated ``schema`` (the data commands).
+
+    ``--input``'s ``nargs="+"`` swallows whatever follows the paths; a trailing YAML file or
+    ``key=value`` override is handed back to the config layers.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description, usage=usage)
+    parser.add_argument("--input", nargs="+", help=input_help)
+    parser.add_argument("--output", help=output_help)
+    parser.add_argument("rest", nargs="*", help="[config.yaml] [key=value ...]")
+    args, unknown = parser.parse_known_args(argv)
+    words = list(args.input or [])
+    trailing = [w for w in words if OVERRIDE.match(w) or w.endswith((".yaml", ".yml"))]
+    inputs = [w for w in words if w not in trailing] or None
+    yaml_path, overrides = split_cli(trailing + args.rest + unknown)
+    flags = {k: v for k, v in (("input", inputs), ("output", args.output)) if v is not None}
+    return load_config(schema, yaml_path, overrides, flags=flags)

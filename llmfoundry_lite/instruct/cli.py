@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
-import re
 import sys
 
-from llmfoundry_lite.config import ConfigError, exit_on_config_error, load_config, split_cli, to_yaml
+from llmfoundry_lite.config import ConfigError, exit_on_config_error, load_io_config, to_yaml
 from llmfoundry_lite.instruct.config import SynthConfig
 
-OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 USAGE = "python data_prep/synthesize_instruct.py --input PATH [PATH ...] --output DIR [cfg.yaml] [key=value ...]"
 
 
 def parse_args(argv: list[str]) -> SynthConfig:
     """``--input``/``--output`` flags, then an optional YAML file and ``key=value`` overrides."""
-    parser = argparse.ArgumentParser(usage=USAGE, description="Instruction pairs from documented Python functions.")
-    parser.add_argument("--input", nargs="+", help="Parquet/JSONL(.gz) files, directories of them, or source trees")
-    parser.add_argument("--output", help="output directory (instruct.jsonl, train.jsonl, heldout.jsonl, stats.json)")
-    parser.add_argument("rest", nargs="*", help="[config.yaml] [key=value ...]")
-    args, unknown = parser.parse_known_args(argv)
-    # `--input a b cfg.yaml k=v`: nargs="+" swallows what follows the paths; hand those back.
-    words = list(args.input or [])
-    trailing = [w for w in words if OVERRIDE.match(w) or w.endswith((".yaml", ".yml"))]
-    args.input = [w for w in words if w not in trailing] or None
-    yaml_path, overrides = split_cli(trailing + args.rest + unknown)
-    flags = {k: v for k, v in (("input", args.input), ("output", args.output)) if v is not None}
-    return load_config(SynthConfig, yaml_path, overrides, flags=flags)
+    return load_io_config(SynthConfig, argv, "Instruction pairs from documented Python functions.", usage=USAGE,
+                          output_help="output directory (instruct.jsonl, train.jsonl, heldout.jsonl, stats.json)")
 
 
 def headline(stats: dict) -> str:
