@@ -62,7 +62,7 @@ def test_full_finetune_lowers_the_heldout_response_loss(base_checkpoint, instruc
     assert summary["samples_by_stream"] == {"finetune": 24} and summary["batches"] == 6
     dataset = trainer.state.train_dataloader.dataset
     assert dataset.summary()["dropped_by_reason"] == {"not_json": 1}
-    # Composer's token clock counts loss-generating tokens: responses (+ end of turn / EOS) only.
+    # The clock counts non-padding tokens (prompt included); the loss is weighted by response tokens.
     assert 0 < summary["tokens_trained"] < 6 * 4 * 64
     assert json.loads((tmp_path / "full" / "train_summary.json").read_text())["batches"] == 6
     trainer.close()
