@@ -96,28 +96,21 @@ def test_spark_submit_runs_the_filter_script_with_its_master(filter_cfg, filter_
     _equal_outputs(tmp_path / "local", out)
 
 
-def test_spark_builds_an_object_store_output_in_shared_staging(filter_cfg, tmp_path, spark):
+def test_spark_dedups_sources_into_an_object_store_output_like_the_local_engine(filter_cfg, sources, tmp_path, spark):
     import fsspec
 
     fs = fsspec.filesystem("memory")
+    flags = [f"sources.{n}.input=[{sources / n}]" for n in ("mine", "stack", "so")]
     with pytest.raises(ValueError, match=r"a Spark run needs output.staging=PATH"):
-        run_filter(filter_cfg(output="memory://lake/f", engine="spark"), progress=False)
-    local = run_filter(filter_cfg(output=str(tmp_path / "local")), progress=False)
+        run_filter(filter_cfg(*flags, input=[], output="memory://lake/f", engine="spark"), progress=False)
+    local = run_filter(filter_cfg(*flags, input=[], output=str(tmp_path / "local")), progress=False)
+    assert local["dedup"]["cross_source"] == {"so -> mine": 1, "stack -> mine": 2}
     try:
-        on_spark = run_filter(filter_cfg(output="memory://lake/f", staging=str(tmp_path / "stage"), engine="spark"),
-                              progress=False)
+        on_spark = run_filter(filter_cfg(*flags, input=[], output="memory://lake/f", staging=str(tmp_path / "stage"),
+                                         engine="spark"), progress=False)
         assert on_spark.pop("published")["deleted"] == 0 and on_spark == local
         for sub in ("kept", "rejected"):
             for part in sorted((tmp_path / "local" / sub).glob("*.parquet")):
                 assert fs.cat(f"/lake/f/{sub}/{part.name}") == part.read_bytes()
     finally:
         fs.rm("/lake", recursive=True)
-
-
-def test_spark_counts_cross_source_duplicates_like_the_local_engine(filter_cfg, sources, spark):
-    flags = [f"sources.{n}.input=[{sources / n}]" for n in ("mine", "stack", "so")]
-    local = run_filter(filter_cfg(*flags, input=[], output=str(sources / "local")), progress=False)
-    on_spark = run_filter(filter_cfg(*flags, input=[], output=str(sources / "spark"), engine="spark"), progress=False)
-    assert local["dedup"]["cross_source"] == {"so -> mine": 1, "stack -> mine": 2}
-    assert on_spark == local
-    _equal_outputs(sources / "local", sources / "spark")
