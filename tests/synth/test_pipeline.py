@@ -9,12 +9,12 @@ import pytest
 
 from llmfoundry_lite.config import ConfigError, load_config
 from llmfoundry_lite.eval.problems import default_problems_path, read_jsonl
-from llmfoundry_lite.instruct.checks import drop_reason
-from llmfoundry_lite.instruct.cli import main, parse_args
-from llmfoundry_lite.instruct.config import SynthConfig
-from llmfoundry_lite.instruct.extract import code_of_prompt, extract_functions
-from llmfoundry_lite.instruct.pipeline import run_synthesis
-from llmfoundry_lite.instruct.split import heldout_groups
+from llmfoundry_lite.synth.checks import drop_reason
+from llmfoundry_lite.synth.cli import main, parse_args
+from llmfoundry_lite.synth.config import SynthConfig
+from llmfoundry_lite.synth.extract import code_of_prompt, extract_functions
+from llmfoundry_lite.synth.pipeline import run_synthesis
+from llmfoundry_lite.synth.split import heldout_groups
 from tests.filtering.stack_rows import stack_row, write_stack
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])

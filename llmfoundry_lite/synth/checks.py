@@ -12,8 +12,8 @@ import re
 import warnings
 from collections.abc import Iterator
 
-from llmfoundry_lite.instruct.config import SynthConfig
-from llmfoundry_lite.instruct.extract import FUNCTION_TYPES, Function, format_prompt
+from llmfoundry_lite.synth.config import SynthConfig
+from llmfoundry_lite.synth.extract import FUNCTION_TYPES, Function, format_prompt
 
 REASONS = {
     "inline_layout": "the docstring shares a line with the signature or the next statement",

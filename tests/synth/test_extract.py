@@ -4,9 +4,9 @@ import textwrap
 
 import pytest
 
-from llmfoundry_lite.instruct.checks import REASONS, compiles, drop_reason
-from llmfoundry_lite.instruct.config import SynthConfig
-from llmfoundry_lite.instruct.extract import code_of_prompt, extract_functions, format_prompt
+from llmfoundry_lite.synth.checks import REASONS, compiles, drop_reason
+from llmfoundry_lite.synth.config import SynthConfig
+from llmfoundry_lite.synth.extract import code_of_prompt, extract_functions, format_prompt
 
 CFG = SynthConfig(input=["unused"])
 

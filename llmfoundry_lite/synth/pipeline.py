@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from llmfoundry_lite.corpus.readers import iter_documents, list_input_shards
-from llmfoundry_lite.instruct.checks import REASONS, drop_reason
-from llmfoundry_lite.instruct.config import SynthConfig
-from llmfoundry_lite.instruct.corpus_checks import contaminated, near_duplicates
-from llmfoundry_lite.instruct.extract import extract_functions, format_prompt, parse_module
-from llmfoundry_lite.instruct.split import group_of, heldout_groups
+from llmfoundry_lite.synth.checks import REASONS, drop_reason
+from llmfoundry_lite.synth.config import SynthConfig
+from llmfoundry_lite.synth.corpus_checks import contaminated, near_duplicates
+from llmfoundry_lite.synth.extract import extract_functions, format_prompt, parse_module
+from llmfoundry_lite.synth.split import group_of, heldout_groups
 
 LANGUAGE = "Python"
 ORIGIN = "untested"  # no tests were run on these pairs; a later verification stage may set another origin

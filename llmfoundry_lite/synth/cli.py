@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from llmfoundry_lite.config import ConfigError, exit_on_config_error, load_io_config, to_yaml
-from llmfoundry_lite.instruct.config import SynthConfig
+from llmfoundry_lite.synth.config import SynthConfig
 
 USAGE = "python data_prep/synthesize_instruct.py --input PATH [PATH ...] --output DIR [cfg.yaml] [key=value ...]"
 
@@ -32,7 +32,7 @@ def main(argv: list[str]) -> None:
         exit_on_config_error(err)
     print(to_yaml(cfg), end="")
     from llmfoundry_lite.corpus.readers import InputError
-    from llmfoundry_lite.instruct.pipeline import run_synthesis
+    from llmfoundry_lite.synth.pipeline import run_synthesis
 
     try:
         stats = run_synthesis(cfg)
