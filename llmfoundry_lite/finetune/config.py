@@ -15,6 +15,7 @@ from llmfoundry_lite.training.config import (
     SchedulerConfig,
     check_microbatch,
     check_time,
+    split_global_batch,
 )
 from llmfoundry_lite.training.sections import CallbacksConfig, FSDPConfig, LoggersConfig
 
@@ -111,9 +112,4 @@ class FinetuneConfig:
 
     def device_batch_size(self, world_size: int) -> int:
         """Per-process batch: the global batch split evenly over ``world_size`` processes."""
-        if self.global_train_batch_size % world_size:
-            raise ValueError(f"global_train_batch_size={self.global_train_batch_size} is not divisible by the "
-                             f"{world_size} training processes; use a multiple of {world_size}")
-        per_device = self.global_train_batch_size // world_size
-        check_microbatch(self.device_train_microbatch_size, per_device)
-        return per_device
+        return split_global_batch(self.global_train_batch_size, self.device_train_microbatch_size, world_size)

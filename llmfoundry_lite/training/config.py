@@ -166,6 +166,18 @@ class SchedulerConfig:
         check_time("scheduler.t_warmup", self.t_warmup)
 
 
+def split_global_batch(global_batch: int, microbatch: str | None, world_size: int) -> int:
+    """The per-process batch of ``global_batch`` over ``world_size`` processes; errors name the divisor."""
+    if global_batch % world_size:
+        raise ValueError(
+            f"global_train_batch_size={global_batch} is not divisible by the "
+            f"{world_size} training processes; use a multiple of {world_size}"
+        )
+    per_device = global_batch // world_size
+    check_microbatch(microbatch, per_device)
+    return per_device
+
+
 def check_microbatch(value: str | None, per_device: int) -> None:
     if value is None or value == "auto":
         return
@@ -254,14 +266,7 @@ class TrainConfig:
 
     def device_batch_size(self, world_size: int) -> int:
         """Per-process batch: the global batch split evenly over ``world_size`` processes."""
-        if self.global_train_batch_size % world_size:
-            raise ValueError(
-                f"global_train_batch_size={self.global_train_batch_size} is not divisible by the "
-                f"{world_size} training processes; use a multiple of {world_size}"
-            )
-        per_device = self.global_train_batch_size // world_size
-        check_microbatch(self.device_train_microbatch_size, per_device)
-        return per_device
+        return split_global_batch(self.global_train_batch_size, self.device_train_microbatch_size, world_size)
 
     def summary(self) -> dict[str, Any]:
         """Numbers printed at the top of a run: parameters and tokens per step."""
