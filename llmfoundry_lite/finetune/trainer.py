@@ -29,6 +29,7 @@ from llmfoundry_lite.finetune.config import FinetuneConfig
 from llmfoundry_lite.finetune.data import FinetuneDataConfig, FinetuneDataset
 from llmfoundry_lite.finetune.lora import apply_lora, drop_frozen_weights
 from llmfoundry_lite.models.composer_model import ComposerDecoder
+from llmfoundry_lite.models.loss import token_sum_loss
 from llmfoundry_lite.training import parallel
 from llmfoundry_lite.training.builders import OPTIMIZERS, build_callbacks, build_loggers, build_scheduler
 from llmfoundry_lite.training.trainer import microbatch_size, resolve_precision
@@ -143,14 +144,9 @@ def response_loss(trainer: Trainer) -> float | None:
     with torch.no_grad():
         for batch in trainer.state.evaluators[0].dataloader.dataloader:
             batch = {k: v.to(next(model.parameters()).device) for k, v in batch.items()}
-            logits = model(batch)
-            labels = batch["labels"][:, 1:]
-            mask = labels != -100
-            losses = torch.nn.functional.cross_entropy(
-                logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none",
-                ignore_index=-100)
-            total += float(losses.sum())
-            count += int(mask.sum())
+            loss_sum, tokens = token_sum_loss(model(batch), batch["labels"])  # the training loss's own shift
+            total += float(loss_sum)
+            count += int(tokens)
     model.train(was_training)
     if dist.get_world_size() > 1:
         t = torch.tensor([total, float(count)])
