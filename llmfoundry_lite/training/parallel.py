@@ -23,6 +23,12 @@ ranks and replicates across ``replicate`` groups on a 2-D (replicate, shard) mes
 (replicate defaults to the number of nodes); NO_SHARD is the ``(world, 1)`` mesh. Composer builds
 the mesh from the degrees ``MeshFSDP2Config`` gives it.
 
+**Process group.** ``init_process_group`` starts the default group (NCCL on GPU, gloo on CPU)
+before any dataset is built, with ``dist_timeout``. Otherwise every ``StreamingDataset`` (train,
+eval) would start and tear down a group of its own on the same ``MASTER_PORT`` before Composer's,
+and a rank that reaches the store late connects to one rank 0 is closing ("failed to recv, got
+0 bytes") — a race that more ranks make more likely. Composer's Trainer then reuses the group.
+
 **Initialisation.** Under FSDP with several ranks only rank 0 materialises the full model;
 the others build it on the meta device and receive rank 0's weights shard by shard (Composer's
 ``sync_module_states``), so host memory per node is one model, not one per GPU, and the
@@ -45,7 +51,7 @@ from typing import Any
 import torch
 from composer.core import Callback, DataSpec, State
 from composer.loggers import Logger
-from composer.utils import dist
+from composer.utils import dist, get_device
 from composer.utils.parallelism import FSDP2Config
 from torch.distributed.tensor import DTensor
 
@@ -53,6 +59,11 @@ from llmfoundry_lite.models.composer_model import non_pad_tokens
 from llmfoundry_lite.models.loss import loss_token_count
 from llmfoundry_lite.training.gloo_hsdp import enable_gloo_hsdp
 from llmfoundry_lite.training.sections import FSDPConfig
+
+
+def init_process_group(timeout_s: float) -> None:
+    """The default process group for this run's device, once, before any dataset or model is built."""
+    dist.initialize_dist(get_device(None), timeout=timeout_s)
 
 
 def count_tokens(batch: Mapping[str, torch.Tensor]) -> dict[str, int]:

@@ -99,6 +99,7 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     stated in ``training/parallel.py``.
     """
     precision = resolve_precision(cfg.precision)
+    parallel.init_process_group(cfg.dist_timeout)  # before the datasets: see parallel.py, "Process group"
     per_device = cfg.device_batch_size(dist.get_world_size())
     microbatch = microbatch_size(cfg, per_device)
     tokenizer = load_run_tokenizer(cfg)
