@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from llmfoundry_lite.finetune.hf_chat import JinjaChat, read_chat_template
 from llmfoundry_lite.models.transformer import Transformer
 
 # HF Llama config features our decoder does not implement: loading them would give wrong logits.
@@ -49,3 +50,9 @@ def load_base(path: str) -> tuple[Transformer, Tokenizer]:
         check_hf_config(p)
     model, tokenizer = load_for_inference(path)
     return model.train(), tokenizer
+
+
+def base_chat_template(path: str) -> JinjaChat | None:
+    """The chat template an HF base brings (None for our checkpoints, which use ``chat.CHAT_TEMPLATE``)."""
+    p = Path(path)
+    return read_chat_template(p) if p.is_dir() and (p / "config.json").is_file() else None

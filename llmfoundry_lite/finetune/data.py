@@ -6,7 +6,8 @@ conversation and any ``prompt`` column is ignored, like every other extra column
 cannot become an example is counted under one of ``DROP_REASONS``, so
 ``examples + sum(dropped) == rows read`` always holds.
 
-An example is the conversation's pieces (``chat.encode_conversation``) followed by end-of-text.
+An example is the conversation's pieces (``chat.encode_conversation``, or ``hf_chat.JinjaEncoder``
+for an HF base with its own chat template) followed by end-of-text.
 Labels follow the pretraining batches (``objectives/fim.py`` ``next_token`` / ``pad_to_length``;
 the shift is done once, in ``models/loss.py``): ``labels[t]`` is ``input_ids[t]`` where token t is
 a target, ``IGNORE_INDEX`` elsewhere; position t-1 is scored on it. Targets are the assistant
@@ -43,6 +44,8 @@ from llmfoundry_lite.validate import require_positive
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
+
+    from llmfoundry_lite.finetune.hf_chat import JinjaChat
 
 TARGET_RESPONSES = ("all", "last")
 TRUNCATIONS = ("drop", "truncate_prompt")
@@ -234,10 +237,21 @@ def special_id(tokenizer: Tokenizer, token: str) -> int:
     return token_id
 
 
-def load_examples(cfg: FinetuneDataConfig, tokenizer: Tokenizer) -> tuple[list[Example], Counter[str]]:
-    """Every usable example of ``cfg.data`` in file order, and the dropped rows counted by reason."""
+def conversation_encoder(tokenizer: Tokenizer, chat: JinjaChat | None):  # -> (messages) -> pieces
+    """Our reserved-token layout, or the HF base's own ``chat`` template."""
+    if chat is not None:
+        from llmfoundry_lite.finetune.hf_chat import JinjaEncoder
+
+        return JinjaEncoder(tokenizer, chat).encode
     roles = role_token_ids(tokenizer)
-    eos_id = special_id(tokenizer, EOS)
+    return lambda messages: encode_conversation(tokenizer, messages, roles)
+
+
+def load_examples(cfg: FinetuneDataConfig, tokenizer: Tokenizer,
+                  chat: JinjaChat | None = None) -> tuple[list[Example], Counter[str]]:
+    """Every usable example of ``cfg.data`` in file order, and the dropped rows counted by reason."""
+    encode = conversation_encoder(tokenizer, chat)
+    eos_id = special_id(tokenizer, chat.variables.get("eos_token", EOS) if chat else EOS)
     examples: list[Example] = []
     dropped: Counter[str] = Counter()
     for path in data_files(cfg.data):
@@ -245,7 +259,7 @@ def load_examples(cfg: FinetuneDataConfig, tokenizer: Tokenizer) -> tuple[list[E
             try:
                 if isinstance(row, BadRow):
                     raise row
-                pieces = encode_conversation(tokenizer, conversation(row), roles)
+                pieces = encode(conversation(row))
                 examples.append(build_example(pieces, eos_id, cfg))
             except BadRow as bad:
                 dropped[bad.reason] += 1
@@ -303,12 +317,14 @@ class FinetuneDataset(Dataset):
     Examples are kept as flat int32 arrays and each row is assembled when read.
     """
 
-    def __init__(self, cfg: FinetuneDataConfig, tokenizer: Tokenizer) -> None:
-        examples, self.dropped = load_examples(cfg, tokenizer)
+    def __init__(self, cfg: FinetuneDataConfig, tokenizer: Tokenizer, chat: JinjaChat | None = None) -> None:
+        examples, self.dropped = load_examples(cfg, tokenizer, chat)
         if not examples:
             raise ValueError(f"data={cfg.data!r}: no usable examples; dropped {dict(self.dropped)}")
         self.max_seq_len = cfg.max_seq_len
-        self.pad_id = special_id(tokenizer, PAD)
+        # Padding is never attended to or scored; an HF base without a pad token pads with its eos.
+        pad = chat.variables.get("pad_token", chat.variables.get("eos_token", PAD)) if chat else PAD
+        self.pad_id = special_id(tokenizer, pad)
         order = np.random.default_rng(cfg.shuffle_seed).permutation(len(examples))
         ordered = [examples[i] for i in order]
         lengths = [len(e.input_ids) for e in ordered]

@@ -24,9 +24,11 @@ from llmfoundry_lite.callbacks.console import CompactConsoleLogger
 from llmfoundry_lite.callbacks.grad_clip import GlobalGradClip
 from llmfoundry_lite.callbacks.run_info import RunInfo
 from llmfoundry_lite.callbacks.streams import StreamCounter
-from llmfoundry_lite.finetune.base import load_base
+from llmfoundry_lite.finetune.base import base_chat_template, load_base
+from llmfoundry_lite.finetune.chat import CHAT_TEMPLATE
 from llmfoundry_lite.finetune.config import FinetuneConfig
 from llmfoundry_lite.finetune.data import FinetuneDataConfig, FinetuneDataset
+from llmfoundry_lite.finetune.hf_chat import JinjaChat
 from llmfoundry_lite.finetune.lora import apply_lora, drop_frozen_weights
 from llmfoundry_lite.models.composer_model import ComposerDecoder
 from llmfoundry_lite.models.loss import token_sum_loss
@@ -38,14 +40,16 @@ FINETUNE_INFO = "finetune.json"
 
 
 class FinetuneInfo(Callback):
-    """Where the run started and its LoRA settings, in every checkpoint beside ``RunInfo``'s model
-    config and tokenizer: a checkpoint of adapters alone names the base it belongs to."""
+    """Where the run started, its LoRA settings and its chat template (Jinja), in every checkpoint beside
+    ``RunInfo``'s model config and tokenizer: a checkpoint of adapters alone names the base it belongs
+    to, and an export carries the template the model was tuned on."""
 
-    def __init__(self, base: str, lora: Any) -> None:
-        self.base, self.lora = str(Path(base).resolve()), lora
+    def __init__(self, base: str, lora: Any, chat_template: str) -> None:
+        self.base, self.lora, self.chat_template = str(Path(base).resolve()), lora, chat_template
 
     def state_dict(self) -> dict[str, Any]:
-        return {"base": self.base, "lora": dataclasses.asdict(self.lora) if self.lora is not None else None}
+        return {"base": self.base, "lora": dataclasses.asdict(self.lora) if self.lora is not None else None,
+                "chat_template": self.chat_template}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         mine = self.state_dict()
@@ -57,9 +61,9 @@ class FinetuneInfo(Callback):
         return None
 
 
-def _loader(cfg: FinetuneDataConfig, tokenizer: Any, batch_size: int, shuffle: bool, seed: int,
-            train: bool = True) -> DataLoader:
-    dataset = FinetuneDataset(cfg, tokenizer)
+def _loader(cfg: FinetuneDataConfig, tokenizer: Any, chat: JinjaChat | None, batch_size: int, shuffle: bool,
+            seed: int, train: bool = True) -> DataLoader:
+    dataset = FinetuneDataset(cfg, tokenizer, chat)
     sampler = dist.get_sampler(dataset, shuffle=shuffle, drop_last=train, seed=seed)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=train)
 
@@ -75,6 +79,7 @@ def _describe(name: str, dataset: FinetuneDataset) -> str:
 def build_finetune_trainer(cfg: FinetuneConfig) -> Trainer:
     """Base model (+ LoRA), instruction loaders, optimizer over the trainable weights, Composer Trainer."""
     precision = resolve_precision(cfg.precision)
+    parallel.init_process_group(cfg.dist_timeout)  # before the datasets: see training/parallel.py
     per_device = cfg.device_batch_size(dist.get_world_size())
     reproducibility.seed_all(cfg.seed)
     transformer, tokenizer = load_base(cfg.base)
@@ -91,15 +96,16 @@ def build_finetune_trainer(cfg: FinetuneConfig) -> Trainer:
     trainable, total = (apply_lora(transformer, cfg.lora) if cfg.lora is not None
                         else (sum(p.numel() for p in transformer.parameters()),) * 2)
     # The base's tokenizer beside the checkpoints (RunInfo stores it in them). Every rank writes the same
-    # bytes and renames them into place: no rank reads a half-written file, and no barrier is needed
-    # before Composer has initialised the process group.
+    # bytes and renames them into place: no rank reads a half-written file, and no barrier is needed.
     tok_dir = Path(cfg.save_folder) / "tokenizer"
     tok_dir.mkdir(parents=True, exist_ok=True)
     tmp = tok_dir / f"tokenizer.json.{dist.get_global_rank()}.tmp"
     tokenizer.save(str(tmp))
     os.replace(tmp, tok_dir / "tokenizer.json")
-    train_dl = _loader(cfg.train_loader, tokenizer, per_device, shuffle=cfg.train_loader.shuffle, seed=cfg.seed)
-    eval_dl = (_loader(cfg.eval_loader, tokenizer, cfg.device_eval_batch_size, shuffle=False, seed=cfg.seed, train=False)
+    chat = base_chat_template(cfg.base)  # an HF base's own template, else ours (chat.py)
+    train_dl = _loader(cfg.train_loader, tokenizer, chat, per_device, shuffle=cfg.train_loader.shuffle, seed=cfg.seed)
+    eval_dl = (_loader(cfg.eval_loader, tokenizer, chat, cfg.device_eval_batch_size, shuffle=False, seed=cfg.seed,
+                       train=False)
                if cfg.eval_loader is not None else None)
     if dist.get_global_rank() == 0:
         print(f"parallelism: {parallel.describe(cfg.fsdp_config, dist.get_world_size(), dist.get_local_world_size())}")
@@ -110,7 +116,7 @@ def build_finetune_trainer(cfg: FinetuneConfig) -> Trainer:
             print(_describe("eval_loader", eval_dl.dataset))
     params = [p for p in transformer.parameters() if p.requires_grad]
     optimizer = OPTIMIZERS[cfg.optimizer.name](params, cfg.optimizer)
-    callbacks = [RunInfo(model_cfg, tok_dir), FinetuneInfo(cfg.base, cfg.lora), parallel.ShardingReport(),
+    callbacks = [RunInfo(model_cfg, tok_dir), FinetuneInfo(cfg.base, cfg.lora, chat.template if chat else CHAT_TEMPLATE), parallel.ShardingReport(),
                  StreamCounter(["finetune"]),
                  *build_callbacks(cfg)]
     if cfg.grad_clip_norm > 0:

@@ -8,7 +8,12 @@ a process group nor memory for the whole model is needed.
 The export is only useful if the transformers ecosystem can load it, so the command
 proves that right away: it reloads ``DIR`` with ``AutoModelForCausalLM`` and
 ``AutoTokenizer`` (no llmfoundry_lite code involved) and greedily completes a prompt,
-writing the text to ``DIR/sample_generation.txt``.
+writing the text to ``DIR/sample_generation.txt``; a fine-tuned model's export (it carries the
+chat template) also answers ``--chat-message`` through ``apply_chat_template`` (``DIR/sample_chat.txt``).
+
+``--adapter-only`` (LoRA checkpoints) writes the adapters alone in peft's format
+(``finetune/peft_export.py``) instead of the merged model, and when the HF base is known
+(``--base-hf``, or the run's ``base`` is an HF directory) proves them with transformers + peft.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 from pathlib import Path
 
 DEFAULT_PROMPT = "def add(a, b):\n"
+DEFAULT_CHAT_MESSAGE = "Write a function that returns the sum of a list of numbers."
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -43,7 +49,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="dtype of the exported weights")
     p.add_argument("--prompt", default=DEFAULT_PROMPT, help="text to complete after reloading")
     p.add_argument("--max-new-tokens", type=int, default=48, help="length of the sample completion")
-    return p.parse_args(argv)
+    p.add_argument("--chat-message", default=DEFAULT_CHAT_MESSAGE,
+                   help="a fine-tuned export (one with a chat template) also answers this user message")
+    p.add_argument("--adapter-only", action="store_true",
+                   help="LoRA checkpoint: write only the adapters, in peft's format (adapter_config.json + "
+                        "adapter_model.safetensors), instead of the merged model")
+    p.add_argument("--base-hf", default=None,
+                   help="with --adapter-only: the HF export of the base the adapters apply to (default: the "
+                        "run's base when it is an HF directory)")
+    args = p.parse_args(argv)
+    if args.base_hf is not None and not args.adapter_only:
+        p.error("--base-hf only applies with --adapter-only")
+    return args
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, max_shard_bytes: int,
@@ -73,7 +90,9 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, max_shard_byt
         tensors = load_lora_checkpoint(ckpt, info.model_cfg, finetune).named_parameters()
     else:
         tensors = iter_transformer_tensors(ckpt)
-    out = export_tensors(tensors, info.model_cfg, tokenizer, out_dir, max_shard_bytes, getattr(torch, dtype))
+    chat_template = finetune.get("chat_template") if finetune else None
+    out = export_tensors(tensors, info.model_cfg, tokenizer, out_dir, max_shard_bytes, getattr(torch, dtype),
+                         chat_template)
     return out, info.model_cfg.num_params()
 
 
@@ -91,8 +110,42 @@ def generate_with_transformers(export_dir: Path, prompt: str, max_new_tokens: in
     return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
+def chat_with_transformers(export_dir: Path, message: str, max_new_tokens: int) -> str:
+    """Greedy reply to one user ``message``, laid out by the export's own chat template (transformers only)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    tok = AutoTokenizer.from_pretrained(str(export_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(export_dir), dtype=torch.float32).eval()
+    ids = tok.apply_chat_template([{"role": "user", "content": message}], add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)
+    generation = GenerationConfig.from_pretrained(str(export_dir))  # its eos list ends the turn
+    with torch.no_grad():
+        out = model.generate(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"],
+                             max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=generation.eos_token_id,
+                             pad_token_id=tok.pad_token_id)
+    return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def export_adapter_main(args: argparse.Namespace) -> None:
+    from llmfoundry_lite.finetune.peft_export import export_adapter, generate_with_peft
+
+    out, base, n = export_adapter(args.checkpoint, args.output, args.base_hf)
+    size = (out / "adapter_model.safetensors").stat().st_size
+    print(f"exported {n} LoRA tensors ({size / 1e6:.2f} MB) to {out} in peft's format for LlamaForCausalLM")
+    if base is None:
+        print("the run's base is not an HF directory: export it with scripts/export_hf.py <base> --output BASE, "
+              "then pass --base-hf BASE (or load with PeftModel.from_pretrained(<BASE model>, DIR))")
+        return
+    text = args.prompt + generate_with_peft(base, out, args.prompt, args.max_new_tokens)
+    (out / "sample_generation.txt").write_text(text)
+    print(f"reloaded {base} + adapters with transformers and peft; greedy completion:\n{text}")
+
+
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
+    if args.adapter_only:
+        return export_adapter_main(args)
     out, n_params = export_checkpoint(args.checkpoint, args.output, args.max_shard_size, args.dtype)
     shards = sorted(p.name for p in out.glob("model*.safetensors"))
     print(f"exported {n_params:,} parameters to {out} (LlamaForCausalLM + tokenizer, {len(shards)} safetensors file(s))")
@@ -100,3 +153,7 @@ def main(argv: list[str]) -> None:
     text = args.prompt + completion
     (out / "sample_generation.txt").write_text(text)
     print(f"reloaded with transformers; greedy completion:\n{text}")
+    if (out / "tokenizer_config.json").is_file() and "chat_template" in (out / "tokenizer_config.json").read_text():
+        reply = chat_with_transformers(out, args.chat_message, args.max_new_tokens)
+        (out / "sample_chat.txt").write_text(f"user: {args.chat_message}\nassistant: {reply}\n")
+        print(f"chat through the export's template (apply_chat_template), greedy reply to {args.chat_message!r}:\n{reply}")

@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
+from llmfoundry_lite.finetune.chat import CHAT_TEMPLATE, END_OF_TURN
 from llmfoundry_lite.models.config import ModelConfig
 from llmfoundry_lite.models.transformer import Transformer
 from llmfoundry_lite.tokenizer.special import EOS, PAD
@@ -58,17 +59,22 @@ def hf_names(cfg: ModelConfig) -> set[str]:
     return names
 
 
-def to_hf_tensors(name: str, t: torch.Tensor, cfg: ModelConfig) -> list[tuple[str, torch.Tensor]]:
-    """One of our tensors → its LlamaForCausalLM name(s); fused q/k/v and gate/up are split back
-    into HF's matrices (views of ``t``)."""
+def hf_weight_names(name: str) -> list[str]:
+    """The LlamaForCausalLM weight name(s) of one of ours, in row order for a fused weight."""
     if name in _TOP_NAMES:
-        return [(_TOP_NAMES[name], t)]
+        return [_TOP_NAMES[name]]
     parts = name.split(".", 2)  # blocks.{i}.<rest>
     if len(parts) != 3 or parts[0] != "blocks" or parts[2] not in _LAYER_NAMES:
         raise ValueError(f"no LlamaForCausalLM name for weight {name!r}; extend hf_export._LAYER_NAMES")
+    return [f"model.layers.{parts[1]}.{hf}" for hf in _LAYER_NAMES[parts[2]]]
+
+
+def to_hf_tensors(name: str, t: torch.Tensor, cfg: ModelConfig) -> list[tuple[str, torch.Tensor]]:
+    """One of our tensors → its LlamaForCausalLM name(s); fused q/k/v and gate/up are split back
+    into HF's matrices (views of ``t``)."""
     split = _row_split(name, cfg)
     pieces = t.split(split) if split else [t]
-    return [(f"model.layers.{parts[1]}.{hf}", p) for hf, p in zip(_LAYER_NAMES[parts[2]], pieces, strict=True)]
+    return list(zip(hf_weight_names(name), pieces, strict=True))
 
 
 def from_hf_state(hf: dict[str, torch.Tensor], model: Transformer) -> dict[str, torch.Tensor]:
@@ -170,12 +176,15 @@ def _hf_stream(tensors: Iterable[tuple[str, torch.Tensor]], cfg: ModelConfig,
 
 def export_tensors(tensors: Iterable[tuple[str, torch.Tensor]], cfg: ModelConfig, tokenizer: Tokenizer,
                    out_dir: str | Path, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
-                   dtype: torch.dtype = torch.float32) -> Path:
+                   dtype: torch.dtype = torch.float32, chat_template: str | None = None) -> Path:
     """Write a LlamaForCausalLM directory from our weights, given one at a time by parameter name.
 
     ``out_dir`` gets ``config.json``, ``generation_config.json``, the safetensors weights (sharded
     at ``max_shard_bytes``, stored as ``dtype``) and the tokenizer files; it loads with
     ``AutoModelForCausalLM.from_pretrained(out_dir)`` / ``AutoTokenizer.from_pretrained(out_dir)``.
+    A fine-tuned model's ``chat_template`` goes into the tokenizer config (``apply_chat_template``
+    then lays out conversations as in training), and with our template generation also stops at
+    the end-of-turn token.
     """
     from transformers import GenerationConfig, PreTrainedTokenizerFast
 
@@ -189,10 +198,17 @@ def export_tensors(tensors: Iterable[tuple[str, torch.Tensor]], cfg: ModelConfig
     config.architectures = ["LlamaForCausalLM"]  # vLLM picks its model class from this
     config.dtype = dtype
     config.save_pretrained(out)
-    GenerationConfig.from_model_config(config).save_pretrained(out)
-    # split_special_tokens: literal "<fim_prefix>" in code stays text under transformers too.
+    generation = GenerationConfig.from_model_config(config)
+    end_of_turn = tokenizer.token_to_id(END_OF_TURN)
+    if chat_template == CHAT_TEMPLATE and end_of_turn is not None:
+        generation.eos_token_id = [config.eos_token_id, end_of_turn]
+    generation.save_pretrained(out)
+    # Special strings in a prompt are the special tokens (FIM prompts, chat templates), as every HF/vLLM
+    # client assumes; our own pipeline keeps them text when it encodes data (tokenizer/io.py).
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, bos_token=EOS, pad_token=PAD,
-                                   split_special_tokens=True)
+                                   split_special_tokens=False)
+    if chat_template is not None:
+        fast.chat_template = chat_template
     fast.save_pretrained(out)
     return out
 

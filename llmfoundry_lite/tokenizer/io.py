@@ -9,8 +9,10 @@ Special tokens are registered as *special added tokens* so decoders can skip the
 and transformers knows them, but ordinary text must never encode to them: a file
 that literally contains ``<fim_prefix>`` is data, not a control token. Always load
 through ``load_tokenizer``, which switches on ``encode_special_tokens`` (the flag is
-not stored in tokenizer.json); with transformers, ``tokenizer_config.json`` sets the
-matching ``split_special_tokens: true``. Only training code inserts special ids.
+not stored in tokenizer.json). Only training code inserts special ids. For transformers
+users (``tokenizer_config.json``, HF exports) ``split_special_tokens`` is false, the
+ecosystem's convention: a FIM or chat prompt written as a string (``<fim_prefix>…``,
+``apply_chat_template``) encodes to the sentinel ids, as vLLM and editor clients expect.
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def _transformers_files(out: Path, num_reserved: int) -> None:
         "bos_token": None,
         "unk_token": None,
         "additional_special_tokens": extra,
-        "split_special_tokens": True,
+        "split_special_tokens": False,  # prompts written as strings reach the sentinels (see tokenizer/io.py)
         "clean_up_tokenization_spaces": False,
         "add_prefix_space": False,
         "model_max_length": 1_000_000_000,

@@ -116,7 +116,8 @@ def test_hf_base_with_unsupported_features_is_refused(tmp_path):
 def test_a_lora_save_folder_loads_and_exports_merged(base_checkpoint, instructions, tmp_path):
     from llmfoundry_lite.models.load import load_for_inference
 
-    lora = ["lora={r: 4, alpha: 8, dropout: 0.0, target_modules: [qkv_proj, gate_up_proj]}", "max_duration=2ba"]
+    # 3 batches: Composer's warmup gives the first two steps LR 0 (t_warmup=1ba), the third trains.
+    lora = ["lora={r: 4, alpha: 8, dropout: 0.0, target_modules: [qkv_proj, gate_up_proj]}", "max_duration=3ba"]
     trainer, _ = _run(_cfg(base_checkpoint, instructions, tmp_path / "run", *lora))
     trained = trainer.state.model.model.eval()
     batch = next(iter(trainer.state.train_dataloader))
@@ -139,6 +140,40 @@ def test_a_lora_save_folder_loads_and_exports_merged(base_checkpoint, instructio
     with torch.no_grad():
         assert torch.allclose(hf(ids).logits, merged(ids), atol=1e-4)
     assert out == tmp_path / "hf" and params == merged.cfg.num_params()
+    # The export carries the chat template it was tuned with: transformers lays out a conversation
+    # exactly as training did, and generation stops at end-of-turn.
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from llmfoundry_lite.finetune.chat import CHAT_TEMPLATE, encode_conversation, role_token_ids
+
+    hf_tok = AutoTokenizer.from_pretrained(str(tmp_path / "hf"))
+    roles = role_token_ids(tokenizer)
+    message = "Reverse a <|reserved_1|> string."  # a literal role string in content stays text in training
+    ours = [i for ids, _ in encode_conversation(tokenizer, [("user", "Reverse a string.")], roles) for i in ids]
+    assert hf_tok.chat_template == CHAT_TEMPLATE
+    assert hf_tok.apply_chat_template([{"role": "user", "content": "Reverse a string."}], add_generation_prompt=True,
+                                      tokenize=True) == [*ours, roles["assistant"]]
+    assert roles["user"] not in encode_conversation(tokenizer, [("user", message)], roles)[1][0]
+    assert GenerationConfig.from_pretrained(str(tmp_path / "hf")).eos_token_id == [0, roles["end_of_turn"]]
+    # The adapters alone, in peft's format, on the HF export of the base: the same logits as the merged model.
+    from peft import PeftModel
+
+    from llmfoundry_lite.finetune.peft_export import export_adapter
+
+    export_checkpoint(base_checkpoint, tmp_path / "hf_base", 1 << 30)
+    adapter, base, n = export_adapter(tmp_path / "run", tmp_path / "adapter", str(tmp_path / "hf_base"))
+    assert n == 2 * 2 * (3 + 2)  # 2 layers x (A, B) x (q, k, v + gate, up)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["r"] == 4 and config["lora_alpha"] == 8 and config["peft_type"] == "LORA"
+    assert sorted(config["target_modules"]) == ["gate_proj", "k_proj", "q_proj", "up_proj", "v_proj"]
+    assert config["base_model_name_or_path"] == str((tmp_path / "hf_base").resolve())
+    with_adapter = PeftModel.from_pretrained(LlamaForCausalLM.from_pretrained(base), str(adapter)).eval()
+    plain_base = LlamaForCausalLM.from_pretrained(base).eval()
+    with torch.no_grad():
+        assert torch.allclose(with_adapter(ids).logits, merged(ids), atol=1e-4)
+        assert (plain_base(ids).logits - merged(ids)).abs().max() > 1e-3  # the adapters do change the model
+    with pytest.raises(ValueError, match="is not a LoRA checkpoint"):
+        export_adapter(base_checkpoint, tmp_path / "not_lora")
 
 
 @pytest.mark.parametrize("parallelism", [[], ["fsdp_config={sharding_strategy: FULL_SHARD}"]], ids=["ddp", "fsdp2"])
@@ -156,3 +191,46 @@ def test_lora_trains_on_two_ranks(base_checkpoint, instructions, tmp_path, paral
     assert summary["samples_by_stream"] == {"finetune": 8} and summary["batches"] == 2
     ckpt = torch.load(tmp_path / "ddp" / "latest-rank0.pt", map_location="cpu", weights_only=False)
     assert all("lora_" in k for k in ckpt["state"]["model"])
+
+
+CHATML = ("{% for m in messages %}<|reserved_5|>{{ m['role'] }}\n{{ m['content'] }}<|reserved_6|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|reserved_5|>assistant\n{% endif %}")
+
+
+def test_an_hf_base_brings_its_own_chat_template(base_checkpoint, instructions, tmp_path):
+    """A ChatML-style base (its markers are reserved tokens of this tokenizer): examples are laid out as
+    its apply_chat_template lays them out, only the assistant text is scored, and the export keeps it."""
+    from transformers import AutoTokenizer
+
+    from llmfoundry_lite.finetune.data import FinetuneDataConfig, FinetuneDataset
+    from llmfoundry_lite.finetune.hf_chat import JinjaEncoder, read_chat_template
+    from llmfoundry_lite.models.export_command import export_checkpoint
+    from llmfoundry_lite.models.load import load_for_inference
+
+    hf_base = tmp_path / "hf_base"
+    export_checkpoint(base_checkpoint, hf_base, 1 << 30)
+    config_path = hf_base / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config.pop("chat_template", None)
+    config_path.write_text(json.dumps({**config, "chat_template": CHATML}))
+    chat = read_chat_template(hf_base)
+    _, tokenizer = load_for_inference(str(hf_base))
+    start, end = tokenizer.token_to_id("<|reserved_5|>"), tokenizer.token_to_id("<|reserved_6|>")
+    messages = [("user", "Square a number."), ("assistant", "def square(x):\n    return x * x\n")]
+    pieces = JinjaEncoder(tokenizer, chat).encode(messages)
+    hf = AutoTokenizer.from_pretrained(str(hf_base)).apply_chat_template(
+        [{"role": r, "content": c} for r, c in messages], tokenize=True)
+    assert [i for ids, _ in pieces for i in ids] == hf
+    header, answer = pieces[1][0], pieces[2][0]
+    assert header[0] == start and end in answer and start not in answer  # "<start>assistant\n" is prompt side
+    literal = JinjaEncoder(tokenizer, chat).encode([("user", "say <|reserved_5|>"), ("assistant", "ok")])
+    assert literal[0][0].count(start) == 1  # the template's marker only; the one in the content stays text
+    dataset = FinetuneDataset(FinetuneDataConfig(data=str(instructions), max_seq_len=64, packing=False), tokenizer, chat)
+    row = dataset[0]
+    scored = row["labels"][row["labels"] != -100].tolist()
+    assert start not in scored and row["input_ids"].tolist().count(start) == 2  # user + assistant headers
+    lora = ["lora={r: 4, alpha: 8, dropout: 0.0, target_modules: [qkv_proj]}", "max_duration=2ba"]
+    trainer, _ = _run(_cfg(hf_base, instructions, tmp_path / "run", *lora))
+    trainer.close()
+    export_checkpoint(tmp_path / "run", tmp_path / "hf", 1 << 30)
+    assert AutoTokenizer.from_pretrained(str(tmp_path / "hf")).chat_template == CHATML
