@@ -1,4 +1,5 @@
-"""``make demo``: source code on disk → shards → trained code-tiny → HF export → pass@k, one summary.
+"""``make demo``: source code on disk → shards → trained code-tiny → HF export → pass@k → LoRA
+instruction tuning on pairs synthesized from the corpus, one summary.
 
 Each stage is the real user-facing command run as a subprocess (so the demo exercises
 exactly what the README documents) and is skipped when its output is already there,
@@ -18,6 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = Path("runs/code-tiny")
+LORA_RUN = Path("runs/code-tiny-lora")
+INSTRUCT = Path("data/instruct")
 SAMPLE_PROMPT = 'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n'
 
 
@@ -62,6 +65,13 @@ def stages() -> list[Stage]:
               [py, "eval/humaneval.py", "--task", "humaneval-infill", "--model", str(RUN / "hf"),
                "--temperature", "0", "--max-new-tokens", "48", "--output", str(RUN / "humaneval_infill.jsonl")],
               _newer(RUN / "humaneval_infill.jsonl_summary.json", exported)),
+        Stage("instruction pairs from the kept corpus's documented functions, tests run in the sandbox",
+              [py, "data_prep/synthesize_instruct.py", "--input", "data/filtered/kept", "--output", str(INSTRUCT)],
+              _newer(INSTRUCT / "stats.json", Path("data/filtered/stats.json"))),
+        Stage("LoRA instruction tuning of code-tiny on those pairs",
+              [_bin("composer"), "train.py", "yamls/finetune/code-tiny-lora.yaml"],
+              lambda: _newer(LORA_RUN / "train_summary.json", INSTRUCT / "stats.json")()
+              and _newer(LORA_RUN / "train_summary.json", trained)()),
     ]
 
 

@@ -84,12 +84,34 @@ def _eval(run: Path) -> list[str]:
     return lines
 
 
+def _finetune(root: Path) -> list[str]:
+    synth = _load(root / "data/instruct/stats.json")
+    ft = _load(root / "runs/code-tiny-lora/train_summary.json")
+    lines = []
+    if synth is None:
+        lines.append("instructions: missing (data/instruct/stats.json)")
+    else:
+        reasons = sorted(synth["dropped_by_reason"].items(), key=lambda kv: -kv[1])[:4]
+        lines.append(f"instructions  seen {synth['seen']:,} functions, kept {synth['kept']:,} pairs "
+                     f"(top drops: {', '.join(f'{r} {n:,}' for r, n in reasons)})")
+    if ft is None:
+        lines.append("fine-tuning: missing (runs/code-tiny-lora/train_summary.json)")
+    else:
+        kind = f"LoRA r={ft['lora']['r']}" if ft.get("lora") else "full"
+        before, after = ft["heldout_response_loss_before"], ft["heldout_response_loss_after"]
+        change = f"{before:.3f} -> {after:.3f}" if before is not None else f"{after:.3f} (resumed run)"
+        lines.append(f"fine-tuning   {kind}, {ft['samples_trained']:,} samples in {ft['batches']} batches; "
+                     f"held-out response loss {change} nats/token")
+    return lines
+
+
 def format_summary(root: Path, run: Path, timings: dict[str, float], total_s: float) -> str:
     """Every headline number of the demo plus where each artifact lives."""
     rel, run = run, root / run
     gen = run / "hf" / "sample_generation.txt"
     lines = ["=" * 30 + " llmfoundry_lite demo summary " + "=" * 30]
     lines += _corpus(root) + _filter(root) + _vocab_and_shards(root) + _training(run) + _eval(run)
+    lines += _finetune(root)
     if gen.is_file():
         lines.append("HF export     reloaded with transformers; sample completion:")
         lines += ["    " + line for line in gen.read_text().splitlines()[:8]]
@@ -97,7 +119,8 @@ def format_summary(root: Path, run: Path, timings: dict[str, float], total_s: fl
     for label, path in [("corpus", "data/local_stack"), ("filtered + X-ray report", "data/filtered/report"),
                         ("tokenizer", "data/tokenizer"), ("shards", "data/shards"), ("checkpoints", str(rel)),
                         ("loss curve", str(rel / "loss_curve.png")), ("W&B offline run", str(rel / "wandb")),
-                        ("HF export", str(rel / "hf")), ("HumanEval results", str(rel / "humaneval.jsonl_results.jsonl"))]:
+                        ("HF export", str(rel / "hf")), ("HumanEval results", str(rel / "humaneval.jsonl_results.jsonl")),
+                        ("instruction pairs", "data/instruct"), ("LoRA run", "runs/code-tiny-lora")]:
         lines.append(f"  {label:<24} {path}")
     ran = ", ".join(f"{name.split(':')[0].split(' (')[0]} {s / 60:.1f} min" for name, s in timings.items())
     lines.append(f"time          {total_s / 60:.1f} min this run" + (f" ({ran})" if ran else " (every stage reused)"))

@@ -32,17 +32,24 @@ def test_summary_reads_every_artifact(tmp_path):
                                         "final_train_loss": 6.0, "final_eval_loss": 5.5, "unigram_entropy": 6.875})
     _write(run / "humaneval.jsonl_summary.json", {"scores": {"pass@1": 0.25}, "n_samples": 8, "n_problems": 4})
     _write(run / "humaneval_infill.jsonl_summary.json", {"exact_match": 0.5, "pass_rate": 0.75, "tasks": 12})
+    _write(tmp_path / "data/instruct/stats.json", {"seen": 50, "kept": 20, "dropped_by_reason": {"no_return": 18, "too_short": 12}})
+    _write(tmp_path / "runs/code-tiny-lora/train_summary.json",
+           {"lora": {"r": 8}, "samples_trained": 40, "batches": 5, "heldout_response_loss_before": 6.25,
+            "heldout_response_loss_after": 5.5})
     text = format_summary(tmp_path, Path("runs/code-tiny"), {"train code-tiny": 120.0}, 150.0)
     assert "10 files, 2.0 MB, 2 languages (Python 1.5 MB, C 0.5 MB" in text
     assert "seen 10 = kept 7 + rejected 3 + skipped 0" in text and "near_duplicate 2, parse_error 1" in text
     assert "3.45 chars/token" in text  # (6 + 94) chars / (31 tokens - 2 EOS)
     assert "ratio 0.800" in text and "pass@1 0.2500" in text and "exact match 0.5000" in text
+    assert "kept 20 pairs (top drops: no_return 18, too_short 12)" in text
+    assert "LoRA r=8, 40 samples in 5 batches; held-out response loss 6.250 -> 5.500" in text
     assert "checkpoints              runs/code-tiny" in text and "2.5 min this run (train code-tiny 2.0 min)" in text
 
 
 def test_summary_names_missing_artifacts(tmp_path):
     text = format_summary(tmp_path, Path("runs/x"), {}, 0.0)
     assert "corpus: missing" in text and "training: missing" in text and "humaneval: missing" in text
+    assert "instructions: missing" in text and "fine-tuning: missing" in text
 
 
 def test_later_stage_is_stale_when_model_retrained(tmp_path):
