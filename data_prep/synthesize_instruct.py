@@ -1,4 +1,4 @@
-"""Instruction pairs from documented Python functions.
+"""Instruction pairs from documented Python functions, verified by running their doctests and asserts in the sandbox.
 
 ``python data_prep/synthesize_instruct.py --input PATH [PATH ...] --output DIR [cfg.yaml] [key=value ...]``
 """

@@ -59,7 +59,8 @@ def _parameters(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
     return names
 
 
-def _is_literal(node: ast.expr) -> bool:
+def is_literal(node: ast.expr) -> bool:
+    """``node`` is a literal that ``ast.literal_eval`` accepts (numbers, strings, containers of them)."""
     try:
         ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
@@ -79,7 +80,7 @@ def _is_placeholder(stmt: ast.stmt) -> bool:
 def is_trivial(body: list[ast.stmt]) -> bool:
     """Statements after the docstring that do nothing, only refuse, or return one literal."""
     if len(body) == 1 and isinstance(body[0], ast.Return) and body[0].value is not None:
-        return _is_literal(body[0].value)
+        return is_literal(body[0].value)
     return all(_is_placeholder(s) for s in body)
 
 

@@ -13,16 +13,23 @@ USAGE = "python data_prep/synthesize_instruct.py --input PATH [PATH ...] --outpu
 def parse_args(argv: list[str]) -> SynthConfig:
     """``--input``/``--output`` flags, then an optional YAML file and ``key=value`` overrides."""
     return load_io_config(SynthConfig, argv, "Instruction pairs from documented Python functions.", usage=USAGE,
-                          output_help="output directory (instruct.jsonl, train.jsonl, heldout.jsonl, stats.json)")
+                          output_help="output directory (instruct.jsonl, train/heldout.jsonl, stats.json, report/)")
 
 
 def headline(stats: dict) -> str:
-    """Two lines for the console: documents and pairs, with the drop reasons that fired."""
+    """Three lines for the console: documents, pairs with the drop reasons that fired, verification."""
     reasons = ", ".join(f"{k} {v}" for k, v in stats["dropped_by_reason"].items() if v)
     skipped = ", ".join(f"{k} {v}" for k, v in stats["documents_skipped_by_reason"].items())
+    v = stats["verify"]
+    untested = ", ".join(f"{k} {n}" for k, n in v["untested_by_reason"].items() if n)
     return (f"documents {stats['documents']} (parsed {stats['documents_parsed']}; skipped: {skipped or 'none'})\n"
             f"functions {stats['seen']}: kept {stats['kept']} (train {stats['train']}, heldout {stats['heldout']}); "
-            f"dropped: {reasons or 'none'}")
+            f"dropped: {reasons or 'none'}\n"
+            f"verify: {v['pairs_with_tests']} of {v['pairs']} pairs have tests "
+            f"({v['tests_per_pair']['mean_of_pairs_with_tests']:g} per pair), {v['executed']} run, "
+            f"{v['passed']} passed; "
+            f"kept {v['verified']} verified ({v['share_verified']:.1%}); not run: {untested or 'none'} "
+            f"({stats['seconds']['verify']:g} s)")
 
 
 def main(argv: list[str]) -> None:
@@ -32,12 +39,15 @@ def main(argv: list[str]) -> None:
         exit_on_config_error(err)
     print(to_yaml(cfg), end="")
     from llmfoundry_lite.corpus.readers import InputError
+    from llmfoundry_lite.eval.sandbox import SandboxUnavailable
     from llmfoundry_lite.synth.pipeline import run_synthesis
 
     try:
         stats = run_synthesis(cfg)
-    except (InputError, ValueError) as err:
+    except (InputError, ValueError, SandboxUnavailable) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     print(headline(stats))
-    print(f"wrote {cfg.output}/instruct.jsonl, train.jsonl, heldout.jsonl, stats.json")
+    print(stats["verify"]["sandbox"])
+    report = f", {len(stats['report'])} PNGs in report/" if "report" in stats else ""
+    print(f"wrote {cfg.output}/instruct.jsonl, train.jsonl, heldout.jsonl, stats.json{report}")

@@ -1,13 +1,16 @@
 """Typed schema of ``python data_prep/synthesize_instruct.py --input PATH... --output DIR``.
 
-Imports only dataclasses and the filter stage's ``DecontamConfig`` (itself standard library
-only), so a bad key fails before ``ast`` work, numpy or datasketch start.
+Imports only dataclasses, the filter stage's ``DecontamConfig`` and the eval harness's
+``SandboxConfig`` (both standard library only), so a bad key fails before ``ast`` work, numpy,
+datasketch or a sandbox start.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
+from llmfoundry_lite.eval.config import SandboxConfig
 from llmfoundry_lite.filtering.config import DecontamConfig
 from llmfoundry_lite.validate import require_positive
 
@@ -29,7 +32,7 @@ class SynthConfig:
     input: list[str] = field(default_factory=list)
     """Parquet/JSONL(.gz) files, directories of them (a filter run's ``kept/``), or source trees."""
     output: str = "data/instruct"
-    """Receives ``instruct.jsonl``, ``train.jsonl``, ``heldout.jsonl`` and ``stats.json`` (overwritten)."""
+    """Receives ``instruct.jsonl``, ``train.jsonl``, ``heldout.jsonl``, ``stats.json`` and ``report/`` (overwritten)."""
     min_body_lines: int = 2
     """Fewest code lines (not blank, not comment-only) the body after the docstring may have (reason ``too_short``)."""
     max_body_lines: int = 60
@@ -47,6 +50,17 @@ class SynthConfig:
     """Builtin names whose call makes a function ``unsafe_api`` (``open`` in a writing mode always does)."""
     decontam: DecontamConfig = field(default_factory=DecontamConfig)
     """Benchmark decontamination of each pair's code (reason ``decontaminated``); the filter stage's options."""
+    keep_untested: bool = True
+    """Keep pairs whose function has no test that could run (``origin: untested``); false drops them (reason
+    ``untested``). On by default: doctests and literal asserts are rare in real code (a few percent of
+    functions), so verified pairs alone are too few to fine-tune on, and every row says its ``origin``, so a
+    consumer can still select ``origin == "verified"``."""
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    """Isolation and limits of each pair's test program (the eval harness's bubblewrap sandbox)."""
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    """Test programs run at once (default: the number of cores); results do not depend on it."""
+    report: bool = True
+    """Draw the X-ray PNGs into ``<output>/report/``."""
     heldout_fraction: float = 0.1
     """Target share of pairs in ``heldout.jsonl``; whole groups (see ``split_by``) move, so it is approximate."""
     split_by: str = "repository"
@@ -59,7 +73,8 @@ class SynthConfig:
             raise ValueError("input: give at least one file or directory (--input PATH ...)")
         if not self.output:
             raise ValueError("output must name a directory, e.g. output=data/instruct")
-        require_positive(self, ("min_body_lines", "max_body_lines", "max_prompt_chars", "max_response_chars"))
+        require_positive(self, ("min_body_lines", "max_body_lines", "max_prompt_chars", "max_response_chars",
+                                "workers"))
         if self.min_body_lines > self.max_body_lines:
             raise ValueError(f"min_body_lines ({self.min_body_lines}) must not exceed max_body_lines "
                              f"({self.max_body_lines})")

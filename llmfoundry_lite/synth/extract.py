@@ -95,7 +95,7 @@ def extract_functions(text: str, tree: ast.Module | None = None) -> list[Functio
     return [_function(node, cls, lines, imports) for node, cls in _documented(tree.body, None)]
 
 
-def _child_blocks(stmt: ast.stmt) -> list[list[ast.stmt]]:
+def child_blocks(stmt: ast.stmt) -> list[list[ast.stmt]]:
     """Statement lists nested in a compound statement that runs at its parent's level (not def/class)."""
     blocks = [getattr(stmt, name, None) for name in ("body", "orelse", "finalbody")]
     blocks += [h.body for h in getattr(stmt, "handlers", [])]
@@ -114,7 +114,7 @@ def _documented(body: list[ast.stmt], cls: str | None) -> list[tuple[FunctionNod
         elif isinstance(stmt, ast.ClassDef):
             found += _documented(stmt.body, f"{cls}.{stmt.name}" if cls else stmt.name)
         else:
-            for block in _child_blocks(stmt):
+            for block in child_blocks(stmt):
                 found += _documented(block, cls)
     return found
 
@@ -130,7 +130,7 @@ def _module_imports(body: list[ast.stmt]) -> dict[str, tuple[ast.Import | ast.Im
                 if alias.name != "*":
                     bound[alias.asname or alias.name.split(".")[0]] = (stmt, alias)
         elif not isinstance(stmt, FUNCTION_TYPES + (ast.ClassDef,)):
-            for block in _child_blocks(stmt):
+            for block in child_blocks(stmt):
                 bound.update(_module_imports(block))
     return bound
 

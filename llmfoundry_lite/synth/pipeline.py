@@ -1,10 +1,13 @@
-"""``run_synthesis``: Stack-format documents → documented functions → filtered pairs → train/heldout files.
+"""``run_synthesis``: Stack-format documents → documented functions → filtered, verified pairs → files.
 
 Counts hold by construction: every record read is a document, parsed or skipped for a named
 reason (``documents == documents_parsed + sum(documents_skipped_by_reason)``), and every
 documented function found is kept or dropped for one named reason (``seen == kept +
 sum(dropped_by_reason)``); every kept pair is in exactly one of ``train.jsonl`` / ``heldout.jsonl``.
-All pairs are held in memory until the corpus-wide steps: about 2 KB per kept pair.
+Stages: extract + per-function checks + test mining, decontamination, near-dedup, verification
+(``verify_stage.py``), split, write, report. The sandbox is set up first, so a machine without
+bubblewrap fails before any work. All pairs are held in memory until the corpus-wide steps:
+about 2 KB per kept pair.
 """
 
 from __future__ import annotations
@@ -17,14 +20,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from llmfoundry_lite.corpus.readers import iter_documents, list_input_shards
+from llmfoundry_lite.eval.sandbox import Sandbox
 from llmfoundry_lite.synth.checks import REASONS, drop_reason
 from llmfoundry_lite.synth.config import SynthConfig
 from llmfoundry_lite.synth.corpus_checks import contaminated, near_duplicates
-from llmfoundry_lite.synth.extract import extract_functions, format_prompt, parse_module
+from llmfoundry_lite.synth.extract import Function, extract_functions, format_prompt, parse_module
+from llmfoundry_lite.synth.mining import ModuleAsserts, mine_tests
 from llmfoundry_lite.synth.split import group_of, heldout_groups
+from llmfoundry_lite.synth.verify import untestable
+from llmfoundry_lite.synth.verify_stage import verify_pairs
 
 LANGUAGE = "Python"
-ORIGIN = "untested"  # no tests were run on these pairs; a later verification stage may set another origin
 CORPUS_REASONS = {
     "decontaminated": "the code holds a benchmark text (decontam options)",
     "near_duplicate": "estimated Jaccard similarity >= near_dup_threshold with an earlier kept pair",
@@ -44,19 +50,37 @@ class Pair:
     prompt: str
     response: str
     program: str
-    """Code block + response: what decontamination and near-dedup compare."""
+    """Code block + response: what decontamination and near-dedup compare, and what the tests run against."""
     source_id: str
     """``<document id>#<qualname>:<def line>``."""
     group: str
     """Split group (``repo:<name>`` or ``doc:<id>``)."""
+    tests: tuple[str, ...] = ()
+    """The mined tests' programs (``mining.py``), doctest first; kept in the row even when not run."""
+    test_kinds: tuple[str, ...] = ()
+    """``doctest`` / ``assert`` per test."""
+    discarded_tests: tuple[str, ...] = ()
+    """Reasons (``mining.DISCARD_REASONS``) of doctests/asserts found but not usable as tests."""
+    untestable: str | None = "no_tests"
+    """Why the tests cannot run (``verify.UNTESTED_REASONS``), None when they can."""
+    origin: str = "untested"
+    """``verified`` once its tests passed in the sandbox, else ``untested``."""
 
     def row(self) -> dict:
-        return {"prompt": self.prompt, "response": self.response, "tests": [], "source_id": self.source_id,
-                "language": LANGUAGE, "origin": ORIGIN}
+        return {"prompt": self.prompt, "response": self.response, "tests": list(self.tests),
+                "source_id": self.source_id, "language": LANGUAGE, "origin": self.origin}
+
+
+def _pair(doc: dict, fn: Function, module: ModuleAsserts, cfg: SynthConfig) -> Pair:
+    tests, discarded = mine_tests(fn, module)
+    return Pair(prompt=format_prompt(fn), response=fn.body, program=fn.program,
+                source_id=f"{doc['id']}#{fn.qualname}:{fn.lineno}", group=group_of(doc, cfg.split_by),
+                tests=tuple(t.source for t in tests), test_kinds=tuple(t.kind for t in tests),
+                discarded_tests=discarded, untestable=untestable(fn, tests, frozenset(cfg.unsafe_modules)))
 
 
 def document_pairs(doc: dict, cfg: SynthConfig, dropped: Counter) -> tuple[list[Pair], int] | str:
-    """Kept pairs of one document and how many functions it had; or why the document was skipped.
+    """Kept pairs of one document (tests mined) and how many functions it had; or why the document was skipped.
 
     Drop reasons of its functions are added to ``dropped``."""
     if doc["lang"] != LANGUAGE:
@@ -68,14 +92,14 @@ def document_pairs(doc: dict, cfg: SynthConfig, dropped: Counter) -> tuple[list[
     except (RecursionError, MemoryError):
         return "too_deep"
     functions = extract_functions(doc["content"], tree)
+    module = ModuleAsserts.of(tree)
     pairs = []
     for fn in functions:
         reason = drop_reason(fn, cfg)
         if reason is not None:
             dropped[reason] += 1
             continue
-        pairs.append(Pair(prompt=format_prompt(fn), response=fn.body, program=fn.program,
-                          source_id=f"{doc['id']}#{fn.qualname}:{fn.lineno}", group=group_of(doc, cfg.split_by)))
+        pairs.append(_pair(doc, fn, module, cfg))
     return pairs, len(functions)
 
 
@@ -83,12 +107,14 @@ def collect_pairs(cfg: SynthConfig) -> tuple[list[Pair], dict]:
     """Pairs surviving the per-function checks, in input order, and the document/function counts so far."""
     documents, parsed, seen = 0, 0, 0
     skipped: Counter = Counter()
+    languages: Counter = Counter()
     dropped: Counter = Counter({r: 0 for r in REASONS})
     pairs: list[Pair] = []
     for shard in list_input_shards(cfg.input):
         reader_skips: Counter = Counter()
         for doc in iter_documents(shard, reader_skips):
             documents += 1
+            languages[doc["lang"]] += 1
             result = document_pairs(doc, cfg, dropped)
             if isinstance(result, str):
                 skipped[result] += 1
@@ -99,7 +125,9 @@ def collect_pairs(cfg: SynthConfig) -> tuple[list[Pair], dict]:
         skipped.update(reader_skips)
         documents += sum(reader_skips.values())
     counts = {"documents": documents, "documents_parsed": parsed,
-              "documents_skipped_by_reason": dict(sorted(skipped.items())), "seen": seen, "dropped": dropped}
+              "documents_skipped_by_reason": dict(sorted(skipped.items())),
+              "documents_by_language": dict(sorted(languages.items(), key=lambda kv: (-kv[1], kv[0]))),
+              "seen": seen, "dropped": dropped}
     return pairs, counts
 
 
@@ -133,29 +161,47 @@ class _Stopwatch:
 
 
 def run_synthesis(cfg: SynthConfig) -> dict:
-    """Read ``cfg.input``, write ``cfg.output``'s four files, and return the stats written to ``stats.json``."""
-    watch = _Stopwatch()
-    pairs, counts = collect_pairs(cfg)
-    dropped = counts.pop("dropped")
-    watch.lap("extract")
-    flags, by_benchmark = contaminated([p.program for p in pairs], cfg.decontam)
-    dropped["decontaminated"] = sum(flags)
-    pairs = [p for p, bad in zip(pairs, flags, strict=True) if not bad]
-    watch.lap("decontam")
-    duplicate_of = near_duplicates([p.program for p in pairs], cfg.near_dup_threshold)
-    dropped["near_duplicate"] = sum(d is not None for d in duplicate_of)
-    pairs = [p for p, d in zip(pairs, duplicate_of, strict=True) if d is None]
-    watch.lap("near_dup")
+    """Read ``cfg.input``, write ``cfg.output``'s files and report, and return the stats written to ``stats.json``.
+
+    Raises ``SandboxUnavailable`` (its message says how to fix it) before reading anything when
+    the sandbox cannot be set up: verification is never skipped silently."""
+    with Sandbox(cfg.sandbox, workers=cfg.workers) as sandbox:
+        sandbox.close()  # its probe passed; the pre-started spares would otherwise idle through extraction
+        watch = _Stopwatch()
+        pairs, counts = collect_pairs(cfg)
+        dropped = counts.pop("dropped")
+        watch.lap("extract")
+        flags, by_benchmark = contaminated([p.program for p in pairs], cfg.decontam)
+        dropped["decontaminated"] = sum(flags)
+        pairs = [p for p, bad in zip(pairs, flags, strict=True) if not bad]
+        watch.lap("decontam")
+        duplicate_of = near_duplicates([p.program for p in pairs], cfg.near_dup_threshold)
+        dropped["near_duplicate"] = sum(d is not None for d in duplicate_of)
+        pairs = [p for p, d in zip(pairs, duplicate_of, strict=True) if d is None]
+        watch.lap("near_dup")
+        pairs, verify_dropped, verify = verify_pairs(pairs, cfg, sandbox)
+        dropped.update(verify_dropped)
+        watch.lap("verify")
     heldout = heldout_groups([p.group for p in pairs], cfg.heldout_fraction, cfg.seed)
     n_heldout = sum(p.group in heldout for p in pairs)
-    write_pairs(Path(cfg.output), pairs, heldout)
+    out = Path(cfg.output)
+    write_pairs(out, pairs, heldout)
     watch.lap("write")
     stats = {
         **counts, "kept": len(pairs), "dropped_by_reason": dict(dropped),
         "decontaminated_by_benchmark": dict(sorted(by_benchmark.items())),
+        "origins": dict(sorted(Counter(p.origin for p in pairs).items())), "verify": verify,
         "train": len(pairs) - n_heldout, "heldout": n_heldout,
         "groups": {"train": len({p.group for p in pairs}) - len(heldout), "heldout": len(heldout)},
         "seconds": watch.seconds, "config": asdict(cfg),
     }
-    (Path(cfg.output) / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    if stats["kept"] + sum(dropped.values()) != stats["seen"]:
+        raise RuntimeError(f"pair accounting broken: kept {stats['kept']} + dropped {sum(dropped.values())} "
+                           f"!= seen {stats['seen']}")
+    if cfg.report:
+        from llmfoundry_lite.synth.report import write_report
+
+        stats["report"] = write_report(out, stats, [p.row() for p in pairs], cfg)
+        watch.lap("report")
+    (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats

@@ -68,7 +68,7 @@ def jsonl_corpus(tmp_path):
 
 
 def _run(tmp_path, inputs, **kw) -> tuple[dict, dict[str, list[dict]]]:
-    cfg = SynthConfig(input=[str(p) for p in inputs], output=str(tmp_path / "out"), **kw)
+    cfg = SynthConfig(input=[str(p) for p in inputs], output=str(tmp_path / "out"), **{"report": False, **kw})
     stats = run_synthesis(cfg)
     files = {name: [json.loads(line) for line in (tmp_path / "out" / f"{name}.jsonl").read_text().splitlines()]
              for name in ("instruct", "train", "heldout")}
@@ -84,7 +84,8 @@ def _assert_invariants(stats: dict, files: dict[str, list[dict]]) -> None:
     assert sorted(map(json.dumps, files["train"] + files["heldout"])) == sorted(map(json.dumps, rows))
     for r in rows:
         assert set(r) == {"prompt", "response", "tests", "source_id", "language", "origin"}
-        assert (r["tests"], r["language"], r["origin"]) == ([], "Python", "untested")
+        assert r["language"] == "Python" and isinstance(r["tests"], list)
+        assert r["origin"] == "untested" or (r["origin"] == "verified" and r["tests"])
         compile(code_of_prompt(r["prompt"]) + r["response"], r["source_id"], "exec")
 
 
@@ -172,7 +173,7 @@ def test_cli_runs_and_takes_trailing_overrides(tmp_path, jsonl_corpus, capsys):
     yaml.write_text("min_body_lines: 1\n")
     cfg = parse_args(["--input", str(jsonl_corpus), str(yaml), "heldout_fraction=0.5", "--output", str(tmp_path / "o")])
     assert (cfg.input, cfg.min_body_lines, cfg.heldout_fraction) == ([str(jsonl_corpus)], 1, 0.5)
-    main(["--input", str(jsonl_corpus), "--output", str(tmp_path / "o")])
+    main(["--input", str(jsonl_corpus), "--output", str(tmp_path / "o"), "report=false"])
     out = capsys.readouterr().out
     assert "functions 7: kept 2" in out and (tmp_path / "o" / "train.jsonl").is_file()
 
