@@ -153,7 +153,9 @@ def main(argv: list[str]) -> None:
     text = args.prompt + completion
     (out / "sample_generation.txt").write_text(text)
     print(f"reloaded with transformers; greedy completion:\n{text}")
-    if (out / "tokenizer_config.json").is_file() and "chat_template" in (out / "tokenizer_config.json").read_text():
+    from llmfoundry_lite.finetune.hf_chat import read_chat_template
+
+    if read_chat_template(out) is not None:
         reply = chat_with_transformers(out, args.chat_message, args.max_new_tokens)
         (out / "sample_chat.txt").write_text(f"user: {args.chat_message}\nassistant: {reply}\n")
         print(f"chat through the export's template (apply_chat_template), greedy reply to {args.chat_message!r}:\n{reply}")

@@ -174,6 +174,14 @@ def test_a_lora_save_folder_loads_and_exports_merged(base_checkpoint, instructio
         assert (plain_base(ids).logits - merged(ids)).abs().max() > 1e-3  # the adapters do change the model
     with pytest.raises(ValueError, match="is not a LoRA checkpoint"):
         export_adapter(base_checkpoint, tmp_path / "not_lora")
+    # The command: the merged export also answers through its chat template; the adapter export reloads with peft.
+    from llmfoundry_lite.models.export_command import main
+
+    main([str(tmp_path / "run"), "--output", str(tmp_path / "hf_cli"), "--max-new-tokens", "4"])
+    assert (tmp_path / "hf_cli" / "sample_chat.txt").read_text().startswith("user: Write a function")
+    main([str(tmp_path / "run"), "--output", str(tmp_path / "adapter_cli"), "--adapter-only", "--base-hf",
+          str(tmp_path / "hf_base"), "--max-new-tokens", "4"])
+    assert (tmp_path / "adapter_cli" / "sample_generation.txt").read_text().startswith("def add(a, b):")
 
 
 @pytest.mark.parametrize("parallelism", [[], ["fsdp_config={sharding_strategy: FULL_SHARD}"]], ids=["ddp", "fsdp2"])
