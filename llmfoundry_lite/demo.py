@@ -72,6 +72,10 @@ def stages() -> list[Stage]:
               [_bin("composer"), "train.py", "yamls/finetune/code-tiny-lora.yaml"],
               lambda: _newer(LORA_RUN / "train_summary.json", INSTRUCT / "stats.json")()
               and _newer(LORA_RUN / "train_summary.json", trained)()),
+        Stage("HumanEval pass@1 of the LoRA-tuned model (greedy), same harness",
+              [py, "eval/humaneval.py", "--model", str(LORA_RUN), "--n-samples", "1", "--k", "1",
+               "--temperature", "0", "--max-new-tokens", "128", "--output", str(LORA_RUN / "humaneval.jsonl")],
+              _newer(LORA_RUN / "humaneval.jsonl_summary.json", LORA_RUN / "train_summary.json")),
     ]
 
 

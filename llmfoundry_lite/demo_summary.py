@@ -102,6 +102,10 @@ def _finetune(root: Path) -> list[str]:
         change = f"{before:.3f} -> {after:.3f}" if before is not None else f"{after:.3f} (resumed run)"
         lines.append(f"fine-tuning   {kind}, {ft['samples_trained']:,} samples in {ft['batches']} batches; "
                      f"held-out response loss {change} nats/token")
+    he = _load(root / "runs/code-tiny-lora/humaneval.jsonl_summary.json")
+    if he is not None:
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in he["scores"].items())
+        lines.append(f"  tuned model's humaneval {scores} (greedy, {he['n_problems']} problems)")
     return lines
 
 

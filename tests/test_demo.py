@@ -36,6 +36,7 @@ def test_summary_reads_every_artifact(tmp_path):
     _write(tmp_path / "runs/code-tiny-lora/train_summary.json",
            {"lora": {"r": 8}, "samples_trained": 40, "batches": 5, "heldout_response_loss_before": 6.25,
             "heldout_response_loss_after": 5.5})
+    _write(tmp_path / "runs/code-tiny-lora/humaneval.jsonl_summary.json", {"scores": {"pass@1": 0.0125}, "n_problems": 80})
     text = format_summary(tmp_path, Path("runs/code-tiny"), {"train code-tiny": 120.0}, 150.0)
     assert "10 files, 2.0 MB, 2 languages (Python 1.5 MB, C 0.5 MB" in text
     assert "seen 10 = kept 7 + rejected 3 + skipped 0" in text and "near_duplicate 2, parse_error 1" in text
@@ -43,6 +44,7 @@ def test_summary_reads_every_artifact(tmp_path):
     assert "ratio 0.800" in text and "pass@1 0.2500" in text and "exact match 0.5000" in text
     assert "kept 20 pairs (top drops: no_return 18, too_short 12)" in text
     assert "LoRA r=8, 40 samples in 5 batches; held-out response loss 6.250 -> 5.500" in text
+    assert "tuned model's humaneval pass@1 0.0125 (greedy, 80 problems)" in text
     assert "checkpoints              runs/code-tiny" in text and "2.5 min this run (train code-tiny 2.0 min)" in text
 
 

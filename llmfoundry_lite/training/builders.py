@@ -49,6 +49,13 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimizerConfig) -> torch.optim
 
 
 def build_scheduler(cfg: SchedulerConfig) -> Any:
+    """The Composer schedule of ``cfg`` (stepped every batch).
+
+    Composer steps the schedule at the end of a batch *before* it advances the clock, so batch b
+    (b >= 1) trains at the schedule's value for batch b - 1 and batch 0 at its value for 0: with
+    ``t_warmup: 100ba`` the first two batches train at LR 0 and the peak comes at batch 101. A
+    one-batch lag, the same in every Composer/llm-foundry run; it matters only for very short runs
+    (tests that must train in two steps use three)."""
     return SCHEDULERS[cfg.name](cfg)
 
 
