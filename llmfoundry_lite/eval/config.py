@@ -13,6 +13,9 @@ from llmfoundry_lite.validate import require_positive
 SANDBOX_KINDS = ("bwrap", "none")
 TASKS = ("humaneval", "humaneval-infill")
 DEVICES = ("cpu", "cuda")
+LANGUAGE_NAMES = ("python", "js", "cpp", "java", "sh")
+"""``python`` plus the keys of ``languages.LANGUAGES`` (kept here so config stays stdlib-only)."""
+SELECTIONS = ("none", "vote")
 
 
 @dataclass
@@ -42,11 +45,9 @@ class SandboxConfig:
     """Sandboxes booted ahead per program in flight. Starting one is ~20 ms of mostly kernel
     latency, so booting the next ones while a program runs keeps the cores busy; each program
     still gets a fresh, never-used sandbox. 0 = start each one on demand."""
-    preload: list[str] = field(default_factory=list)
-    """Stdlib modules a booted sandbox imports while it waits for its program (e.g. ``[typing,
-    re, math]``): a later ``import`` is then a cache hit, and the program still sees only the
-    names it imports itself. Lowers latency on idle cores; costs CPU for every sample, so it is
-    off by default (on 2 busy cores it cut throughput by a third)."""
+    shm_mb: int = 1
+    """Size of ``/dev/shm`` (a tmpfs; the rest of ``/dev`` is read-only) in MiB: enough for
+    ``multiprocessing``'s semaphores, too small to spend host RAM outside RLIMIT_AS."""
     python: str | None = None
     """Interpreter run inside the sandbox; None picks the evaluator's own interpreter when the
     sandbox user can reach it, else ``/usr/bin/python3`` (HumanEval needs only the stdlib)."""
@@ -55,7 +56,7 @@ class SandboxConfig:
         if self.kind not in SANDBOX_KINDS:
             raise ValueError(f"unknown sandbox.kind {self.kind!r}; choose from {', '.join(SANDBOX_KINDS)}")
         require_positive(self, ("timeout", "memory_mb", "max_processes", "max_open_files", "max_file_mb",
-                                "tmpfs_mb", "max_output_bytes"), "sandbox.")
+                                "tmpfs_mb", "shm_mb", "max_output_bytes"), "sandbox.")
         if self.prestart < 0:
             raise ValueError(f"sandbox.prestart must be >= 0, got {self.prestart}")
         if self.startup_allowance < 0:
@@ -104,6 +105,14 @@ def _check_k(k: list[int], key: str) -> None:
 class HumanEvalConfig:
     """``python eval/humaneval.py``: score a samples file, or sample a model then score."""
 
+    language: str = "python"
+    """``python`` (the original problems) or a translation: ``js``, ``cpp``, ``java``, ``sh``."""
+    write_problems: str | None = None
+    """Write the problems of ``language`` as JSONL (task_id, language, prompt, tests, stop_tokens)
+    and print the coverage; alone, or before scoring ``--model``/``--samples``."""
+    select: str = "none"
+    """``vote``: also report pass@1 of one sample per problem chosen by agreement of the samples'
+    outputs on the prompt's docstring examples (``selection.py``; Python only for now)."""
     task: str = "humaneval"
     """``humaneval`` (pass@k of generated function bodies) or ``humaneval-infill`` (single-line
     infilling built from the canonical solutions, exact match; needs ``model``)."""
@@ -129,8 +138,17 @@ class HumanEvalConfig:
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; choose from {', '.join(TASKS)}")
-        if self.task == "humaneval" and (self.model is None) == (self.samples is None):
-            raise ValueError("pass exactly one of --model PATH or --samples FILE.jsonl")
+        if self.language not in LANGUAGE_NAMES:
+            raise ValueError(f"unknown language {self.language!r}; choose from {', '.join(LANGUAGE_NAMES)}")
+        sources = (self.model is not None) + (self.samples is not None)
+        if self.task == "humaneval" and sources != 1 and not (sources == 0 and self.write_problems):
+            raise ValueError("pass exactly one of --model PATH or --samples FILE.jsonl (or only --write-problems FILE)")
+        if self.select not in SELECTIONS:
+            raise ValueError(f"unknown select {self.select!r}; choose from {', '.join(SELECTIONS)}")
+        if self.select == "vote" and self.language != "python":
+            raise ValueError("select=vote runs the Python docstring examples; it supports --language python only")
+        if self.task == "humaneval-infill" and self.language != "python":
+            raise ValueError("task humaneval-infill is Python only; drop --language")
         if self.task == "humaneval-infill" and self.model is None:
             raise ValueError("task humaneval-infill needs --model PATH")
         _check_k(self.k, "k")

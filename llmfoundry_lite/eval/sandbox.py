@@ -3,19 +3,20 @@
 Every program gets its own, never reused ``bwrap`` (bubblewrap) sandbox with every namespace
 unshared (no network, own PIDs, own IPC/UTS/cgroup, own user namespace), the system
 directories and the interpreter bound read-only, a size-capped tmpfs as the only writable
-directory, and ``--die-with-parent``. When the evaluator runs as root, the sandbox runs as
-``nobody`` so that RLIMIT_NPROC is enforced (the kernel exempts root). Inside,
-``sandbox_child.py`` applies hard rlimits and executes the program with ``python -I -S``
-(isolated mode, no ``site``: the stdlib only, and a ~3x faster start; never ``-O``, since
-HumanEval's checks are asserts). Sandboxes are booted ahead of need (``sandbox_pool.py``).
-The parent enforces a wall-clock deadline by killing the whole process group, keeps at
-most ``max_output_bytes`` of output, and reads the verdict from a separate pipe: a sample
-passes only if the child wrote ``<nonce> passed`` after the program returned.
+directory, ``/dev`` read-only with a size-capped ``/dev/shm`` (an uncapped tmpfs there would let
+a program fill host RAM outside RLIMIT_AS), and ``--die-with-parent``. When the evaluator runs
+as root, the sandbox runs as ``nobody`` so that RLIMIT_NPROC is enforced (the kernel exempts
+root). Inside, a supervisor (``sandbox_child.py``) runs the job's steps (``sandbox_job.py``:
+Python through ``python -I -S``, never ``-O`` since HumanEval's checks are asserts; compilers
+and compiled programs for other languages) as separate processes with hard rlimits, and judges
+each by its exit status. Sandboxes are booted ahead of need (``sandbox_pool.py``). The parent
+enforces a wall-clock deadline by killing the whole process group, keeps at most
+``max_output_bytes`` of output, and reads the verdict from a pipe only the supervisor holds:
+``<nonce> passed`` with the nonce of this run.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
 import shutil
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from llmfoundry_lite.eval.config import SandboxConfig
 from llmfoundry_lite.eval.sandbox_io import classify, exchange
+from llmfoundry_lite.eval.sandbox_job import Job, python_job, rlimit_spec
 from llmfoundry_lite.eval.sandbox_pool import SparePool, Started, finish
 
 CHILD_SOURCE = (Path(__file__).parent / "sandbox_child.py").read_text()
@@ -118,12 +120,16 @@ def find_bwrap() -> str:
     return bwrap
 
 
-def bwrap_args(cfg: SandboxConfig, python: Path) -> list[str]:
-    """bubblewrap's options: every namespace unshared, read-only system, a capped tmpfs work dir."""
+def bwrap_args(cfg: SandboxConfig, python: Path, binds: tuple[Path, ...] = ()) -> list[str]:
+    """bubblewrap's options: every namespace unshared, read-only system (plus ``binds``, e.g. a
+    toolchain's config under /etc), a capped tmpfs work dir, ``/dev`` read-only but for a capped
+    ``/dev/shm`` (bwrap's ``--dev`` is an uncapped tmpfs: writes there would be host RAM)."""
+    extra = [a for path in binds for a in ("--ro-bind", str(path), str(path))]
     return [
         "--unshare-all", "--die-with-parent", "--new-session",
-        *_system_binds(python),
+        *_system_binds(python), *extra,
         "--proc", "/proc", "--dev", "/dev",
+        "--size", str(cfg.shm_mb << 20), "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
         "--size", str(cfg.tmpfs_mb << 20), "--tmpfs", "/tmp", "--chdir", "/tmp",
     ]  # fmt: skip
 
@@ -138,24 +144,6 @@ def drop_to_nobody() -> tuple[list[str], dict[str, object]]:
     return [], {"user": NOBODY, "group": NOBODY, "extra_groups": []}
 
 
-def rlimits(cfg: SandboxConfig) -> str:
-    """(soft, hard) limits the child applies before running the program, as ``NAME=soft:hard,...``.
-
-    The CPU soft limit sits one second under the hard one so that running out of CPU
-    time shows as SIGXCPU ("timed out") rather than as an anonymous SIGKILL.
-    """
-    cpu = math.ceil(cfg.timeout) + 1
-    limits = {
-        "RLIMIT_CPU": (cpu, cpu + 1),
-        "RLIMIT_AS": (cfg.memory_mb << 20,) * 2,
-        "RLIMIT_FSIZE": (cfg.max_file_mb << 20,) * 2,
-        "RLIMIT_NOFILE": (cfg.max_open_files,) * 2,
-        "RLIMIT_CORE": (0, 0),
-        "RLIMIT_NPROC": (cfg.max_processes,) * 2,
-    }
-    return ",".join(f"{name}={soft}:{hard}" for name, (soft, hard) in limits.items())
-
-
 def warn_unsandboxed() -> None:
     """The loud warning printed whenever code runs with ``--sandbox none``."""
     bar = "!" * 78
@@ -168,11 +156,12 @@ class Sandbox:
     """Runs programs in fresh sandboxes, one each; safe to call from several threads at once.
 
     ``workers`` (how many programs will run at once) sizes the pool of sandboxes booted ahead:
-    ``cfg.prestart`` per worker. Use as a context manager, or call ``close()``, to kill the
-    idle ones.
+    ``cfg.prestart`` per worker. ``binds`` are extra read-only paths a language's toolchain needs
+    (the system dirs, /usr with its compilers included, are always there). Use as a context
+    manager, or call ``close()``, to kill the idle ones.
     """
 
-    def __init__(self, cfg: SandboxConfig, workers: int = 1) -> None:
+    def __init__(self, cfg: SandboxConfig, workers: int = 1, binds: tuple[Path, ...] = ()) -> None:
         self.cfg = cfg
         self.as_nobody = cfg.kind == "bwrap" and os.geteuid() == 0
         self.python = resolve_python(cfg.python, self.as_nobody)
@@ -181,13 +170,15 @@ class Sandbox:
         self._bwrap: list[str] = []
         if cfg.kind == "bwrap":
             self._launcher = [find_bwrap()]
-            self._bwrap = bwrap_args(cfg, self.python)
+            self._bwrap = bwrap_args(cfg, self.python, binds)
             if self.as_nobody:
                 prefix, self._popen_user = drop_to_nobody()
                 self._launcher = [*prefix, *self._launcher]
         else:
             warn_unsandboxed()
-        self._python_argv = [str(self.python), "-I", "-S", "-c", CHILD_SOURCE, rlimits(cfg)]
+        self._supervisor_argv = [str(self.python), "-I", "-S", "-c", CHILD_SOURCE]
+        self._private_dir = "1" if cfg.kind == "none" else "0"  # without bwrap: a temp dir per job
+        self._python_limits = rlimit_spec(cfg, cfg.timeout)
         self._pool = SparePool(self._start, cfg.prestart * workers)
         self._finalizer = weakref.finalize(self, self._pool.close)
         probe = self.run("")
@@ -203,7 +194,8 @@ class Sandbox:
         who = "as nobody" if self.as_nobody else f"as uid {os.geteuid()}"
         c = self.cfg
         return (f"sandbox {c.kind}: {self.python} -I -S {who}; limits: {c.timeout:g}s wall, {c.memory_mb} MiB, "
-                f"{c.max_processes} processes, {c.tmpfs_mb} MiB work dir, {c.max_output_bytes} B output kept")
+                f"{c.max_processes} processes, {c.tmpfs_mb} MiB work dir, {c.shm_mb} MiB /dev/shm, "
+                f"{c.max_output_bytes} B output kept")
 
     def __enter__(self) -> Sandbox:
         return self
@@ -219,7 +211,8 @@ class Sandbox:
         verdict_r, verdict_w = os.pipe()
         try:
             proc = subprocess.Popen(
-                [*self._launcher, *self._bwrap, *self._python_argv, str(verdict_w), ",".join(self.cfg.preload)],
+                [*self._launcher, *self._bwrap, *self._supervisor_argv, str(verdict_w), self._private_dir,
+                 self._python_limits],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(verdict_w,),
                 start_new_session=True, env=SANDBOX_ENV, cwd="/", **self._popen_user,
             )  # fmt: skip
@@ -231,17 +224,20 @@ class Sandbox:
         return Started(proc, verdict_r)
 
     def run(self, program: str) -> ExecResult:
-        """Execute ``program`` in a fresh sandboxed process and classify the outcome."""
+        """Execute the Python ``program`` in a fresh sandboxed process and classify the outcome."""
+        return self.run_job(python_job(program, self.cfg))
+
+    def run_job(self, job: Job) -> ExecResult:
+        """Execute ``job``'s steps in a fresh sandbox; the deadline is the steps' limits plus
+        ``startup_allowance`` (the supervisor enforces each step's own limit first)."""
         nonce = secrets.token_hex(16)
         marker = f"{nonce} ".encode()
         started = self._pool.take()
         proc = started.proc
         start = time.monotonic()
-        deadline = start + self.cfg.timeout + self.cfg.startup_allowance
+        deadline = start + job.timeout_s + self.cfg.startup_allowance
         try:
-            # surrogatepass: a lone surrogate (legal in JSON samples) reaches compile() and fails there
-            payload = f"{nonce}\n{program}".encode("utf-8", "surrogatepass")
-            got = exchange(proc, started.verdict_r, payload, marker, deadline, self.cfg.max_output_bytes)
+            got = exchange(proc, started.verdict_r, job.payload(nonce), marker, deadline, self.cfg.max_output_bytes)
             if not got.timed_out and not got.has_verdict(marker):
                 try:  # no verdict: learn how the process ended
                     proc.wait(timeout=max(deadline - time.monotonic(), 0.0))

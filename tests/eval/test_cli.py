@@ -73,3 +73,58 @@ def test_any_problems_file_of_the_same_format(tmp_path):
     summary = main(["--samples", str(samples), "--problems", str(problems), "--k", "1", "--workers", "1"])
     assert summary["scores"] == {"pass@1": 0.5}
     assert [r["result"] for r in read_jsonl(f"{samples}_results.jsonl")] == ["passed", "failed: "]
+
+
+def test_unknown_language_is_refused_naming_the_choices():
+    with pytest.raises(ConfigError, match="unknown language 'rust'; choose from python, js, cpp, java, sh"):
+        parse_args(["--samples", "a", "language=rust"])
+
+
+def test_write_problems_alone_writes_the_translation_and_prints_coverage(tmp_path, capsys):
+    out = tmp_path / "js.jsonl"
+    summary = main(["--language", "js", "--write-problems", str(out)])
+    records = read_jsonl(out)
+    assert summary["translated"] == len(records) == 156
+    assert set(records[0]) == {"task_id", "language", "prompt", "tests", "stop_tokens"}
+    assert records[0]["task_id"] == "HumanEval/0" and records[0]["language"] == "js"
+    assert records[0]["stop_tokens"] == ["\nfunction ", "\n/*", "\n//", "\nconsole.log"]
+    printed = capsys.readouterr().out
+    assert "js: 156/164 problems translated" in printed
+    assert "untranslated HumanEval/22: untranslatable type Any" in printed
+
+
+def test_write_problems_for_python_keeps_the_originals(tmp_path, problems):
+    out = tmp_path / "py.jsonl"
+    main(["--write-problems", str(out), "--limit", "2"])
+    records = read_jsonl(out)
+    assert [r["task_id"] for r in records] == ["HumanEval/0", "HumanEval/1"]
+    assert records[0]["prompt"] == problems["HumanEval/0"]["prompt"]
+    assert records[0]["tests"].endswith("check(has_close_elements)\n")
+
+
+def test_language_samples_are_scored_and_untranslated_ones_counted(tmp_path, capsys):
+    right = (REPO / "tests/eval/references/js/HumanEval_53.js").read_text()
+    samples = write_jsonl(tmp_path / "js.jsonl", [
+        {"task_id": "HumanEval/53", "completion": right},
+        {"task_id": "HumanEval/53", "completion": "  return x - y;\n}\n"},
+        {"task_id": "HumanEval/22", "completion": "  return [];\n}\n"},  # untranslated: skipped, counted
+    ])  # fmt: skip
+    summary = main(["--language", "js", "--samples", str(samples), "--k", "1,2", "--workers", "2"])
+    assert summary["scores"] == {"pass@1": 0.5, "pass@2": 1.0}
+    assert summary["language"] == "js" and summary["coverage"] == "156/164"
+    assert summary["skipped_samples_of_untranslated_problems"] == 1
+    assert [r["result"] for r in read_jsonl(f"{samples}_results.jsonl")] == ["passed", "failed: exit status 1"]
+    assert "1 samples of untranslated problems skipped: HumanEval/22" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("language", "generated", "completion"),
+    [("cpp", "    return 1;\n}\nint main() {}", "    return 1;\n}\n"),
+     ("java", "        return 1;\n    }\n    public static void x() {}", "        return 1;\n    }\n"),
+     ("js", "  return 1;\n}\n\nfunction other() {}", "  return 1;\n}\n"),
+     ("sh", "    echo 1\n}\n\nother() {", "    echo 1\n}\n")],
+)  # fmt: skip
+def test_generated_text_is_cut_and_closes_the_function(language, generated, completion):
+    from llmfoundry_lite.eval.languages import LANGUAGES
+
+    assert LANGUAGES[language].finish_completion(generated) == completion

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from llmfoundry_lite.eval.config import GenerationConfig
 from llmfoundry_lite.eval.generation import cut_at_stop, sample_humaneval, stop_when_any
 from llmfoundry_lite.eval.humaneval import main
@@ -59,3 +61,18 @@ def test_infill_task_end_to_end(tiny_checkpoint, tmp_path):
     assert summary["tasks"] == len(records) == 7  # HumanEval/0's canonical solution has 7 non-blank lines
     assert all(r["prediction"].count("\n") <= 1 for r in records)
     assert summary["exact_match"] == sum(r["exact_match"] for r in records) / 7
+
+
+def test_model_mode_in_a_translated_language(tiny_checkpoint, tmp_path):
+    from llmfoundry_lite.eval.languages import LANGUAGES
+
+    if LANGUAGES["js"].missing_tools():
+        pytest.skip("node is not installed")
+    out = tmp_path / "tiny_js.jsonl"
+    summary = main(["--language", "js", "--model", str(tiny_checkpoint), "--limit", "2", "--n-samples", "1",
+                    "--max-new-tokens", "8", "--k", "1", "--workers", "2", "--output", str(out)])  # fmt: skip
+    samples = read_jsonl(out)
+    assert [s["task_id"] for s in samples] == ["HumanEval/0", "HumanEval/1"]
+    assert all(s["completion"] == LANGUAGES["js"].finish_completion(s["completion"]) for s in samples)
+    assert summary["language"] == "js" and summary["coverage"] == "2/2"
+    assert summary["scores"] == {"pass@1": 0.0}  # noise from a random model

@@ -235,3 +235,73 @@ def test_flooding_every_pipe_is_bounded(sandbox):
              "            try:\n                os.write(fd, junk)\n            except OSError:\n                pass\n")
     r = probe(sandbox, flood)
     assert r.result == "timed out" and len(r.output) == FAST.max_output_bytes
+
+
+def test_filling_dev_shm_stops_at_its_cap_and_dev_is_read_only(sandbox):
+    # 64 files of 16 MiB (each under RLIMIT_FSIZE) = 1 GiB: an uncapped /dev/shm would take it from host RAM
+    fill = ("    chunk = b'x' * (1 << 20)\n    written = 0\n    try:\n        for i in range(64):\n"
+            "            with open(f'/dev/shm/fill{i}', 'wb') as f:\n                for _ in range(16):\n"
+            "                    f.write(chunk)\n                    written += 1\n"
+            "    finally:\n        print('written MiB', written)\n    return True\n")
+    r = probe(sandbox, fill)
+    assert r.result == "failed: [Errno 28] No space left on device"
+    written = int(r.output.split("written MiB")[1].split()[0])
+    assert written <= FAST.shm_mb  # stopped at the cap, not after 1024 MiB
+    r = probe(sandbox, "    open('/dev/pwned', 'w').write('x' * 1000)\n    return True\n")
+    assert r.result == "failed: [Errno 30] Read-only file system: '/dev/pwned'"
+    assert probe(sandbox, "    open('/dev/null', 'w').write('x')\n    return True\n").passed  # devices still work
+
+
+FORGE_BY_FRAMES = """    import gc, os, re, sys
+    hexes = set()
+    def grab(value):
+        if isinstance(value, bytes):
+            value = value.decode('latin-1')
+        if isinstance(value, str):
+            hexes.update(h for h in re.findall('[0-9a-f]{32}', value) if len(set(h)) >= 8)  # random-looking
+    frame = sys._getframe()
+    while frame is not None:  # every frame of this process: locals, globals, constants
+        for value in (*frame.f_locals.values(), *frame.f_globals.values(), *frame.f_code.co_consts):
+            grab(value)
+        frame = frame.f_back
+    for obj in gc.get_objects():  # every tracked container and what it holds
+        for value in (obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) else ()):
+            grab(value)
+    for path in ('/proc/self/cmdline', '/proc/self/environ', f'/proc/{os.getppid()}/cmdline',
+                 f'/proc/{os.getppid()}/environ', f'/proc/{os.getppid()}/mem'):
+        try:
+            grab(open(path, 'rb').read(1 << 20))
+        except OSError:
+            pass
+    for nonce in hexes:  # every candidate nonce, on every fd this process or its parent holds
+        line = f'{nonce} passed\\n'.encode()
+        for fd in range(3, 64):
+            try:
+                os.write(fd, line)
+            except OSError:
+                pass
+        for fd in range(64):
+            try:
+                with open(f'/proc/{os.getppid()}/fd/{fd}', 'wb') as f:
+                    f.write(line)
+            except OSError:
+                pass
+    print('candidates', len(hexes), flush=True)
+    os._exit(0)
+"""
+
+
+def test_nonce_cannot_be_found_by_frames_gc_or_proc_to_forge_a_pass(sandbox):
+    r = probe(sandbox, FORGE_BY_FRAMES)
+    assert not r.passed
+    assert r.result == "failed: process ended with status 0 before check() completed"
+    assert "candidates 0" in r.output  # no 32-hex secret anywhere the program can look
+
+
+def test_parent_supervisor_memory_and_fds_are_out_of_reach(sandbox):
+    body = ("    import os\n    ppid = os.getppid()\n    errors = []\n"
+            "    for path in (f'/proc/{ppid}/mem', f'/proc/{ppid}/environ', f'/proc/{ppid}/fd/0'):\n"
+            "        try:\n            open(path, 'rb').close()\n        except OSError as e:\n"
+            "            errors.append(e.errno)\n    print(errors)\n    return len(errors) == 3\n")
+    r = probe(sandbox, body)
+    assert r.passed, r.output  # every open of the supervisor's /proc entries was refused

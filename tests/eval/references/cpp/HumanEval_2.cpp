@@ -1,0 +1,2 @@
+    return number - std::floor(number);
+}

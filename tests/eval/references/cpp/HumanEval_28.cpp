@@ -1,0 +1,4 @@
+    std::string out;
+    for (const std::string& s : strings) out += s;
+    return out;
+}

@@ -1,0 +1,3 @@
+    std::set<long> s(l.begin(), l.end());
+    return std::vector<long>(s.begin(), s.end());
+}

@@ -1,0 +1,3 @@
+    for (long& x : l) x += 1;
+    return l;
+}

@@ -1,0 +1,2 @@
+        return string.toLowerCase().chars().distinct().count();
+    }

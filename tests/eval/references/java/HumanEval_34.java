@@ -1,0 +1,2 @@
+        return new ArrayList<Long>(new TreeSet<Long>(l));
+    }

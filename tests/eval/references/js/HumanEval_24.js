@@ -1,0 +1,3 @@
+  for (let i = n - 1; i > 0; i--) if (n % i === 0) return i;
+  return 1;
+}

@@ -1,0 +1,2 @@
+  return [...string].map(c => c === c.toUpperCase() ? c.toLowerCase() : c.toUpperCase()).join("");
+}

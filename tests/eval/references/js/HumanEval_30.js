@@ -1,0 +1,2 @@
+  return l.filter(x => x > 0);
+}

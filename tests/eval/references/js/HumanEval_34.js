@@ -1,0 +1,2 @@
+  return [...new Set(l)].sort((a, b) => a - b);
+}

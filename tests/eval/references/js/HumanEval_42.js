@@ -1,0 +1,2 @@
+  return l.map(x => x + 1);
+}

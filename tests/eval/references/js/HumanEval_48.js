@@ -1,0 +1,2 @@
+  return text === [...text].reverse().join("");
+}

@@ -1,0 +1,11 @@
+    local -A counts=()
+    local -a order=()
+    local w most=0
+    for w in $1; do
+        [[ -z "${counts[$w]}" ]] && order+=("$w")
+        counts[$w]=$((${counts[$w]:-0} + 1))
+        ((counts[$w] > most)) && most=${counts[$w]}
+    done
+    for w in "${order[@]}"; do ((counts[$w] == most)) && echo "$w,${counts[$w]}"; done
+    return 0
+}

@@ -1,0 +1,2 @@
+    echo -n "${1,,}" | fold -w1 | sort -u | wc -l
+}

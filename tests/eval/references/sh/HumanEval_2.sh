@@ -1,0 +1,2 @@
+    awk -v x="$1" 'BEGIN { print x - int(x) }'
+}

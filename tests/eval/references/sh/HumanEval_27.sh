@@ -1,0 +1,2 @@
+    echo "$1" | tr "a-zA-Z" "A-Za-z"
+}

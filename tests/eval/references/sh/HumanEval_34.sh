@@ -1,0 +1,2 @@
+    echo $(printf "%s\n" $1 | sort -n -u)
+}

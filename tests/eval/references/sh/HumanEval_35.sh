@@ -1,0 +1,2 @@
+    printf "%s\n" $1 | sort -n | tail -n 1
+}

@@ -1,0 +1,4 @@
+    local out=() x
+    for x in $1; do out+=($((x + 1))); done
+    echo "${out[*]}"
+}
