@@ -1,0 +1,66 @@
+"""``python scripts/serve.py --model PATH``: load the model, build the chosen backend, run uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from llmfoundry_lite.eval.generation import eos_id_of
+from llmfoundry_lite.models.load import load_for_inference
+from llmfoundry_lite.serving.app import Engine, build_app
+from llmfoundry_lite.serving.config import ServeConfig, parse_args
+from llmfoundry_lite.serving.protocol import ServedModel
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(choice: str) -> tuple[str, torch.dtype]:
+    """Device and weight dtype: bf16 on a CUDA GPU that supports it (half the memory traffic,
+    tensor cores), fp32 otherwise — CPUs gain nothing from bf16 matmuls in PyTorch's eager mode."""
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+    device = "cuda" if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()) else "cpu"
+    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    return device, torch.bfloat16 if bf16 else torch.float32
+
+
+def build_ours(cfg: ServeConfig) -> tuple[Engine, ServedModel]:
+    """Our Transformer on the best device, with continuous batching."""
+    from llmfoundry_lite.serving.engine import ContinuousEngine
+
+    device, dtype = pick_device(cfg.device)
+    model, tokenizer = load_for_inference(cfg.model, device=device)
+    model = model.to(dtype)
+    log.info("serving %s on %s in %s", cfg.model, device, dtype)
+    engine = ContinuousEngine(model, tokenizer, cfg.max_batch, cfg.max_waiting)
+    return engine, served_model(cfg, tokenizer, model.cfg.max_seq_len)
+
+
+def build_ct2(cfg: ServeConfig) -> tuple[Engine, ServedModel]:
+    """The CTranslate2 conversion of the model (made once, kept beside it) on CPU."""
+    from llmfoundry_lite.serving.ct2 import CT2Engine, prepare_ct2
+
+    model_dir, tokenizer, max_seq_len = prepare_ct2(cfg.model, cfg.ct2_dir, cfg.ct2_compute_type)
+    engine = CT2Engine(model_dir, tokenizer, cfg.ct2_compute_type, cfg.max_batch, cfg.max_waiting)
+    return engine, served_model(cfg, tokenizer, max_seq_len)
+
+
+BACKENDS: dict[str, Callable[[ServeConfig], tuple[Engine, ServedModel]]] = {"ours": build_ours, "ct2": build_ct2}
+"""``--backend`` name → builder of its engine."""
+
+
+def served_model(cfg: ServeConfig, tokenizer, max_seq_len: int) -> ServedModel:
+    name = cfg.model_name or Path(cfg.model).resolve().name
+    return ServedModel(name, tokenizer, max_seq_len, eos_id_of(tokenizer), cfg.max_batch)
+
+
+def main(argv: list[str]) -> None:
+    import uvicorn
+
+    cfg = parse_args(argv)
+    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    engine, served = BACKENDS[cfg.backend](cfg)
+    uvicorn.run(build_app(engine, served), host=cfg.host, port=cfg.port, log_level=cfg.log_level)

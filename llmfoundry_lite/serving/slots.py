@@ -1,0 +1,111 @@
+"""A KV cache with one slot per running sequence, and the forward passes that fill and read it.
+
+Shape legend as in ``models.transformer``: B rows, T query length, S key length, C d_model,
+H query heads, K key/value heads, D head dim, E = D/2, V vocab, X = (H + 2K)·D, L layers.
+
+``KVCache`` in the model shares one position across the batch, so every row must have the same
+length. Here each slot keeps its own length: prompts of different lengths are prefilled
+right-padded (plain causal attention is then exact for the real tokens, padding only follows
+them), and a decode step gives every row its own RoPE position and a mask over its own keys.
+RoPE makes attention depend on relative positions only, but absolute positions are kept
+anyway, so each row computes what an unbatched forward computes. The layers' own modules
+(projections, norms, MLP, ``apply_rope``, ``attend``) do the math; this file only routes
+rows to slots. ``tests/serving/test_engine_parts.py`` holds it equal to ``Transformer.forward``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from llmfoundry_lite.models.attention import attend
+from llmfoundry_lite.models.transformer import Block, Transformer, apply_rope
+
+
+class SlotCache:
+    """Keys and values (L, slots, K, S, D) plus the number of tokens each slot holds."""
+
+    def __init__(self, model: Transformer, slots: int) -> None:
+        cfg = model.cfg
+        param = next(model.parameters())
+        shape = (cfg.n_layers, slots, cfg.kv_heads, cfg.max_seq_len, cfg.head_dim)
+        self.k = torch.zeros(shape, device=param.device, dtype=param.dtype)
+        self.v = torch.zeros(shape, device=param.device, dtype=param.dtype)
+        self.lengths = [0] * slots
+
+    @property
+    def slots(self) -> int:
+        return len(self.lengths)
+
+
+def _rope_rows(model: Transformer, pos_BT: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (B, T, E) at each row's own positions."""
+    rope_2PE = model.rope
+    return rope_2PE[0][pos_BT], rope_2PE[1][pos_BT]
+
+
+def _qkv(block: Block, x_BTC: torch.Tensor, cos_BTE: torch.Tensor, sin_BTE: torch.Tensor):
+    """Rotated queries (B, H, T, D), rotated keys and values (B, K, T, D) of one layer."""
+    attn = block.attn
+    B, T, _ = x_BTC.shape
+    H, K, D = attn.n_heads, attn.n_kv, attn.head_dim
+    qkv_BTX = attn.qkv_proj(block.attn_norm(x_BTC))
+    # apply_rope broadcasts its tables over dim 1: with heads there, (B, T, E) tables rotate per row.
+    qk_BJTD = apply_rope(qkv_BTX[..., : (H + K) * D].view(B, T, H + K, D).transpose(1, 2), cos_BTE, sin_BTE)
+    v_BKTD = qkv_BTX[..., (H + K) * D :].view(B, T, K, D).transpose(1, 2)
+    return qk_BJTD[:, :H], qk_BJTD[:, H:], v_BKTD
+
+
+def _finish_block(block: Block, x_BTC: torch.Tensor, y_BHTD: torch.Tensor) -> torch.Tensor:
+    B, T, _ = x_BTC.shape
+    x_BTC = x_BTC + block.attn.o_proj(y_BHTD.transpose(1, 2).reshape(B, T, -1))
+    return x_BTC + block.mlp(block.mlp_norm(x_BTC))
+
+
+@torch.inference_mode()
+def prefill(model: Transformer, cache: SlotCache, prompts: list[list[int]], slots: list[int]) -> torch.Tensor:
+    """Run each prompt into its slot; logits (B, V) after each prompt's last token."""
+    device = cache.k.device
+    lengths = [len(p) for p in prompts]
+    T = max(lengths)
+    ids_BT = torch.tensor([p + [0] * (T - len(p)) for p in prompts], dtype=torch.long, device=device)
+    pos_BT = torch.arange(T, device=device).expand(len(prompts), T)
+    cos_BTE, sin_BTE = _rope_rows(model, pos_BT)
+    slot_B = torch.tensor(slots, dtype=torch.long, device=device)
+    x_BTC = model.embed(ids_BT)
+    for i, block in enumerate(model.blocks):
+        q_BHTD, k_BKTD, v_BKTD = _qkv(block, x_BTC, cos_BTE, sin_BTE)
+        cache.k[i][slot_B, :, :T] = k_BKTD
+        cache.v[i][slot_B, :, :T] = v_BKTD
+        x_BTC = _finish_block(block, x_BTC, attend(q_BHTD, k_BKTD, v_BKTD, None, True))
+    for slot, n in zip(slots, lengths, strict=True):
+        cache.lengths[slot] = n
+    last_BC = x_BTC[torch.arange(len(prompts), device=device), torch.tensor(lengths, device=device) - 1]
+    return model.lm_head(model.norm(last_BC))
+
+
+@torch.inference_mode()
+def decode(model: Transformer, cache: SlotCache, tokens: list[int | None]) -> torch.Tensor:
+    """One token for each of slots 0..len(tokens)-1, at each slot's own length; logits (B, V).
+
+    ``None`` marks a free slot: its row runs along on a dummy token at position 0 (the slot is
+    rewritten by its next prefill), because taking slots as a leading slice keeps the cache
+    reads views, not copies.
+    """
+    device = cache.k.device
+    B = len(tokens)
+    pos = [0 if t is None else n for t, n in zip(tokens, cache.lengths, strict=False)]
+    S = max(pos) + 1
+    pos_B = torch.tensor(pos, dtype=torch.long, device=device)
+    rows_B = torch.arange(B, device=device)
+    cos_BTE, sin_BTE = _rope_rows(model, pos_B[:, None])
+    mask_B11S = (torch.arange(S, device=device)[None, :] <= pos_B[:, None])[:, None, None, :]
+    x_BTC = model.embed(torch.tensor([t or 0 for t in tokens], dtype=torch.long, device=device)[:, None])
+    for i, block in enumerate(model.blocks):
+        q_BHTD, k_BKTD, v_BKTD = _qkv(block, x_BTC, cos_BTE, sin_BTE)
+        cache.k[i][rows_B, :, pos_B] = k_BKTD[:, :, 0]
+        cache.v[i][rows_B, :, pos_B] = v_BKTD[:, :, 0]
+        y_BHTD = attend(q_BHTD, cache.k[i, :B, :, :S], cache.v[i, :B, :, :S], mask_B11S, False)
+        x_BTC = _finish_block(block, x_BTC, y_BHTD)
+    for slot, t in enumerate(tokens):
+        cache.lengths[slot] += t is not None
+    return model.lm_head(model.norm(x_BTC[:, 0]))
