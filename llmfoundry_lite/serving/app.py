@@ -80,24 +80,44 @@ class _Request:
                 except TimeoutError:
                     if await request.is_disconnected():
                         raise APIError(499, "client disconnected") from None
+                while not self.deltas.empty():  # what else is in: no timer per token
+                    self.take(self.deltas.get_nowait())
             choices = [choice_body(i, t, f) for i, (t, f) in enumerate(zip(self.texts, self.finish, strict=True))]
             return completion_body(self.id, self.created, self.model, choices, self.usage())
         finally:
             if not self.done:
                 self.engine.cancel(self.job)
 
+    def _ready(self, first: Delta) -> list[Delta]:
+        """``first`` and every delta already queued behind it, merged per choice: under load one
+        event carries what several engine steps produced (as vLLM's per-step chunks do), so
+        sending costs no more as the batch grows."""
+        merged: dict[int, Delta] = {}
+        d: Delta | None = first
+        while d is not None:
+            if d.error is not None:
+                return [*merged.values(), d]
+            seen = merged.get(d.index)
+            merged[d.index] = d if seen is None else Delta(
+                d.index, seen.text + d.text, seen.token_ids + d.token_ids, d.finish_reason)
+            try:
+                d = self.deltas.get_nowait()
+            except asyncio.QueueEmpty:
+                d = None
+        return list(merged.values())
+
     async def stream(self, include_usage: bool) -> AsyncIterator[str]:
         try:
             while not self.done:
-                d = await self.deltas.get()
-                try:
-                    self.take(d)
-                except APIError as err:
-                    yield _sse(error_body(err.status, err.message, err.param, err.code))
-                    return
-                if d.text or d.finish_reason:
-                    chunk = [choice_body(d.index, d.text, d.finish_reason)]
-                    yield _sse(completion_body(self.id, self.created, self.model, chunk, None))
+                for d in self._ready(await self.deltas.get()):
+                    try:
+                        self.take(d)
+                    except APIError as err:
+                        yield _sse(error_body(err.status, err.message, err.param, err.code))
+                        return
+                    if d.text or d.finish_reason:
+                        chunk = [choice_body(d.index, d.text, d.finish_reason)]
+                        yield _sse(completion_body(self.id, self.created, self.model, chunk, None))
             if include_usage:
                 yield _sse(completion_body(self.id, self.created, self.model, [], self.usage()))
             yield "data: [DONE]\n\n"

@@ -137,14 +137,19 @@ class ContinuousEngine:
         tokens = [self._running[s][1].tokens[-1] if s in self._running else None for s in range(hi)]
         logits_BV = decode(self.model, self._cache, tokens)
         self.counts["steps"] += 1
+        greedy_B = logits_BV.argmax(dim=-1).tolist()  # one argmax and one copy for every greedy row
         for slot in sorted(self._running):
-            self._advance(slot, logits_BV[slot : slot + 1])
+            self._advance(slot, logits_BV[slot : slot + 1], greedy_B[slot])
 
-    def _advance(self, slot: int, logits_1V: torch.Tensor) -> None:
-        """Sample the next token of the choice in ``slot``, report it, free the slot if it finished."""
+    def _advance(self, slot: int, logits_1V: torch.Tensor, greedy: int | None = None) -> None:
+        """Sample the next token of the choice in ``slot``, report it, free the slot if it finished.
+        ``greedy`` is the row's argmax when already computed for the whole batch."""
         job, choice = self._running[slot]
-        gen = self._generators.get((id(job), choice.index))
-        token = int(_pick(logits_1V, job.params.temperature, job.params.top_p, gen)[0])
+        if job.params.temperature <= 0.0 and greedy is not None:
+            token = greedy  # what ``_pick`` returns at temperature 0
+        else:
+            gen = self._generators.get((id(job), choice.index))
+            token = int(_pick(logits_1V, job.params.temperature, job.params.top_p, gen)[0])
         job.sink(choice.push(token))
         if choice.finish_reason is not None:
             del self._running[slot]

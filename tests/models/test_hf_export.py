@@ -25,6 +25,7 @@ def test_export_to_llama_matches_logits_and_round_trips(tmp_path):
         ids = torch.tensor([tok.encode("def add(a, b):\n    return a + b\n").ids])
         assert hf_tok("def add(a, b):\n    return a + b\n")["input_ids"] == ids[0].tolist()
         assert hf_tok.eos_token_id == 0 and hf_tok.pad_token_id == 1
+        assert hf_tok.model_max_length == cfg.max_seq_len  # the context window, not HF's 1e30 placeholder
         with torch.no_grad():
             torch.testing.assert_close(hf(ids).logits, ours(ids), atol=1e-5, rtol=1e-4)
         back, back_tok = load_for_inference(str(out))
