@@ -140,8 +140,8 @@ def serving_speed(smoke: bool) -> list[tuple[str, str]]:
 
     from llmfoundry_lite.models.hf_export import export_hf
     from llmfoundry_lite.models.transformer import Transformer
-    from llmfoundry_lite.serving.engine import ContinuousEngine
-    from llmfoundry_lite.serving.job import Job, SamplingParams
+    from llmfoundry_lite.serve.engine import ContinuousEngine
+    from llmfoundry_lite.serve.job import Job, SamplingParams
     from llmfoundry_lite.tokenizer.io import load_tokenizer
 
     tokenizer = load_tokenizer(ROOT / "tests" / "assets" / "tokenizer")

@@ -4,12 +4,12 @@
         [--max-batch 8] [--model-name NAME] [--device auto|cpu|cuda] [--ct2-compute-type int8]
 
 PATH is an HF export (directory with config.json), a Composer checkpoint (.pt or sharded
-directory) or a training save folder. See ``llmfoundry_lite/serving`` and the README.
+directory) or a training save folder. See ``llmfoundry_lite/serve`` and the README.
 """
 
 import sys
 
-from llmfoundry_lite.serving.server import main
+from llmfoundry_lite.serve.server import main
 
 if __name__ == "__main__":
     main(sys.argv[1:])

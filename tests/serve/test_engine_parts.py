@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from llmfoundry_lite.serving.choice import StopText, decode_table
-from llmfoundry_lite.serving.slots import SlotCache, decode, prefill
+from llmfoundry_lite.serve.choice import StopText, decode_table
+from llmfoundry_lite.serve.slots import SlotCache, decode, prefill
 from llmfoundry_lite.tokenizer.io import encode_texts
-from tests.serving.conftest import PROMPTS
+from tests.serve.conftest import PROMPTS
 
 
 def test_ragged_prefill_and_decode_equal_unbatched_forward(tiny):

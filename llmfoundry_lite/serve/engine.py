@@ -22,9 +22,9 @@ from tokenizers import Tokenizer
 from llmfoundry_lite.eval.generation import eos_id_of
 from llmfoundry_lite.models.generate import _pick
 from llmfoundry_lite.models.transformer import Transformer
-from llmfoundry_lite.serving.choice import Choice, Delta, decode_table
-from llmfoundry_lite.serving.job import EngineBusy, Job
-from llmfoundry_lite.serving.slots import SlotCache, decode, prefill
+from llmfoundry_lite.serve.choice import Choice, Delta, decode_table
+from llmfoundry_lite.serve.job import EngineBusy, Job
+from llmfoundry_lite.serve.slots import SlotCache, decode, prefill
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from tokenizers import Tokenizer
 
 from llmfoundry_lite.eval.infill import InfillTask, psm_ids
-from llmfoundry_lite.serving.errors import APIError
-from llmfoundry_lite.serving.job import SamplingParams
+from llmfoundry_lite.serve.errors import APIError
+from llmfoundry_lite.serve.job import SamplingParams
 from llmfoundry_lite.tokenizer.io import clean_text, encode_texts
 
 MAX_STOPS = 4

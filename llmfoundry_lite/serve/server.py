@@ -10,9 +10,9 @@ import torch
 
 from llmfoundry_lite.eval.generation import eos_id_of
 from llmfoundry_lite.models.load import load_for_inference
-from llmfoundry_lite.serving.app import Engine, build_app
-from llmfoundry_lite.serving.config import ServeConfig, parse_args
-from llmfoundry_lite.serving.protocol import ServedModel
+from llmfoundry_lite.serve.app import Engine, build_app
+from llmfoundry_lite.serve.config import ServeConfig, parse_args
+from llmfoundry_lite.serve.protocol import ServedModel
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def pick_device(choice: str) -> tuple[str, torch.dtype]:
 
 def build_ours(cfg: ServeConfig) -> tuple[Engine, ServedModel]:
     """Our Transformer on the best device, with continuous batching."""
-    from llmfoundry_lite.serving.engine import ContinuousEngine
+    from llmfoundry_lite.serve.engine import ContinuousEngine
 
     device, dtype = pick_device(cfg.device)
     model, tokenizer = load_for_inference(cfg.model, device=device)
@@ -41,7 +41,7 @@ def build_ours(cfg: ServeConfig) -> tuple[Engine, ServedModel]:
 
 def build_ct2(cfg: ServeConfig) -> tuple[Engine, ServedModel]:
     """The CTranslate2 conversion of the model (made once, kept beside it) on CPU."""
-    from llmfoundry_lite.serving.ct2 import CT2Engine, prepare_ct2
+    from llmfoundry_lite.serve.ct2 import CT2Engine, prepare_ct2
 
     model_dir, tokenizer, max_seq_len = prepare_ct2(cfg.model, cfg.ct2_dir, cfg.ct2_compute_type)
     engine = CT2Engine(model_dir, tokenizer, cfg.ct2_compute_type, cfg.max_batch, cfg.max_waiting)

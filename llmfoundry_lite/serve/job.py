@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from llmfoundry_lite.serving.choice import Choice, Delta, StopText
+from llmfoundry_lite.serve.choice import Choice, Delta, StopText
 
 
 @dataclass(frozen=True)

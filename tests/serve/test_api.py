@@ -11,11 +11,11 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from llmfoundry_lite.models.generate import generate
-from llmfoundry_lite.serving.app import build_app
-from llmfoundry_lite.serving.engine import ContinuousEngine
-from llmfoundry_lite.serving.protocol import ServedModel
+from llmfoundry_lite.serve.app import build_app
+from llmfoundry_lite.serve.engine import ContinuousEngine
+from llmfoundry_lite.serve.protocol import ServedModel
 from llmfoundry_lite.tokenizer.io import encode_texts
-from tests.serving.conftest import MODEL_NAME, PROMPTS, live_server
+from tests.serve.conftest import MODEL_NAME, PROMPTS, live_server
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,8 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from llmfoundry_lite.eval.generation import eos_id_of
-from llmfoundry_lite.serving.choice import Choice, Delta, decode_table
-from llmfoundry_lite.serving.job import EngineBusy, Job
+from llmfoundry_lite.serve.choice import Choice, Delta, decode_table
+from llmfoundry_lite.serve.job import EngineBusy, Job
 from llmfoundry_lite.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)

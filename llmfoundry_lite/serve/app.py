@@ -18,10 +18,10 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from llmfoundry_lite.serving.choice import Delta
-from llmfoundry_lite.serving.errors import APIError, error_body, install_error_handlers
-from llmfoundry_lite.serving.job import EngineBusy, Job
-from llmfoundry_lite.serving.protocol import (
+from llmfoundry_lite.serve.choice import Delta
+from llmfoundry_lite.serve.errors import APIError, error_body, install_error_handlers
+from llmfoundry_lite.serve.job import EngineBusy, Job
+from llmfoundry_lite.serve.protocol import (
     ServedModel,
     choice_body,
     choice_count,

@@ -10,7 +10,7 @@ them), and a decode step gives every row its own RoPE position and a mask over i
 RoPE makes attention depend on relative positions only, but absolute positions are kept
 anyway, so each row computes what an unbatched forward computes. The layers' own modules
 (projections, norms, MLP, ``apply_rope``, ``attend``) do the math; this file only routes
-rows to slots. ``tests/serving/test_engine_parts.py`` holds it equal to ``Transformer.forward``.
+rows to slots. ``tests/serve/test_engine_parts.py`` holds it equal to ``Transformer.forward``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.serving.conftest import MODEL_NAME, PROMPTS, live_server
+from tests.serve.conftest import MODEL_NAME, PROMPTS, live_server
 
 pytest.importorskip("ctranslate2")
 
@@ -14,10 +14,10 @@ def test_ct2_greedy_tokens_equal_transformers_and_int8_serves(tiny, hf_dir, tmp_
     import openai
     from transformers import AutoModelForCausalLM
 
-    from llmfoundry_lite.serving.app import build_app
-    from llmfoundry_lite.serving.ct2 import CT2Engine, prepare_ct2
-    from llmfoundry_lite.serving.job import Job, SamplingParams
-    from llmfoundry_lite.serving.protocol import ServedModel
+    from llmfoundry_lite.serve.app import build_app
+    from llmfoundry_lite.serve.ct2 import CT2Engine, prepare_ct2
+    from llmfoundry_lite.serve.job import Job, SamplingParams
+    from llmfoundry_lite.serve.protocol import ServedModel
     from llmfoundry_lite.tokenizer.io import encode_texts
 
     _, tok = tiny
