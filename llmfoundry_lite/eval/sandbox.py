@@ -17,6 +17,7 @@ enforces a wall-clock deadline by killing the whole process group, keeps at most
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -29,11 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmfoundry_lite.eval.config import SandboxConfig
+from llmfoundry_lite.eval.sandbox_boot import BOOT, supervisor_code
 from llmfoundry_lite.eval.sandbox_io import classify, exchange
 from llmfoundry_lite.eval.sandbox_job import Job, python_job, rlimit_spec
 from llmfoundry_lite.eval.sandbox_pool import SparePool, Started, finish
 
-CHILD_SOURCE = (Path(__file__).parent / "sandbox_child.py").read_text()
 NOBODY = 65534
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64")
 SANDBOX_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
@@ -176,7 +177,8 @@ class Sandbox:
                 self._launcher = [*prefix, *self._launcher]
         else:
             warn_unsandboxed()
-        self._supervisor_argv = [str(self.python), "-I", "-S", "-c", CHILD_SOURCE]
+        self._code = supervisor_code(str(self.python), tuple(SANDBOX_ENV.items()))
+        self._supervisor_argv = [str(self.python), "-I", "-S", "-c", BOOT, str(len(self._code))]
         self._private_dir = "1" if cfg.kind == "none" else "0"  # without bwrap: a temp dir per job
         self._python_limits = rlimit_spec(cfg, cfg.timeout)
         self._pool = SparePool(self._start, cfg.prestart * workers)
@@ -221,6 +223,12 @@ class Sandbox:
             raise
         finally:
             os.close(verdict_w)
+        # The supervisor's code first (it fits the pipe's buffer: no wait); the job follows in run_job.
+        # A sandbox that died at once (EPIPE) is judged by run_job from its exit status.
+        with contextlib.suppress(BrokenPipeError):
+            view = memoryview(self._code)
+            while view:
+                view = view[os.write(proc.stdin.fileno(), view) :]
         return Started(proc, verdict_r)
 
     def run(self, program: str) -> ExecResult:

@@ -1,9 +1,10 @@
-"""The supervisor inside the sandbox: passed to ``python -I -S -c`` as source, one per sandbox.
+"""The supervisor inside the sandbox, one per sandbox: compiled once per ``Sandbox`` by the sandbox's
+interpreter and started by ``sandbox_boot.BOOT`` (the code arrives marshaled on stdin, before the job).
 
 Standard library only, no imports from this project (the package is not visible inside the
 sandbox). argv: ``[-c, verdict-fd, private-dir, python-limits]``: private-dir ``1`` for
 ``--sandbox none`` (work in a fresh temporary directory instead of the sandbox's tmpfs);
-python-limits the rlimits of Python programs as ``RLIMIT_CPU=4:5,...``. stdin: the size of a
+python-limits the rlimits of Python programs as ``<RLIMIT number>=soft:hard,...``. stdin: the size of a
 ``marshal``-ed header ``{"nonce", "files": [[name, size], ...], "steps": [...]}``, the header,
 then the files' bytes.
 
@@ -32,7 +33,6 @@ import _ctypes
 import builtins
 import marshal
 import os
-import resource
 import select
 import sys
 
@@ -55,18 +55,29 @@ class _CFunction(_ctypes.CFuncPtr):
     _restype_ = _CInt
 
 
+class _RLimit(_ctypes.Array):  # struct rlimit {rlim_t cur, max}: two unsigned longs on Linux
+    _type_ = type("_CULong", (_ctypes._SimpleCData,), {"_type_": "L"})
+    _length_ = 2
+
+
+_LIBC = _ctypes.dlopen(None)
+
+
 def _make_undumpable() -> None:
     # ``_ctypes`` directly: the ``ctypes`` package costs ~3 ms more start-up per sample.
-    prctl = _CFunction(_ctypes.dlsym(_ctypes.dlopen(None), "prctl"))
+    prctl = _CFunction(_ctypes.dlsym(_LIBC, "prctl"))
     if prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         raise OSError(_ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
 
 
 def _apply_limits(spec: str) -> None:
+    # prlimit(2) through _ctypes: the ``resource`` extension module would cost every sample its load.
+    prlimit = _CFunction(_ctypes.dlsym(_LIBC, "prlimit"))
     for item in filter(None, spec.split(",")):
-        name, _, values = item.partition("=")
+        number, _, values = item.partition("=")
         soft, _, hard = values.partition(":")
-        resource.setrlimit(getattr(resource, name), (int(soft), int(hard)))
+        if prlimit(0, int(number), _RLimit(int(soft), int(hard)), None) != 0:
+            raise OSError(_ctypes.get_errno(), f"prlimit({number}, {soft}, {hard}) failed")
 
 
 def _stdin_from_devnull() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import marshal
 import math
+import resource
 from dataclasses import dataclass, field
 
 from llmfoundry_lite.eval.config import SandboxConfig
@@ -65,7 +66,8 @@ class Job:
 
 
 def rlimit_spec(cfg: SandboxConfig, timeout_s: float, memory_mb: int | None = None, processes: int | None = None) -> str:
-    """(soft, hard) limits of one step as ``NAME=soft:hard,...``.
+    """(soft, hard) limits of one step as ``<resource number>=soft:hard,...`` (the numbers of
+    ``resource.RLIMIT_*``: the supervisor sets them with ``prlimit`` and imports no ``resource``).
 
     The CPU soft limit sits one second under the hard one so that running out of CPU time
     shows as SIGXCPU ("timed out") rather than as an anonymous SIGKILL. ``memory_mb`` and
@@ -80,7 +82,7 @@ def rlimit_spec(cfg: SandboxConfig, timeout_s: float, memory_mb: int | None = No
         "RLIMIT_CORE": (0, 0),
         "RLIMIT_NPROC": (processes or cfg.max_processes,) * 2,
     }
-    return ",".join(f"{name}={soft}:{hard}" for name, (soft, hard) in limits.items())
+    return ",".join(f"{getattr(resource, name)}={soft}:{hard}" for name, (soft, hard) in limits.items())
 
 
 def python_job(program: str, cfg: SandboxConfig) -> Job:
