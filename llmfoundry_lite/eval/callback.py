@@ -3,7 +3,11 @@
 Registered by the trainer from the ``callbacks.humaneval`` YAML section, e.g.::
 
     callbacks:
-      humaneval: {every_n_batches: 500, n_problems: 20, n_samples: 1, k: [1]}
+      humaneval: {every_n_batches: 500, n_problems: 20, n_samples: 1, k: [1], languages: [python, js]}
+
+Each language is the same first ``n_problems`` (translated ones only, for a language other than
+Python: ``humaneval/<language>/problems`` says how many), sampled with the language's stop
+tokens and run in a sandbox with its toolchain bound in.
 
 Every rank takes part, so nothing waits on a collective while one rank generates alone:
 under FSDP each parameter is all-gathered (in the same order on every rank) into a plain copy
@@ -33,8 +37,9 @@ from torch.distributed.tensor import DTensor
 
 from llmfoundry_lite.config import load_config
 from llmfoundry_lite.eval.config import GenerationConfig, HumanEvalCallbackConfig
-from llmfoundry_lite.eval.execution import execute_samples
+from llmfoundry_lite.eval.execution import execute_samples, execute_translated
 from llmfoundry_lite.eval.generation import sample_humaneval
+from llmfoundry_lite.eval.languages import get_language, translate_all
 from llmfoundry_lite.eval.passk import pass_at_k
 from llmfoundry_lite.eval.problems import load_problems
 from llmfoundry_lite.eval.sandbox import Sandbox
@@ -78,6 +83,11 @@ class HumanEvalCallback(Callback):
         self.tokenizer_dir = tokenizer
         self._tokenizer: Tokenizer | None = None
         self._problems: dict[str, dict] | None = None
+        self._translated: dict[str, dict] = {}  # language -> task_id -> Translated
+        for name in self.cfg.languages:
+            missing = [] if name == "python" else get_language(name).missing_tools()
+            if missing:
+                raise ValueError(f"humaneval.languages has {name!r}, which needs {', '.join(missing)} on PATH")
         self.history: list[tuple[int, dict[str, float]]] = []
         """(batch, scores) of every evaluation run so far."""
 
@@ -103,13 +113,24 @@ class HumanEvalCallback(Callback):
             self._problems = load_problems(limit=self.cfg.n_problems)
         return self._problems
 
-    def sample_and_run(self, model: torch.nn.Module, tokenizer: Tokenizer, problems: dict[str, dict]) -> list[dict]:
-        """Samples for ``problems``, executed in the sandbox; restores the model's train/eval mode.
+    def problems_of(self, language: str) -> dict[str, dict]:
+        """The problems of ``language`` among the first ``n_problems`` (``{"prompt": ...}`` when translated)."""
+        if language == "python":
+            return self._problems_all()
+        if language not in self._translated:
+            self._translated[language] = translate_all(self._problems_all(), language).translated
+        return {task: {"prompt": t.prompt} for task, t in self._translated[language].items()}
 
-        Problem i (its position among all ``n_problems``) samples with seed ``seed + i``.
+    def sample_and_run(self, model: torch.nn.Module, tokenizer: Tokenizer, problems: dict[str, dict],
+                       language: str = "python") -> list[dict]:
+        """Samples for ``problems`` (of ``language``), executed in the sandbox; restores the model's
+        train/eval mode. Problem i (its position among all ``n_problems``) samples with seed ``seed + i``.
         """
         index = {task: i for i, task in enumerate(self._problems_all())}
         gen = self.generation_config()
+        lang = None if language == "python" else get_language(language)
+        if lang is not None:
+            gen = dataclasses.replace(gen, stop=list(lang.stop_tokens))
         was_training = model.training
         on_gpu = next(model.parameters()).is_cuda
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_gpu else contextlib.nullcontext()
@@ -118,17 +139,21 @@ class HumanEvalCallback(Callback):
             with autocast:
                 for task, problem in problems.items():
                     seeded = dataclasses.replace(gen, seed=gen.seed + index[task])
-                    samples += sample_humaneval(model, tokenizer, {task: problem}, seeded)
+                    cut = None if lang is None else lang.finish_completion
+                    samples += sample_humaneval(model, tokenizer, {task: problem}, seeded, cut=cut)
         finally:
             model.train(was_training)
         if not samples:
             return []
-        with Sandbox(self.cfg.sandbox, self.cfg.workers) as sandbox:  # closed right away: no idle sandboxes during training
-            return execute_samples(problems, samples, sandbox, self.cfg.workers)
+        binds = () if lang is None else lang.binds()
+        with Sandbox(self.cfg.sandbox, self.cfg.workers, binds) as sandbox:  # closed at once: none idle in training
+            if lang is None:
+                return execute_samples(problems, samples, sandbox, self.cfg.workers)
+            return execute_translated(self._translated[language], samples, sandbox, lang, self.cfg.workers)
 
-    def evaluate(self, model: torch.nn.Module, tokenizer: Tokenizer) -> dict[str, float]:
-        """pass@k of ``model`` on the first ``n_problems`` problems, in this process alone."""
-        return pass_at_k(self.sample_and_run(model, tokenizer, self._problems_all()), self.cfg.k)
+    def evaluate(self, model: torch.nn.Module, tokenizer: Tokenizer, language: str = "python") -> dict[str, float]:
+        """pass@k of ``model`` on the first ``n_problems`` problems of ``language``, in this process alone."""
+        return pass_at_k(self.sample_and_run(model, tokenizer, self.problems_of(language), language), self.cfg.k)
 
     def batch_end(self, state: State, logger: Logger) -> None:
         batch = int(state.timestamp.batch)
@@ -137,12 +162,20 @@ class HumanEvalCallback(Callback):
         start = time.monotonic()
         tokenizer = self._tokenizer_for(state)
         model = full_decoder(unwrap(state.model))  # every rank, in step
-        mine = rank_share(self._problems_all(), dist.get_global_rank(), dist.get_world_size())
-        results = [r for part in dist.all_gather_object(self.sample_and_run(model, tokenizer, mine)) for r in part]
+        metrics: dict[str, float] = {}
+        for language in self.cfg.languages:  # the same order on every rank: the gathers pair up
+            problems = self.problems_of(language)
+            mine = rank_share(problems, dist.get_global_rank(), dist.get_world_size())
+            ran = self.sample_and_run(model, tokenizer, mine, language)
+            results = [r for part in dist.all_gather_object(ran) for r in part]
+            scores = pass_at_k(results, self.cfg.k) if results else {}  # no problem translated: nothing to score
+            prefix = "humaneval/" if language == "python" else f"humaneval/{language}/"
+            metrics.update({prefix + name: value for name, value in scores.items()})
+            metrics[prefix + "samples"] = len(results)
+            if language != "python":
+                metrics[prefix + "problems"] = len(problems)
+            if language == self.cfg.languages[0]:
+                self.history.append((batch, scores))
         del model  # the gathered copy (FSDP) is freed before training resumes
-        scores = pass_at_k(results, self.cfg.k)
-        self.history.append((batch, scores))
-        metrics = {f"humaneval/{name}": value for name, value in scores.items()}
         metrics["humaneval/seconds"] = time.monotonic() - start
-        metrics["humaneval/samples"] = len(results)
         logger.log_metrics(metrics)

@@ -178,11 +178,18 @@ class HumanEvalCallbackConfig:
     """Nucleus sampling mass when temperature > 0."""
     workers: int = 2
     """Parallel sandboxed programs."""
+    languages: list[str] = field(default_factory=lambda: ["python"])
+    """HumanEval in these languages (``python`` and the ``--language`` translations); python logs
+    ``humaneval/pass@k``, another language ``humaneval/<language>/pass@k`` over its translated
+    share of the same ``n_problems``."""
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     """Isolation and limits of each program."""
 
     def __post_init__(self) -> None:
         require_positive(self, ("every_n_batches", "n_problems", "n_samples", "max_new_tokens", "workers"), "humaneval.")
+        unknown = [name for name in self.languages if name not in LANGUAGE_NAMES]
+        if unknown or not self.languages or len(set(self.languages)) != len(self.languages):
+            raise ValueError(f"humaneval.languages={self.languages}: name each once, from {', '.join(LANGUAGE_NAMES)}")
         _check_k(self.k, "humaneval.k")
         if max(self.k) > self.n_samples:
             raise ValueError(f"humaneval.k={self.k} has values above humaneval.n_samples={self.n_samples}")

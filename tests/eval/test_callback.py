@@ -51,6 +51,22 @@ def test_runs_every_n_batches_and_logs_pass_at_k(tiny_model_and_tokenizer):
     model.eval()
 
 
+def test_languages_are_scored_apart_with_their_own_toolchain(tiny_model_and_tokenizer):
+    model, _ = tiny_model_and_tokenizer
+    cb = HumanEvalCallback(tokenizer=str(TOKENIZER_DIR), every_n_batches=1, n_problems=2, n_samples=1, k=[1],
+                           max_new_tokens=6, workers=2, languages=["python", "js"], sandbox={"timeout": 5.0})
+    logger = RecordingLogger()
+    cb.batch_end(fake_state(1, model), logger)
+    logged = logger.logged[0]
+    assert logged["humaneval/js/problems"] == 2 and logged["humaneval/js/samples"] == 2  # both translate
+    assert logged["humaneval/samples"] == 2 and logged["humaneval/js/pass@1"] == 0.0
+    results = cb.sample_and_run(model, cb._tokenizer, cb.problems_of("js"), "js")
+    assert {r["task_id"] for r in results} == {"HumanEval/0", "HumanEval/1"}
+    assert all(r["result"].startswith("failed") for r in results)  # ran as JavaScript, judged, not a harness error
+    with pytest.raises(ConfigError, match=r"humaneval.languages=\['python', 'ruby'\]"):
+        HumanEvalCallback(languages=["python", "ruby"])
+
+
 def test_tokenizer_comes_from_run_info_by_default(tiny_model_and_tokenizer):
     model, tok = tiny_model_and_tokenizer
     run_info = SimpleNamespace(tokenizer_json=(TOKENIZER_DIR / "tokenizer.json").read_text())
