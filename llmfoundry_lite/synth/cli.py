@@ -17,7 +17,8 @@ def parse_args(argv: list[str]) -> SynthConfig:
 
 
 def headline(stats: dict) -> str:
-    """Three lines for the console: documents, pairs with the drop reasons that fired, verification."""
+    """Three lines for the console: documents, pairs with the drop reasons that fired, verification (and
+    self-align mode's counts)."""
     reasons = ", ".join(f"{k} {v}" for k, v in stats["dropped_by_reason"].items() if v)
     skipped = ", ".join(f"{k} {v}" for k, v in stats["documents_skipped_by_reason"].items())
     v = stats["verify"]
@@ -29,7 +30,20 @@ def headline(stats: dict) -> str:
             f"({v['tests_per_pair']['mean_of_pairs_with_tests']:g} per pair), {v['executed']} run, "
             f"{v['passed']} passed; "
             f"kept {v['verified']} verified ({v['share_verified']:.1%}); not run: {untested or 'none'} "
-            f"({stats['seconds']['verify']:g} s)")
+            f"({stats['seconds']['verify']:g} s)" + _self_align_line(stats))
+
+
+def _self_align_line(stats: dict) -> str:
+    """The fourth line in self-align mode (``model=PATH``), else nothing."""
+    s = stats.get("self_align")
+    if s is None:
+        return ""
+    without = ", ".join(f"{k} {n}" for k, n in s["without_tests"].items())
+    skipped = ", ".join(f"{k} {n}" for k, n in s["samples_skipped_by_reason"].items())
+    return (f"\nself-align ({s['targets']}, k={s['k']}): {s['instructions_targeted']} instructions targeted, "
+            f"{s['sampled']} sampled (without tests: {without or 'none'}); {s['samples']} samples, "
+            f"{s['samples_run']} run (skipped: {skipped or 'none'}), {s['samples_passed']} passed; "
+            f"added {s['rows_added']} self-aligned rows ({stats['seconds']['self_align']:g} s)")
 
 
 def main(argv: list[str]) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from llmfoundry_lite.eval.config import SandboxConfig
+from llmfoundry_lite.eval.config import DEVICES, SandboxConfig
 from llmfoundry_lite.filtering.config import DecontamConfig
 from llmfoundry_lite.validate import require_positive
 
 SPLIT_BY = ("repository", "document")
+SUPPORTED_LANGUAGES = ("Python", "JavaScript", "TypeScript", "Java")
+"""Languages with an extractor (``pipeline.DOCUMENT_PAIRS``): Python via ``ast``, the others via tree-sitter."""
 # Root modules whose use makes a function unfit to run later in a test sandbox (files, processes, network).
 UNSAFE_MODULES = (
     "os", "sys", "subprocess", "socket", "shutil", "requests", "urllib", "urllib3", "http", "httpx",
@@ -23,6 +25,43 @@ UNSAFE_MODULES = (
 )
 # Builtins that run code, import by name, stop the process or wait for a human.
 UNSAFE_CALLS = ("eval", "exec", "compile", "__import__", "breakpoint", "input", "exit", "quit")
+
+
+SELF_ALIGN_TARGETS = ("untested", "all")
+
+
+@dataclass
+class SelfAlignConfig:
+    """Self-align mode (``model=PATH``): which instructions get sampled, and how (``self_align.py``)."""
+
+    targets: str = "untested"
+    """``untested``: pairs whose own body did not pass tests (kept ``untested`` ones and those dropped as
+    ``failed_tests`` / ``tests_timed_out`` / ``untested``); ``all``: every pair, verified ones too."""
+    k: int = 4
+    """Samples drawn per targeted instruction whose tests can run."""
+    temperature: float = 0.8
+    """Sampling temperature; 0 is greedy (then all k samples are the same)."""
+    top_p: float = 0.95
+    """Nucleus sampling mass."""
+    max_new_tokens: int = 256
+    """Longest sampled body in tokens (one cut short does not compile and is counted as such)."""
+    batch_size: int = 8
+    """Samples of one instruction generated together; the samples depend on it, not on ``workers``."""
+    seed: int = 0
+    """Base seed; each instruction's generator is seeded from it and the pair's ``source_id``."""
+    device: str = "cpu"
+    """``cpu`` or ``cuda``."""
+
+    def __post_init__(self) -> None:
+        if self.targets not in SELF_ALIGN_TARGETS:
+            raise ValueError(f"unknown self_align.targets {self.targets!r}; choose from {list(SELF_ALIGN_TARGETS)}")
+        require_positive(self, ("k", "max_new_tokens", "batch_size"), "self_align.")
+        if self.temperature < 0:
+            raise ValueError(f"self_align.temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"self_align.top_p must be in (0, 1], got {self.top_p}")
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown self_align.device {self.device!r}; choose from {', '.join(DEVICES)}")
 
 
 @dataclass
@@ -67,10 +106,22 @@ class SynthConfig:
     """Group of the split: ``repository`` (a document without one is its own group) or ``document``."""
     seed: int = 0
     """Seed of the split's group order."""
+    model: str | None = None
+    """Self-align mode: a Composer checkpoint (``.pt`` or sharded directory), a training save folder or an HF
+    export that samples bodies for the ``self_align.targets`` instructions; bodies that pass the pair's mined
+    tests are added as ``origin: self-aligned`` rows. None (default): no sampling, output as without it."""
+    self_align: SelfAlignConfig = field(default_factory=SelfAlignConfig)
+    """Sampling options of self-align mode (used only with ``model``)."""
+    languages: list[str] = field(default_factory=lambda: list(SUPPORTED_LANGUAGES))
+    """Languages whose documents are read (The Stack's names); documents of another supported language
+    are skipped as ``language_not_selected``, of an unsupported one as ``unsupported_language``."""
 
     def __post_init__(self) -> None:
         if not self.input:
             raise ValueError("input: give at least one file or directory (--input PATH ...)")
+        unknown = [name for name in self.languages if name not in SUPPORTED_LANGUAGES]
+        if unknown or not self.languages:
+            raise ValueError(f"languages={self.languages}: choose from {list(SUPPORTED_LANGUAGES)}")
         if not self.output:
             raise ValueError("output must name a directory, e.g. output=data/instruct")
         require_positive(self, ("min_body_lines", "max_body_lines", "max_prompt_chars", "max_response_chars",
@@ -84,3 +135,5 @@ class SynthConfig:
             raise ValueError(f"heldout_fraction must lie in [0, 1), got {self.heldout_fraction}")
         if self.split_by not in SPLIT_BY:
             raise ValueError(f"unknown split_by {self.split_by!r}; choose from {list(SPLIT_BY)}")
+        if self.model is not None and not os.path.exists(self.model):
+            raise ValueError(f"model: no checkpoint, save folder or HF export at {self.model!r}")

@@ -16,15 +16,19 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from llmfoundry_lite.corpus.readers import iter_documents, list_input_shards
 from llmfoundry_lite.eval.sandbox import Sandbox
-from llmfoundry_lite.synth.checks import REASONS, drop_reason
+from llmfoundry_lite.synth.checks import REASONS, drop_reason, source_drop_reason
 from llmfoundry_lite.synth.config import SynthConfig
 from llmfoundry_lite.synth.corpus_checks import contaminated, near_duplicates
 from llmfoundry_lite.synth.extract import Function, extract_functions, format_prompt, parse_module
+from llmfoundry_lite.synth.extract_java import extract_java
+from llmfoundry_lite.synth.extract_js import extract_javascript, extract_typescript
+from llmfoundry_lite.synth.extract_ts import SourceFunction, format_source_prompt
 from llmfoundry_lite.synth.mining import ModuleAsserts, mine_tests
 from llmfoundry_lite.synth.split import group_of, heldout_groups
 from llmfoundry_lite.synth.verify import untestable
@@ -36,7 +40,8 @@ CORPUS_REASONS = {
     "near_duplicate": "estimated Jaccard similarity >= near_dup_threshold with an earlier kept pair",
 }
 DOCUMENT_SKIPS = {
-    "not_python": "the document's language is not Python",
+    "unsupported_language": "the document's language is none of Python, JavaScript, TypeScript, Java",
+    "language_not_selected": "a supported language left out of the ``languages`` option",
     "syntax_error": "ast.parse fails (Python 2, broken or truncated files)",
     "too_deep": "nesting too deep for the parser (RecursionError / MemoryError)",
 }
@@ -65,10 +70,12 @@ class Pair:
     """Why the tests cannot run (``verify.UNTESTED_REASONS``), None when they can."""
     origin: str = "untested"
     """``verified`` once its tests passed in the sandbox, else ``untested``."""
+    language: str = LANGUAGE
+    """The document's language (``Python``, ``JavaScript``, ``TypeScript``, ``Java``)."""
 
     def row(self) -> dict:
         return {"prompt": self.prompt, "response": self.response, "tests": list(self.tests),
-                "source_id": self.source_id, "language": LANGUAGE, "origin": self.origin}
+                "source_id": self.source_id, "language": self.language, "origin": self.origin}
 
 
 def _pair(doc: dict, fn: Function, module: ModuleAsserts, cfg: SynthConfig) -> Pair:
@@ -79,12 +86,7 @@ def _pair(doc: dict, fn: Function, module: ModuleAsserts, cfg: SynthConfig) -> P
                 discarded_tests=discarded, untestable=untestable(fn, tests, frozenset(cfg.unsafe_modules)))
 
 
-def document_pairs(doc: dict, cfg: SynthConfig, dropped: Counter) -> tuple[list[Pair], int] | str:
-    """Kept pairs of one document (tests mined) and how many functions it had; or why the document was skipped.
-
-    Drop reasons of its functions are added to ``dropped``."""
-    if doc["lang"] != LANGUAGE:
-        return "not_python"
+def _python_pairs(doc: dict, cfg: SynthConfig, dropped: Counter) -> tuple[list[Pair], int] | str:
     try:
         tree = parse_module(doc["content"])
     except (SyntaxError, ValueError):  # IndentationError is a SyntaxError; ValueError: null bytes
@@ -101,6 +103,43 @@ def document_pairs(doc: dict, cfg: SynthConfig, dropped: Counter) -> tuple[list[
             continue
         pairs.append(_pair(doc, fn, module, cfg))
     return pairs, len(functions)
+
+
+SOURCE_EXTRACTORS: dict[str, Callable[[str, str], list[SourceFunction]]] = {
+    "JavaScript": extract_javascript, "TypeScript": extract_typescript, "Java": extract_java,
+}
+"""Extractor per tree-sitter language (``extract_ts.py``); called with the content and the path (``.tsx``)."""
+
+
+def _source_pairs(doc: dict, cfg: SynthConfig, dropped: Counter) -> tuple[list[Pair], int]:
+    """JavaScript / TypeScript / Java: no tests are mined, so every pair is ``language_not_runnable``."""
+    functions = SOURCE_EXTRACTORS[doc["lang"]](doc["content"], doc.get("path") or "")
+    pairs = []
+    for fn in functions:
+        reason = source_drop_reason(fn, cfg)
+        if reason is not None:
+            dropped[reason] += 1
+            continue
+        pairs.append(Pair(prompt=format_source_prompt(fn), response=fn.body, program=fn.program,
+                          source_id=f"{doc['id']}#{fn.qualname}:{fn.lineno}", group=group_of(doc, cfg.split_by),
+                          untestable="language_not_runnable", language=doc["lang"]))
+    return pairs, len(functions)
+
+
+DOCUMENT_PAIRS: dict[str, Callable[[dict, SynthConfig, Counter], tuple[list[Pair], int] | str]] = {
+    "Python": _python_pairs, "JavaScript": _source_pairs, "TypeScript": _source_pairs, "Java": _source_pairs,
+}
+"""How each supported language's documents become pairs; every other language is ``unsupported_language``."""
+
+
+def document_pairs(doc: dict, cfg: SynthConfig, dropped: Counter) -> tuple[list[Pair], int] | str:
+    """Kept pairs of one document (tests mined) and how many functions it had; or why the document was skipped.
+
+    Drop reasons of its functions are added to ``dropped``."""
+    handler = DOCUMENT_PAIRS.get(doc["lang"])
+    if handler is None:
+        return "unsupported_language"
+    return handler(doc, cfg, dropped) if doc["lang"] in cfg.languages else "language_not_selected"
 
 
 def collect_pairs(cfg: SynthConfig) -> tuple[list[Pair], dict]:
@@ -179,18 +218,26 @@ def run_synthesis(cfg: SynthConfig) -> dict:
         dropped["near_duplicate"] = sum(d is not None for d in duplicate_of)
         pairs = [p for p, d in zip(pairs, duplicate_of, strict=True) if d is None]
         watch.lap("near_dup")
-        pairs, verify_dropped, verify = verify_pairs(pairs, cfg, sandbox)
+        candidates = pairs
+        pairs, verify_dropped, verify = verify_pairs(candidates, cfg, sandbox)
         dropped.update(verify_dropped)
         watch.lap("verify")
+        self_align = None
+        if cfg.model is not None:  # self-align mode: extra ``self-aligned`` rows; the pairs' own counts stay
+            from llmfoundry_lite.synth.self_align import self_align_pairs
+
+            pairs, self_align = self_align_pairs(candidates, pairs, cfg, sandbox)
+            watch.lap("self_align")
     heldout = heldout_groups([p.group for p in pairs], cfg.heldout_fraction, cfg.seed)
     n_heldout = sum(p.group in heldout for p in pairs)
     out = Path(cfg.output)
     write_pairs(out, pairs, heldout)
     watch.lap("write")
     stats = {
-        **counts, "kept": len(pairs), "dropped_by_reason": dict(dropped),
+        **counts, "kept": sum(p.origin != "self-aligned" for p in pairs), "dropped_by_reason": dict(dropped),
         "decontaminated_by_benchmark": dict(sorted(by_benchmark.items())),
         "origins": dict(sorted(Counter(p.origin for p in pairs).items())), "verify": verify,
+        **({"self_align": self_align} if self_align is not None else {}),
         "train": len(pairs) - n_heldout, "heldout": n_heldout,
         "groups": {"train": len({p.group for p in pairs}) - len(heldout), "heldout": len(heldout)},
         "seconds": watch.seconds, "config": asdict(cfg),

@@ -3,7 +3,7 @@
 Plots (matplotlib, Agg backend through the filter stage's ``_plt``): prompt and response length
 histograms with the ``max_*_chars`` limits drawn; documents per language read and pairs per
 language kept; functions dropped by reason (log scale, kept drawn alongside); tests per pair
-and the origins of kept pairs with the verification outcomes.
+and the origins of kept pairs with the verification outcomes (and the self-aligned rows added, with ``model``).
 """
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ def _tests_png(stats: dict, path: Path) -> None:
     outcome = {"kept verified": origins.get("verified", 0), "kept untested": origins.get("untested", 0),
                "failed_tests": dropped["failed_tests"], "tests_timed_out": dropped["tests_timed_out"],
                "dropped untested": dropped["untested"]}
+    if "self_align" in stats:  # self-align mode: rows added beside the pairs (not part of kept + dropped)
+        outcome["added self-aligned"] = origins.get("self-aligned", 0)
     bars = axes[1].barh(list(outcome)[::-1], list(outcome.values())[::-1])
     axes[1].bar_label(bars, fontsize=8)
     axes[1].set_xscale("symlog")

@@ -8,6 +8,7 @@ module's own classes from failing at ``def`` time; only annotation introspection
 
 Before anything runs, ``untestable`` decides, from the code alone, whether the program can be
 meaningful; a pair that cannot is never executed and stays ``untested``. Reasons, in order:
+not Python (``language_not_runnable``, set by the pipeline for JavaScript / TypeScript / Java);
 no tests; a method (it needs its class, which the program lacks); decorated (the prompt and
 program leave the decorator out, so the tested function would not be the real one); an import,
 in the function or a test, of a module outside the standard library (the sandbox has only it)
@@ -31,6 +32,7 @@ from llmfoundry_lite.synth.extract import Function
 from llmfoundry_lite.synth.mining import MinedTest
 
 UNTESTED_REASONS = {
+    "language_not_runnable": "JavaScript / TypeScript / Java: no tests are mined and the sandbox runs Python only",
     "no_tests": "neither doctest examples nor literal asserts of the function were found",
     "method": "a method: running it needs its class, which the test program does not have",
     "decorated": "decorated: the prompt and the test program leave the decorator out",

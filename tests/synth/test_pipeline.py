@@ -48,7 +48,7 @@ DOCS = [
     ("b", "octo/copies", "copy.py", GOOD),
     ("c", "octo/copies", "near.py", NEAR_COPY),
     ("d", "octo/bench", "bench.py", _humaneval_file()),
-    ("e", "octo/js", "app.js", "function f(x) { return x; }\n"),
+    ("e", "octo/rb", "app.rb", "def f(x)\n  x\nend\n"),
     ("f", "octo/py2", "old.py", 'def f(x):\n    """Doc."""\n    print "x"\n    return x\n'),
     ("g", "octo/log", "log.py", NO_RETURN),
 ]
@@ -93,8 +93,8 @@ def test_jsonl_corpus_counts_every_document_and_function(tmp_path, jsonl_corpus)
     stats, files = _run(tmp_path, [jsonl_corpus])
     _assert_invariants(stats, files)
     assert (stats["documents"], stats["documents_parsed"]) == (9, 5)
-    assert stats["documents_skipped_by_reason"] == {"bad_json_line": 1, "not_python": 1, "null_content": 1,
-                                                   "syntax_error": 1}
+    assert stats["documents_skipped_by_reason"] == {"bad_json_line": 1, "null_content": 1, "syntax_error": 1,
+                                                   "unsupported_language": 1}
     assert stats["seen"] == 2 + 2 + 1 + 1 + 1
     assert {k: v for k, v in stats["dropped_by_reason"].items() if v} == {
         "near_duplicate": 3, "decontaminated": 1, "no_return": 1}
