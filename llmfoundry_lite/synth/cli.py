@@ -23,7 +23,10 @@ def headline(stats: dict) -> str:
     skipped = ", ".join(f"{k} {v}" for k, v in stats["documents_skipped_by_reason"].items())
     v = stats["verify"]
     untested = ", ".join(f"{k} {n}" for k, n in v["untested_by_reason"].items() if n)
-    return (f"documents {stats['documents']} (parsed {stats['documents_parsed']}; skipped: {skipped or 'none'})\n"
+    units = stats["extract"]
+    return (f"documents {stats['documents']} (parsed {stats['documents_parsed']}; skipped: {skipped or 'none'}) "
+            f"in {units['units']} units, {units['reused']} reused from an earlier run "
+            f"(extract {stats['seconds']['extract']:g} s)\n"
             f"functions {stats['seen']}: kept {stats['kept']} (train {stats['train']}, heldout {stats['heldout']}); "
             f"dropped: {reasons or 'none'}\n"
             f"verify: {v['pairs_with_tests']} of {v['pairs']} pairs have tests "

@@ -97,7 +97,11 @@ class SynthConfig:
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     """Isolation and limits of each pair's test program (the eval harness's bubblewrap sandbox)."""
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    """Test programs run at once (default: the number of cores); results do not depend on it."""
+    """Extraction processes and test programs run at once (default: the number of cores); results do not
+    depend on it."""
+    unit_bytes: int = 64 << 20
+    """Extraction's unit of work (``synth/collect.py``): runs of whole Parquet row groups of at least this
+    many uncompressed bytes; a JSONL file or a source tree is one unit. Finished units are reused by a rerun."""
     report: bool = True
     """Draw the X-ray PNGs into ``<output>/report/``."""
     heldout_fraction: float = 0.1
@@ -125,7 +129,7 @@ class SynthConfig:
         if not self.output:
             raise ValueError("output must name a directory, e.g. output=data/instruct")
         require_positive(self, ("min_body_lines", "max_body_lines", "max_prompt_chars", "max_response_chars",
-                                "workers"))
+                                "workers", "unit_bytes"))
         if self.min_body_lines > self.max_body_lines:
             raise ValueError(f"min_body_lines ({self.min_body_lines}) must not exceed max_body_lines "
                              f"({self.max_body_lines})")

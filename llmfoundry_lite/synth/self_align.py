@@ -47,7 +47,7 @@ from llmfoundry_lite.synth.extract import code_of_prompt, extract_functions, par
 from llmfoundry_lite.synth.verify import build_program, free_names, run_programs
 
 if TYPE_CHECKING:
-    from llmfoundry_lite.synth.pipeline import Pair
+    from llmfoundry_lite.synth.pairs import Pair
 
 ORIGIN = "self-aligned"
 Sampler = Callable[[str, int], list[str]]

@@ -21,7 +21,7 @@ from llmfoundry_lite.synth.mining import DISCARD_REASONS
 from llmfoundry_lite.synth.verify import UNTESTED_REASONS, build_program, run_programs
 
 if TYPE_CHECKING:
-    from llmfoundry_lite.synth.pipeline import Pair
+    from llmfoundry_lite.synth.pairs import Pair
 
 VERIFY_REASONS = {
     "failed_tests": "the test program failed in the sandbox (assert, doctest mismatch, exception, crash)",
