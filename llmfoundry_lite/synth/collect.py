@@ -112,8 +112,8 @@ def collect_pairs(cfg: SynthConfig) -> tuple[list[Pair], dict]:
     if workers <= 1:
         for i in todo:
             results[i] = _run_unit(units[i], identities[units[i].shard.path], cfg, paths[i])
-    else:  # fork: the pool starts at once, and nothing here holds a lock a child could inherit
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+    else:  # forkserver, not fork: the caller may hold threads (a notebook, a server) whose locks a fork copies
+        with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
             futures = {i: pool.submit(_run_unit, units[i], identities[units[i].shard.path], cfg, paths[i])
                        for i in todo}  # fmt: skip
             for i, future in futures.items():

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +20,27 @@ if TYPE_CHECKING:
     from llmfoundry_lite.training.config import LoaderConfig
 
 
+SHM_LOCK = Path(tempfile.gettempdir()) / "llmfoundry_lite-streaming-shm.lock"
+
+
+@contextlib.contextmanager
+def shm_registration_lock() -> Iterator[None]:
+    """Held by a job's local leader (local rank 0) while its StreamingDataset registers a shared-memory
+    prefix. streaming picks the first free prefix and creates it later, after a barrier, so two jobs
+    starting together on one node (a sweep, a reference run beside a resumed one) can pick the same
+    prefix and one dies with ``FileExistsError: '/000109_locals'``. The lock makes find-and-create
+    one step between jobs; the other ranks of a job wait at streaming's own barriers as before."""
+    if int(os.environ.get("LOCAL_RANK", "0")) != 0:
+        yield
+        return
+    fd = os.open(SHM_LOCK, os.O_RDONLY | os.O_CREAT, 0o666)  # read-only: another user's lock file works too
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 class ObjectiveDataset(StreamingDataset):
     """A StreamingDataset whose samples pass through a training objective.
 
@@ -24,7 +50,8 @@ class ObjectiveDataset(StreamingDataset):
     """
 
     def __init__(self, *, objective: Objective, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        with shm_registration_lock():
+            super().__init__(**kwargs)
         self.objective = objective
         self._epoch = 0
 
