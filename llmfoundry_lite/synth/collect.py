@@ -54,7 +54,8 @@ class UnitResult:
 
 def settings_key(cfg: SynthConfig) -> str:
     """Hash of the extraction settings and of the tools whose versions change results."""
-    made_of = {k: asdict(cfg)[k] for k in EXTRACT_KEYS}
+    settings = asdict(cfg)
+    made_of = {k: settings[k] for k in EXTRACT_KEYS}
     made_of["tools"] = [EXTRACT_FORMAT, sys.version_info[:2], version("tree-sitter-language-pack")]
     return hashlib.sha256(json.dumps(made_of, sort_keys=True).encode()).hexdigest()[:16]
 

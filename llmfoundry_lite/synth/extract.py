@@ -190,12 +190,17 @@ def _function(node: ast.FunctionDef | ast.AsyncFunctionDef, cls: str | None, lin
         docstring=ast.get_docstring(node, clean=False) or "", inline=inline, used_modules=roots, node=node)
 
 
+def fenced(code: str, tag: str) -> str:
+    """``code`` in a Markdown fence tagged ``tag``, one backtick longer than any run inside the code."""
+    longest = max((len(m.group()) for m in _BACKTICKS.finditer(code)), default=2)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{tag}\n{code}{fence}\n"
+
+
 def format_prompt(fn: Function) -> str:
     """The instruction: a one-line header, a blank line, then ``fn.code`` in a ``python`` code fence."""
     header = METHOD_HEADER.format(cls=fn.class_name) if fn.class_name else FUNCTION_HEADER
-    longest = max((len(m.group()) for m in _BACKTICKS.finditer(fn.code)), default=2)
-    fence = "`" * max(3, longest + 1)
-    return f"{header}\n\n{fence}{LANGUAGE_TAG}\n{fn.code}{fence}\n"
+    return f"{header}\n\n{fenced(fn.code, LANGUAGE_TAG)}"
 
 
 def code_of_prompt(prompt: str) -> str:

@@ -36,12 +36,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from llmfoundry_lite.synth.extract import normalize_newlines
+from llmfoundry_lite.synth.extract import fenced, normalize_newlines
 
 FUNCTION_HEADER = "Write the body of the following {language} function."
 METHOD_HEADER = "Write the body of the following method of the {language} class `{cls}`."
 FENCE_TAGS = {"JavaScript": "javascript", "TypeScript": "typescript", "Java": "java"}
-_BACKTICKS = re.compile(r"`{3,}")
 _INDENT = re.compile(rb"[ \t]*")
 _COMMENT_LINE = re.compile(r"\s*(?://|/\*|\*)")
 
@@ -214,9 +213,7 @@ def format_source_prompt(fn: SourceFunction) -> str:
     """The instruction: a header, the cleaned doc comment, then ``fn.code`` in a fence tagged with the language."""
     template = METHOD_HEADER if fn.class_name else FUNCTION_HEADER
     header = template.format(language=fn.language, cls=fn.class_name)
-    longest = max((len(m.group()) for m in _BACKTICKS.finditer(fn.code)), default=2)
-    fence = "`" * max(3, longest + 1)
-    return f"{header}\n\n{fn.docstring}\n\n{fence}{FENCE_TAGS[fn.language]}\n{fn.code}{fence}\n"
+    return f"{header}\n\n{fn.docstring}\n\n{fenced(fn.code, FENCE_TAGS[fn.language])}"
 
 
 def code_of_source_prompt(prompt: str) -> str:
