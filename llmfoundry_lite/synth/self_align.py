@@ -108,7 +108,7 @@ def _without_tests(pair: Pair) -> str | None:
     """Why a target is not sampled: its ``untestable`` reason, or ``not_python`` (the tests run Python only)."""
     if pair.untestable is not None:
         return pair.untestable
-    return "not_python" if getattr(pair, "language", "Python") != "Python" else None
+    return "not_python" if pair.language != "Python" else None
 
 
 def _sample_check(code: str, body: str, pair: Pair, cfg: SynthConfig) -> str | None:
