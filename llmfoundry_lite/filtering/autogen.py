@@ -103,6 +103,7 @@ BUNDLE_MARKERS = re.compile(r"__webpack_require__|webpackBootstrap|/\*!\s*For li
 # Numeric literals (decimal, float, hex), separators and whitespace: what a data table is made of.
 DATA_CHARS = re.compile(r"(?:0[xX][0-9a-fA-F]+|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?[uUlLfF]*|[\s,;{}\[\]()'\"+-])+")
 DATA_MIN_DIGITS = 0.1  # data_like also requires at least this share of digit characters
+IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*")  # \b: the e/x/L inside 1e-3, 0xff, 10L are not names
 LEX_YACC_PROBE_CHARS = 4000
 
 RuleFn = Callable[[dict, str, LineStats, "AutogenConfig"], bool]
@@ -257,13 +258,24 @@ def digit_fraction(text: str) -> float:
     return sum(text.count(d) for d in "0123456789") / len(text) if text else 0.0
 
 
+def identifiers_per_kb(text: str) -> float:
+    """Distinct names (identifiers, keywords) per 1024 characters: a table's vocabulary stays flat as it grows."""
+    return len(set(IDENTIFIER.findall(text))) * 1024 / len(text) if text else 0.0
+
+
 def _data_like(doc: dict, head: str, stats: LineStats, cfg: AutogenConfig) -> bool:
     # A table of numbers is digits first: the cheap digit share screens out ordinary code
     # before the regex pass that measures literals + separators + whitespace.
     content = doc["content"]
     if len(content) < cfg.data_like_min_bytes or digit_fraction(content) < DATA_MIN_DIGITS:
         return False
-    return data_fraction(content) > cfg.data_like_fraction
+    share = data_fraction(content)
+    if share > cfg.data_like_fraction:
+        return True
+    # A table written as code (one assignment or call per entry) has a lower literal share, but it
+    # repeats a handful of names; hand-written code and tests with big literals keep naming new things.
+    return (share > cfg.data_like_sparse_fraction
+            and identifiers_per_kb(content) < cfg.data_like_max_identifiers_per_kb)
 
 
 RULES: dict[str, RuleFn] = {

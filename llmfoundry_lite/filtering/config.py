@@ -101,6 +101,10 @@ class AutogenConfig:
     """JSON/YAML longer than this is rejected (BigCode's size window)."""
     data_like_fraction: float = 0.82
     """Reject as data when numeric literals, separators and whitespace make up more than this fraction."""
+    data_like_sparse_fraction: float = 0.6
+    """...or more than this fraction, when the file also has few distinct names (next setting)."""
+    data_like_max_identifiers_per_kb: float = 2.0
+    """Distinct identifiers per 1024 characters below which a file past the sparse fraction is a table."""
     data_like_min_bytes: int = 2000
     """Smaller files are never called data-like."""
 
@@ -112,6 +116,12 @@ class AutogenConfig:
             raise ValueError(f"autogen.header_lines must be positive, got {self.header_lines}")
         if not 0.0 < self.data_like_fraction <= 1.0:
             raise ValueError(f"autogen.data_like_fraction must lie in (0, 1], got {self.data_like_fraction}")
+        if not 0.0 < self.data_like_sparse_fraction <= self.data_like_fraction:
+            raise ValueError("autogen.data_like_sparse_fraction must lie in (0, data_like_fraction], "
+                             f"got {self.data_like_sparse_fraction}")
+        if self.data_like_max_identifiers_per_kb < 0:
+            raise ValueError("autogen.data_like_max_identifiers_per_kb must be >= 0, "
+                             f"got {self.data_like_max_identifiers_per_kb}")
 
 
 @dataclass

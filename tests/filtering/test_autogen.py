@@ -1,6 +1,6 @@
 import pytest
 
-from llmfoundry_lite.filtering.autogen import autogen_rule, comment_lines, data_fraction, leading_lines
+from llmfoundry_lite.filtering.autogen import autogen_rule, comment_lines, data_fraction, identifiers_per_kb, leading_lines
 from llmfoundry_lite.filtering.config import AutogenConfig
 from llmfoundry_lite.filtering.heuristics import line_stats
 
@@ -87,8 +87,22 @@ def test_data_like_tables():
     table = "static const int T[] = {\n" + "".join(f"  {i}, {i * 7}, 0x{i:04x}, {i * 3.5},\n" for i in range(300)) + "};\n"
     assert data_fraction(table) > 0.8
     assert rule("tables.c", table, "C") == "data_like"
-    assert rule("tables.c", table, "C", data_like_fraction=1.0) is None
+    assert rule("tables.c", table, "C", data_like_fraction=1.0, data_like_max_identifiers_per_kb=0) is None
     assert rule("mod.py", CODE, "Python") is None
+
+
+def test_data_like_catches_a_table_written_as_code_but_not_tests_with_big_literals():
+    # One assignment block + call per entry (scipy's _lebedev): literal share ~0.7, a handful of names.
+    table = "".join(f"    a = {0.1 + i / 7:.16E}\n    v = {i / 9e3:.16E}\n    pts, n = add_points(6, n, a, v, pts)\n"
+                    for i in range(200))
+    assert 0.6 < data_fraction(table) <= 0.82 and identifiers_per_kb(table) < 1
+    assert rule("rule.py", "def table(pts, n):\n" + table, "Python") == "data_like"
+    assert rule("rule.py", table, "Python", data_like_max_identifiers_per_kb=0.2) is None
+    # Tests with the same literal share keep naming new functions and values: hand-written.
+    tests = "".join(f"def test_case_{i}():\n    assert check_{i}([{i / 8:.9f}, {i * 3.25:.9f}, {i}]) == [{i * 1.5:.9f}]\n"
+                    for i in range(200))
+    assert 0.6 < data_fraction(tests) <= 0.82 and identifiers_per_kb(tests) > 2
+    assert rule("test_values.py", tests, "Python") is None
 
 
 def test_first_configured_rule_wins_and_rules_switch_off():

@@ -12,16 +12,6 @@ ROOT = Path(__file__).resolve().parents[2]
 LABELS = ROOT / "scripts" / "autogen_labels.tsv"
 CODE = "".join(f"def f{i}(x):\n    return x + {i}\n\n" for i in range(40))
 
-# Rules that miss the goal on the real set for reasons outside the rule's code (the config owns the
-# thresholds); strict, so a fix shows up as XPASS and the entry must go.
-SHORTFALLS = {
-    "data_like": "recall 15/16 at data_like_fraction=0.82 (precision 1.000): scipy's _lebedev holds its table "
-                 "as 4,700 lines of assignments and calls (data share 0.65), inside the band where hand-written "
-                 "tests with big literals lie (0.6-0.82); no character-mix, identifier-density or line-repeat "
-                 "threshold separates it from them on this image without fitting to that one file",
-}
-
-
 def test_parse_labels_reads_limits_notes_and_comments():
     text = ("# comment\n\nhandwritten\t/a.py\ngenerated:minified\t/d/*.js\t3\tnote\n"
             "generated:lockfile\t/Cargo.lock\t\tonly a note\n")
@@ -100,10 +90,7 @@ def test_real_set_is_found_whole_and_holds_hard_negatives(real_set):
     assert result.handwritten_with_marker_words >= 45  # hand-written files saying "generated" / "do not edit" up top
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=SHORTFALLS[name])) if name in SHORTFALLS else name
-    for name in RULES
-])
+@pytest.mark.parametrize("name", list(RULES))
 def test_real_set_meets_precision_and_recall_goals(real_set, name):
     score = real_set[3].rules[name]
     if score.support == 0:
