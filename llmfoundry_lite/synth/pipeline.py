@@ -104,9 +104,9 @@ def run_synthesis(cfg: SynthConfig) -> dict:
         raise RuntimeError(f"pair accounting broken: kept {stats['kept']} + dropped {sum(dropped.values())} "
                            f"!= seen {stats['seen']}")
     if cfg.report:
-        from llmfoundry_lite.synth.report import write_report
+        from llmfoundry_lite.synth.report import summarize_rows, write_report
 
-        stats["report"] = write_report(out, stats, [p.row() for p in pairs], cfg)
+        stats["report"] = write_report(out, stats, summarize_rows([p.row() for p in pairs], cfg), cfg)
         watch.lap("report")
     (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats

@@ -1,4 +1,8 @@
-"""X-ray of a synthesis run: PNG plots in ``<output>/report/`` drawn from ``stats.json`` and the kept rows.
+"""X-ray of a synthesis run: PNG plots in ``<output>/report/`` drawn from ``stats.json`` and a ``RowSummary``.
+
+The kept rows enter only as a ``RowSummary`` (length histograms, medians, pairs per language), which
+the local engine computes from its rows and the Spark engine with aggregations, so a plot never
+needs the rows themselves.
 
 Plots (matplotlib, Agg backend through the filter stage's ``_plt``): prompt and response length
 histograms with the ``max_*_chars`` limits drawn; documents per language read and pairs per
@@ -9,6 +13,8 @@ and the origins of kept pairs with the verification outcomes (and the self-align
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +31,56 @@ def _save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
-def _lengths_png(rows: list[dict], cfg: SynthConfig, path: Path) -> None:
+LENGTH_BINS = 40
+"""Equal-width bins from 0 to ``max_<key>_chars`` (kept pairs never exceed it)."""
+
+
+@dataclass
+class RowSummary:
+    """What the plots need of the kept rows."""
+
+    rows: int
+    histograms: dict[str, list[int]]
+    """``prompt`` / ``response``: pairs per length bin (``length_bin``)."""
+    medians: dict[str, float | None]
+    """Median length in characters per key (None without rows)."""
+    languages: dict[str, int]
+    """Kept pairs per language."""
+
+
+def length_bin(length: int, limit: int) -> int:
+    """The bin of a length on ``LENGTH_BINS`` equal bins over [0, limit] (the last bin is closed)."""
+    return min(length * LENGTH_BINS // limit, LENGTH_BINS - 1)
+
+
+def summarize_rows(rows: Sequence[dict], cfg: SynthConfig) -> RowSummary:
+    """``RowSummary`` of rows in memory (the local engine)."""
+    histograms, medians = {}, {}
+    for key, limit in (("prompt", cfg.max_prompt_chars), ("response", cfg.max_response_chars)):
+        lengths = [len(r[key]) for r in rows]
+        counts = Counter(length_bin(n, limit) for n in lengths)
+        histograms[key] = [counts[b] for b in range(LENGTH_BINS)]
+        medians[key] = float(np.median(lengths)) if lengths else None
+    return RowSummary(len(rows), histograms, medians, dict(sorted(Counter(r["language"] for r in rows).items())))
+
+
+def _lengths_png(summary: RowSummary, cfg: SynthConfig, path: Path) -> None:
     fig, axes = _plt().subplots(1, 2, figsize=(12, 4))
     for ax, key, limit in zip(axes, ("prompt", "response"), (cfg.max_prompt_chars, cfg.max_response_chars),
                               strict=True):
-        lengths = np.array([len(r[key]) for r in rows], dtype=float)
-        ax.hist(lengths, bins=np.linspace(0, limit, 41))
+        edges = np.linspace(0, limit, LENGTH_BINS + 1)
+        ax.stairs(summary.histograms[key], edges, fill=True)
         ax.axvline(limit, color="red", linestyle="--", label=f"max_{key}_chars {limit}")
-        median = f"median {np.median(lengths):.0f}" if lengths.size else "no pairs"
-        ax.set_title(f"{key} length (chars) — {len(rows):,} kept pairs, {median}")
+        median = summary.medians[key]
+        ax.set_title(f"{key} length (chars) — {summary.rows:,} kept pairs, "
+                     + (f"median {median:.0f}" if median is not None else "no pairs"))
         ax.legend()
     _save(fig, path)
 
 
-def _languages_png(stats: dict, rows: list[dict], path: Path) -> None:
+def _languages_png(stats: dict, summary: RowSummary, path: Path) -> None:
     docs = list(stats["documents_by_language"].items())[:TOP_LANGS][::-1]
-    pairs = sorted(Counter(r["language"] for r in rows).items())
+    pairs = list(summary.languages.items())
     fig, axes = _plt().subplots(1, 2, figsize=(12, 0.35 * max(len(docs), 3) + 2))
     axes[0].barh([name for name, _ in docs], [n for _, n in docs])
     axes[0].set_xscale("symlog")
@@ -85,12 +125,13 @@ def _tests_png(stats: dict, path: Path) -> None:
     _save(fig, path)
 
 
-def write_report(out: Path, stats: dict, rows: list[dict], cfg: SynthConfig) -> list[str]:
-    """Draw every plot into ``out/report`` from ``stats`` and the kept ``rows``; returns PNG paths under ``out``."""
+def write_report(out: Path, stats: dict, summary: RowSummary, cfg: SynthConfig) -> list[str]:
+    """Draw every plot into ``out/report`` from ``stats`` and the kept rows' ``summary``; returns PNG paths
+    under ``out``."""
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
-    _lengths_png(rows, cfg, report / "lengths.png")
-    _languages_png(stats, rows, report / "languages.png")
+    _lengths_png(summary, cfg, report / "lengths.png")
+    _languages_png(stats, summary, report / "languages.png")
     _dropped_png(stats, report / "dropped.png")
     _tests_png(stats, report / "tests.png")
     return sorted(str(p.relative_to(out)) for p in report.glob("*.png"))
