@@ -96,9 +96,20 @@ def _load(path: Path) -> UnitResult | None:
         return None  # missing, or cut short by a kill mid-write before the rename: extract again
 
 
-def collect_pairs(cfg: SynthConfig) -> tuple[list[Pair], dict]:
-    """Pairs surviving the per-function checks, in input order, and the document/function counts so far
-    (``extract``: units planned and reused)."""
+@dataclass
+class ExtractPlan:
+    """The units of a run, their input files' identities and where each unit's result is kept."""
+
+    units: list[Unit]
+    identities: dict[str, dict]
+    paths: list[Path]
+
+    def task(self, i: int, cfg: SynthConfig) -> tuple:
+        return self.units[i], self.identities[self.units[i].shard.path], cfg, self.paths[i]
+
+
+def plan_extract(cfg: SynthConfig) -> ExtractPlan:
+    """Plan the units, and delete the kept results of units no longer planned (or made with other settings)."""
     identities = {s.path: file_identity(s) for s in list_input_shards(cfg.input)}
     units = plan_units(cfg.input, cfg.unit_bytes, identities)
     work = Path(cfg.output) / "work" / "extract"
@@ -107,29 +118,58 @@ def collect_pairs(cfg: SynthConfig) -> tuple[list[Pair], dict]:
     paths = [work / f"{u.name}-{key}.pkl" for u in units]
     for stale in set(work.iterdir()) - set(paths):
         stale.unlink()
-    results: list[UnitResult | None] = [_load(p) for p in paths]
-    todo = [i for i, r in enumerate(results) if r is None]
-    workers = min(cfg.workers, len(todo))
-    if workers <= 1:
-        for i in todo:
-            results[i] = _run_unit(units[i], identities[units[i].shard.path], cfg, paths[i])
-    else:  # forkserver, not fork: the caller may hold threads (a notebook, a server) whose locks a fork copies
-        with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
-            futures = {i: pool.submit(_run_unit, units[i], identities[units[i].shard.path], cfg, paths[i])
-                       for i in todo}  # fmt: skip
-            for i, future in futures.items():
-                results[i] = future.result()
+    return ExtractPlan(units, identities, paths)
+
+
+def load_unit(path: Path) -> list[Pair]:
+    """The pairs of a finished unit (executors read them back on Spark)."""
+    result = _load(path)
+    if result is None:
+        raise RuntimeError(f"extraction result {path} vanished or is unreadable: rerun to extract the unit again")
+    return result.pairs
+
+
+def unit_counts(unit: Unit, identity: dict, cfg: SynthConfig, path: Path) -> tuple[bool, UnitResult, int]:
+    """Spark task: reuse or extract one unit; only whether it was reused, its counts and its pair count come back."""
+    result = _load(path)
+    reused = result is not None
+    if result is None:
+        result = _run_unit(unit, identity, cfg, path)
+    n = len(result.pairs)
+    result.pairs = []
+    return reused, result, n
+
+
+def merge_counts(results: list[UnitResult], reused: int) -> dict:
+    """The document/function counts of a run from its units' results, in unit order."""
     total = UnitResult(dropped=Counter({r: 0 for r in REASONS}))
     for r in results:
-        assert r is not None
-        total.pairs += r.pairs
         total.documents, total.parsed, total.seen = total.documents + r.documents, total.parsed + r.parsed, total.seen + r.seen
         total.skipped.update(r.skipped)
         total.languages.update(r.languages)
         total.dropped.update(r.dropped)
-    counts = {"documents": total.documents, "documents_parsed": total.parsed,
-              "documents_skipped_by_reason": dict(sorted(total.skipped.items())),
-              "documents_by_language": dict(sorted(total.languages.items(), key=lambda kv: (-kv[1], kv[0]))),
-              "seen": total.seen, "dropped": total.dropped,
-              "extract": {"units": len(units), "reused": len(units) - len(todo)}}  # fmt: skip
-    return total.pairs, counts
+    return {"documents": total.documents, "documents_parsed": total.parsed,
+            "documents_skipped_by_reason": dict(sorted(total.skipped.items())),
+            "documents_by_language": dict(sorted(total.languages.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "seen": total.seen, "dropped": total.dropped,
+            "extract": {"units": len(results), "reused": reused}}  # fmt: skip
+
+
+def collect_pairs(cfg: SynthConfig) -> tuple[list[Pair], dict]:
+    """Pairs surviving the per-function checks, in input order, and the document/function counts so far
+    (``extract``: units planned and reused)."""
+    plan = plan_extract(cfg)
+    results: list[UnitResult | None] = [_load(p) for p in plan.paths]
+    todo = [i for i, r in enumerate(results) if r is None]
+    workers = min(cfg.workers, len(todo))
+    if workers <= 1:
+        for i in todo:
+            results[i] = _run_unit(*plan.task(i, cfg))
+    else:  # forkserver, not fork: the caller may hold threads (a notebook, a server) whose locks a fork copies
+        with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
+            futures = {i: pool.submit(_run_unit, *plan.task(i, cfg)) for i in todo}
+            for i, future in futures.items():
+                results[i] = future.result()
+    done = [r for r in results if r is not None]
+    pairs = [p for r in done for p in r.pairs]
+    return pairs, merge_counts(done, len(plan.units) - len(todo))

@@ -15,6 +15,7 @@ from llmfoundry_lite.filtering.config import DecontamConfig
 from llmfoundry_lite.validate import require_positive
 
 SPLIT_BY = ("repository", "document")
+ENGINES = ("local", "spark")
 SUPPORTED_LANGUAGES = ("Python", "JavaScript", "TypeScript", "Java")
 """Languages with an extractor (``pipeline.DOCUMENT_PAIRS``): Python via ``ast``, the others via tree-sitter."""
 # Root modules whose use makes a function unfit to run later in a test sandbox (files, processes, network).
@@ -116,6 +117,17 @@ class SynthConfig:
     tests are added as ``origin: self-aligned`` rows. None (default): no sampling, output as without it."""
     self_align: SelfAlignConfig = field(default_factory=SelfAlignConfig)
     """Sampling options of self-align mode (used only with ``model``)."""
+    engine: str = "local"
+    """``local``: a process pool on this machine, every kept pair in this process's memory (~2 KB each).
+    ``spark``: the active Spark session (or ``spark-submit``'s) runs extraction, decontamination, near-dedup,
+    verification and writing as Spark jobs (``synth/spark_engine.py``), and the driver holds per-unit counts
+    only; ``output`` must then be on a filesystem every executor sees, and executors need bubblewrap.
+    Output is identical to ``local``'s."""
+    spark_master: str = ""
+    """Spark master URL to build a session with (``engine=spark``); empty uses the active session or
+    ``spark-submit``'s."""
+    spark_python: str = ""
+    """Python of Spark's workers (``PYSPARK_PYTHON``); empty leaves Spark's choice."""
     languages: list[str] = field(default_factory=lambda: list(SUPPORTED_LANGUAGES))
     """Languages whose documents are read (The Stack's names); documents of another supported language
     are skipped as ``language_not_selected``, of an unsupported one as ``unsupported_language``."""
@@ -139,5 +151,10 @@ class SynthConfig:
             raise ValueError(f"heldout_fraction must lie in [0, 1), got {self.heldout_fraction}")
         if self.split_by not in SPLIT_BY:
             raise ValueError(f"unknown split_by {self.split_by!r}; choose from {list(SPLIT_BY)}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown engine {self.engine!r}; choose from {list(ENGINES)}")
+        if self.engine == "spark" and self.model is not None:
+            raise ValueError("model= (self-align) runs on engine=local only: its sampler is one model in the "
+                             "driver process, not spread over executors yet")
         if self.model is not None and not os.path.exists(self.model):
             raise ValueError(f"model: no checkpoint, save folder or HF export at {self.model!r}")

@@ -6,8 +6,10 @@ documented function found is kept or dropped for one named reason (``seen == kep
 sum(dropped_by_reason)``); every kept pair is in exactly one of ``train.jsonl`` / ``heldout.jsonl``.
 Stages: extract + per-function checks + test mining, decontamination, near-dedup, verification
 (``verify_stage.py``), split, write, report. The sandbox is set up first, so a machine without
-bubblewrap fails before any work. All pairs are held in memory until the corpus-wide steps:
-about 2 KB per kept pair.
+bubblewrap fails before any work. ``engine=local`` holds all pairs in memory until the corpus-wide
+steps (about 2 KB per kept pair); ``engine=spark`` runs the same stages as Spark jobs
+(``spark_engine.py``) with the same output. Both hand back an ``Outcome``, from which this module
+writes ``stats.json`` and the report.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 import os
 import time
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from llmfoundry_lite.eval.sandbox import Sandbox
@@ -24,6 +26,7 @@ from llmfoundry_lite.synth.collect import collect_pairs
 from llmfoundry_lite.synth.config import SynthConfig
 from llmfoundry_lite.synth.corpus_checks import contaminated, near_duplicates
 from llmfoundry_lite.synth.pairs import Pair
+from llmfoundry_lite.synth.report import RowSummary, summarize_rows
 from llmfoundry_lite.synth.split import heldout_groups
 from llmfoundry_lite.synth.verify_stage import verify_pairs
 
@@ -44,7 +47,7 @@ def write_pairs(out: Path, pairs: list[Pair], heldout: set[str]) -> None:
     _write_jsonl(out / "heldout.jsonl", [r for p, r in zip(pairs, rows, strict=True) if p.group in heldout])
 
 
-class _Stopwatch:
+class Stopwatch:
     """Seconds per stage, for ``stats.json``: where the time of a run went."""
 
     def __init__(self) -> None:
@@ -57,56 +60,89 @@ class _Stopwatch:
         self._last = now
 
 
+@dataclass
+class Outcome:
+    """What an engine's run gives ``stats.json`` and the report (the rows themselves are already written)."""
+
+    counts: dict
+    """``collect.merge_counts``' document/function counts, ``dropped`` taken out."""
+    dropped: Counter
+    by_benchmark: Counter
+    verify: dict
+    kept: int
+    """Pairs kept of the ``seen`` functions (self-aligned rows are added beside them)."""
+    origins: Counter
+    train: int
+    heldout: int
+    groups: dict
+    summary: RowSummary
+    self_align: dict | None = None
+
+
+def _local(cfg: SynthConfig, sandbox: Sandbox, watch: Stopwatch) -> Outcome:
+    """Every stage in this process (extraction on a process pool), all pairs in memory."""
+    pairs, counts = collect_pairs(cfg)
+    dropped = counts.pop("dropped")
+    watch.lap("extract")
+    flags, by_benchmark = contaminated([p.program for p in pairs], cfg.decontam)
+    dropped["decontaminated"] = sum(flags)
+    pairs = [p for p, bad in zip(pairs, flags, strict=True) if not bad]
+    watch.lap("decontam")
+    duplicate_of = near_duplicates([p.program for p in pairs], cfg.near_dup_threshold)
+    dropped["near_duplicate"] = sum(d is not None for d in duplicate_of)
+    pairs = [p for p, d in zip(pairs, duplicate_of, strict=True) if d is None]
+    watch.lap("near_dup")
+    candidates = pairs
+    pairs, verify_dropped, verify = verify_pairs(candidates, cfg, sandbox)
+    dropped.update(verify_dropped)
+    watch.lap("verify")
+    self_align = None
+    if cfg.model is not None:  # self-align mode: extra ``self-aligned`` rows; the pairs' own counts stay
+        from llmfoundry_lite.synth.self_align import self_align_pairs
+
+        pairs, self_align = self_align_pairs(candidates, pairs, cfg, sandbox)
+        watch.lap("self_align")
+    heldout = heldout_groups([p.group for p in pairs], cfg.heldout_fraction, cfg.seed)
+    n_heldout = sum(p.group in heldout for p in pairs)
+    write_pairs(Path(cfg.output), pairs, heldout)
+    watch.lap("write")
+    return Outcome(counts, dropped, by_benchmark, verify, kept=sum(p.origin != "self-aligned" for p in pairs),
+                   origins=Counter(p.origin for p in pairs), train=len(pairs) - n_heldout, heldout=n_heldout,
+                   groups={"train": len({p.group for p in pairs}) - len(heldout), "heldout": len(heldout)},
+                   summary=summarize_rows([p.row() for p in pairs], cfg), self_align=self_align)
+
+
 def run_synthesis(cfg: SynthConfig) -> dict:
     """Read ``cfg.input``, write ``cfg.output``'s files and report, and return the stats written to ``stats.json``.
 
     Raises ``SandboxUnavailable`` (its message says how to fix it) before reading anything when
     the sandbox cannot be set up: verification is never skipped silently."""
-    with Sandbox(cfg.sandbox, workers=cfg.workers) as sandbox:
+    workers = cfg.workers if cfg.engine == "local" else 1  # on Spark the executors open their own
+    with Sandbox(cfg.sandbox, workers=workers) as sandbox:
         sandbox.close()  # its probe passed; the pre-started spares would otherwise idle through extraction
-        watch = _Stopwatch()
-        pairs, counts = collect_pairs(cfg)
-        dropped = counts.pop("dropped")
-        watch.lap("extract")
-        flags, by_benchmark = contaminated([p.program for p in pairs], cfg.decontam)
-        dropped["decontaminated"] = sum(flags)
-        pairs = [p for p, bad in zip(pairs, flags, strict=True) if not bad]
-        watch.lap("decontam")
-        duplicate_of = near_duplicates([p.program for p in pairs], cfg.near_dup_threshold)
-        dropped["near_duplicate"] = sum(d is not None for d in duplicate_of)
-        pairs = [p for p, d in zip(pairs, duplicate_of, strict=True) if d is None]
-        watch.lap("near_dup")
-        candidates = pairs
-        pairs, verify_dropped, verify = verify_pairs(candidates, cfg, sandbox)
-        dropped.update(verify_dropped)
-        watch.lap("verify")
-        self_align = None
-        if cfg.model is not None:  # self-align mode: extra ``self-aligned`` rows; the pairs' own counts stay
-            from llmfoundry_lite.synth.self_align import self_align_pairs
+        watch = Stopwatch()
+        if cfg.engine == "spark":
+            from llmfoundry_lite.synth.spark_engine import spark_synthesis
 
-            pairs, self_align = self_align_pairs(candidates, pairs, cfg, sandbox)
-            watch.lap("self_align")
-    heldout = heldout_groups([p.group for p in pairs], cfg.heldout_fraction, cfg.seed)
-    n_heldout = sum(p.group in heldout for p in pairs)
+            run = spark_synthesis(cfg, sandbox, watch)
+        else:
+            run = _local(cfg, sandbox, watch)
     out = Path(cfg.output)
-    write_pairs(out, pairs, heldout)
-    watch.lap("write")
     stats = {
-        **counts, "kept": sum(p.origin != "self-aligned" for p in pairs), "dropped_by_reason": dict(dropped),
-        "decontaminated_by_benchmark": dict(sorted(by_benchmark.items())),
-        "origins": dict(sorted(Counter(p.origin for p in pairs).items())), "verify": verify,
-        **({"self_align": self_align} if self_align is not None else {}),
-        "train": len(pairs) - n_heldout, "heldout": n_heldout,
-        "groups": {"train": len({p.group for p in pairs}) - len(heldout), "heldout": len(heldout)},
+        **run.counts, "kept": run.kept, "dropped_by_reason": dict(run.dropped),
+        "decontaminated_by_benchmark": dict(sorted(run.by_benchmark.items())),
+        "origins": dict(sorted(run.origins.items())), "verify": run.verify,
+        **({"self_align": run.self_align} if run.self_align is not None else {}),
+        "train": run.train, "heldout": run.heldout, "groups": run.groups,
         "seconds": watch.seconds, "config": asdict(cfg),
     }
-    if stats["kept"] + sum(dropped.values()) != stats["seen"]:
-        raise RuntimeError(f"pair accounting broken: kept {stats['kept']} + dropped {sum(dropped.values())} "
+    if stats["kept"] + sum(run.dropped.values()) != stats["seen"]:
+        raise RuntimeError(f"pair accounting broken: kept {stats['kept']} + dropped {sum(run.dropped.values())} "
                            f"!= seen {stats['seen']}")
     if cfg.report:
-        from llmfoundry_lite.synth.report import summarize_rows, write_report
+        from llmfoundry_lite.synth.report import write_report
 
-        stats["report"] = write_report(out, stats, summarize_rows([p.row() for p in pairs], cfg), cfg)
+        stats["report"] = write_report(out, stats, run.summary, cfg)
         watch.lap("report")
     (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats

@@ -53,15 +53,59 @@ def length_bin(length: int, limit: int) -> int:
     return min(length * LENGTH_BINS // limit, LENGTH_BINS - 1)
 
 
+def _median(counts: Counter) -> float | None:
+    """``np.median`` of the values counted in ``counts`` (the mean of the two middle ones for an even count)."""
+    n = sum(counts.values())
+    if not n:
+        return None
+    wanted, seen, middle = sorted({(n - 1) // 2, n // 2}), 0, []
+    for value in sorted(counts):
+        seen += counts[value]
+        while wanted and wanted[0] < seen:
+            middle.append(value)
+            wanted.pop(0)
+    return (middle[0] + middle[-1]) / 2
+
+
+class RowTally:
+    """Mergeable counts of kept rows: lengths per exact value (at most ``max_*_chars`` + 1 entries each,
+    whatever the corpus size) and languages. Spark builds one per partition and merges them."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.lengths: dict[str, Counter] = {"prompt": Counter(), "response": Counter()}
+        self.languages: Counter = Counter()
+
+    def add(self, row: dict) -> None:
+        self.rows += 1
+        for key, counts in self.lengths.items():
+            counts[len(row[key])] += 1
+        self.languages[row["language"]] += 1
+
+    def merge(self, other: RowTally) -> RowTally:
+        self.rows += other.rows
+        for key, counts in self.lengths.items():
+            counts.update(other.lengths[key])
+        self.languages.update(other.languages)
+        return self
+
+    def summary(self, cfg: SynthConfig) -> RowSummary:
+        histograms, medians = {}, {}
+        for key, limit in (("prompt", cfg.max_prompt_chars), ("response", cfg.max_response_chars)):
+            bins: Counter = Counter()
+            for length, n in self.lengths[key].items():
+                bins[length_bin(length, limit)] += n
+            histograms[key] = [bins[b] for b in range(LENGTH_BINS)]
+            medians[key] = _median(self.lengths[key])
+        return RowSummary(self.rows, histograms, medians, dict(sorted(self.languages.items())))
+
+
 def summarize_rows(rows: Sequence[dict], cfg: SynthConfig) -> RowSummary:
     """``RowSummary`` of rows in memory (the local engine)."""
-    histograms, medians = {}, {}
-    for key, limit in (("prompt", cfg.max_prompt_chars), ("response", cfg.max_response_chars)):
-        lengths = [len(r[key]) for r in rows]
-        counts = Counter(length_bin(n, limit) for n in lengths)
-        histograms[key] = [counts[b] for b in range(LENGTH_BINS)]
-        medians[key] = float(np.median(lengths)) if lengths else None
-    return RowSummary(len(rows), histograms, medians, dict(sorted(Counter(r["language"] for r in rows).items())))
+    tally = RowTally()
+    for row in rows:
+        tally.add(row)
+    return tally.summary(cfg)
 
 
 def _lengths_png(summary: RowSummary, cfg: SynthConfig, path: Path) -> None:

@@ -32,33 +32,77 @@ VERIFY_REASONS = {
 MAX_FAILURES_LISTED = 20
 
 
-def _count(values: Sequence[str | None], keys: Sequence[str]) -> dict[str, int]:
-    counts = Counter(values)
-    return {k: counts[k] for k in keys}
+class VerifyTally:
+    """The counts behind ``stats.json``'s ``verify`` section, built pair by pair and mergeable, so the local
+    engine (one tally) and Spark (one per partition, merged) give the same section."""
 
+    def __init__(self) -> None:
+        self.pairs = self.with_tests = self.tests = self.executed = self.passed = self.verified = self.kept = 0
+        self.kinds: Counter = Counter()
+        self.per_pair: Counter = Counter()
+        self.discarded: Counter = Counter()
+        self.untested: Counter = Counter()
+        self.dropped: Counter = Counter({r: 0 for r in VERIFY_REASONS})
+        self.wall_sum = self.wall_max = 0.0
+        self.failures: list[tuple[int, dict]] = []  # (ordinal, failure): the first MAX_FAILURES_LISTED in input order
 
-def verify_stats(pairs: Sequence[Pair], kept: Sequence[Pair], results: Sequence[ExecResult], sandbox: Sandbox,
-                 cfg: SynthConfig) -> dict:
-    """``stats.json``'s ``verify`` section: what was mined, what could run, how it went."""
-    with_tests = [p for p in pairs if p.tests]
-    per_pair = Counter(len(p.tests) for p in pairs)
-    verified = sum(p.origin == "verified" for p in kept)
-    walls = [r.wall_s for r in results]
-    return {
-        "sandbox": sandbox.describe(), "workers": cfg.workers, "keep_untested": cfg.keep_untested,
-        "pairs": len(pairs), "pairs_with_tests": len(with_tests),
-        "tests": sum(len(p.tests) for p in pairs),
-        "tests_by_kind": dict(sorted(Counter(k for p in pairs for k in p.test_kinds).items())),
-        "tests_per_pair": {
-            "mean_of_pairs_with_tests": round(sum(len(p.tests) for p in with_tests) / max(len(with_tests), 1), 3),
-            "histogram": {str(n): per_pair[n] for n in sorted(per_pair)},
-        },
-        "discarded_tests_by_reason": _count([r for p in pairs for r in p.discarded_tests], list(DISCARD_REASONS)),
-        "untested_by_reason": _count([p.untestable for p in pairs], list(UNTESTED_REASONS)),
-        "executed": len(results), "passed": sum(r.passed for r in results),
-        "program_wall_s": {"mean": round(sum(walls) / max(len(walls), 1), 3), "max": round(max(walls, default=0.0), 3)},
-        "verified": verified, "share_verified": round(verified / max(len(kept), 1), 4),
-    }
+    def add(self, ordinal: int, pair: Pair, result: ExecResult | None, keep_untested: bool) -> Pair | None:
+        """Count one pair given to verification with its program's result (None: not run); the pair kept, or None."""
+        self.pairs += 1
+        self.with_tests += bool(pair.tests)
+        self.tests += len(pair.tests)
+        self.kinds.update(pair.test_kinds)
+        self.per_pair[len(pair.tests)] += 1
+        self.discarded.update(pair.discarded_tests)
+        self.untested[pair.untestable] += 1
+        kept: Pair | None = None
+        if result is None:
+            if keep_untested:
+                kept = pair
+            else:
+                self.dropped["untested"] += 1
+        else:
+            self.executed += 1
+            self.passed += result.passed
+            self.wall_sum += result.wall_s
+            self.wall_max = max(self.wall_max, result.wall_s)
+            if result.passed:
+                kept = replace(pair, origin="verified")
+            else:
+                self.dropped["tests_timed_out" if result.result == "timed out" else "failed_tests"] += 1
+                if len(self.failures) < MAX_FAILURES_LISTED:
+                    self.failures.append((ordinal, {"source_id": pair.source_id, "result": result.result}))
+        if kept is not None:
+            self.kept += 1
+            self.verified += kept.origin == "verified"
+        return kept
+
+    def merge(self, other: VerifyTally) -> VerifyTally:
+        for name in ("pairs", "with_tests", "tests", "executed", "passed", "verified", "kept", "wall_sum"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("kinds", "per_pair", "discarded", "untested", "dropped"):
+            getattr(self, name).update(getattr(other, name))
+        self.wall_max = max(self.wall_max, other.wall_max)
+        self.failures = sorted(self.failures + other.failures, key=lambda f: f[0])[:MAX_FAILURES_LISTED]
+        return self
+
+    def section(self, sandbox: Sandbox, cfg: SynthConfig) -> dict:
+        """``stats.json``'s ``verify`` section: what was mined, what could run, how it went."""
+        return {
+            "sandbox": sandbox.describe(), "workers": cfg.workers, "keep_untested": cfg.keep_untested,
+            "pairs": self.pairs, "pairs_with_tests": self.with_tests, "tests": self.tests,
+            "tests_by_kind": dict(sorted(self.kinds.items())),
+            "tests_per_pair": {
+                "mean_of_pairs_with_tests": round(self.tests / max(self.with_tests, 1), 3),
+                "histogram": {str(n): self.per_pair[n] for n in sorted(self.per_pair)},
+            },
+            "discarded_tests_by_reason": {k: self.discarded[k] for k in DISCARD_REASONS},
+            "untested_by_reason": {k: self.untested[k] for k in UNTESTED_REASONS},
+            "executed": self.executed, "passed": self.passed,
+            "program_wall_s": {"mean": round(self.wall_sum / max(self.executed, 1), 3), "max": round(self.wall_max, 3)},
+            "verified": self.verified, "share_verified": round(self.verified / max(self.kept, 1), 4),
+            "failures": [f for _, f in self.failures],
+        }
 
 
 def verify_pairs(pairs: Sequence[Pair], cfg: SynthConfig, sandbox: Sandbox) -> tuple[list[Pair], Counter, dict]:
@@ -66,22 +110,6 @@ def verify_pairs(pairs: Sequence[Pair], cfg: SynthConfig, sandbox: Sandbox) -> t
     runnable = [i for i, p in enumerate(pairs) if p.untestable is None]
     results = run_programs([build_program(pairs[i].program, pairs[i].tests) for i in runnable], sandbox, cfg.workers)
     outcome = dict(zip(runnable, results, strict=True))
-    kept: list[Pair] = []
-    dropped: Counter = Counter({r: 0 for r in VERIFY_REASONS})
-    failures: list[dict] = []
-    for i, pair in enumerate(pairs):
-        result = outcome.get(i)
-        if result is None:
-            if cfg.keep_untested:
-                kept.append(pair)
-            else:
-                dropped["untested"] += 1
-        elif result.passed:
-            kept.append(replace(pair, origin="verified"))
-        else:
-            dropped["tests_timed_out" if result.result == "timed out" else "failed_tests"] += 1
-            if len(failures) < MAX_FAILURES_LISTED:
-                failures.append({"source_id": pair.source_id, "result": result.result})
-    stats = verify_stats(pairs, kept, results, sandbox, cfg)
-    stats["failures"] = failures
-    return kept, dropped, stats
+    tally = VerifyTally()
+    kept = [k for i, pair in enumerate(pairs) if (k := tally.add(i, pair, outcome.get(i), cfg.keep_untested))]
+    return kept, tally.dropped, tally.section(sandbox, cfg)

@@ -1,0 +1,286 @@
+"""``engine=spark`` for synthesis: the local stages as Spark jobs, the same output, counts on the driver.
+
+- **Extraction**: one Spark task per unit (``collect.unit_counts``): a unit extracted by an earlier
+  attempt is reused, others are extracted and kept under ``<output>/work/extract`` as locally.
+  Only counts come back; the pairs stay in the unit files, which executors read back, each pair
+  numbered ``unit index << 32 | position`` — the local engine's input order.
+- **Decontamination**: per partition, the filter stage's matcher (built once per executor process).
+- **Near-dedup** (the local greedy rule, distributed): executors compute each pair's MinHash
+  signature; pairs with identical signatures collapse onto their first; the rest emit one row per
+  LSH band (datasketch's bands x rows for ``near_dup_threshold``, as ``MinHashLSH`` picks them
+  locally); every two pairs sharing a bucket whose signatures agree on at least the threshold's
+  share of values is an edge; connected components of the edges come from the filter stage's
+  large/small-star joins; each component is walked in input order on one executor — a pair is
+  dropped when an earlier *kept* pair of its component is its neighbour, as ``MinHashLSH`` queries
+  only kept pairs. A pair identical to an earlier one takes that one's fate (it, or what dropped it).
+  The only quadratic step is inside one bucket, on an executor.
+- **Verification**: each partition opens its own sandbox and runs its pairs' programs; per-partition
+  ``VerifyTally`` objects merge into the ``verify`` section.
+- **Split**: pairs per group are counted by Spark and walked in ``split.group_key`` order with
+  ``toLocalIterator`` (one partition at a time on the driver); the chosen groups are written to
+  ``work/split/heldout.jsonl`` and joined back.
+- **Write**: rows sorted by number, each partition writes its part of ``instruct`` / ``train`` /
+  ``heldout``, and the driver concatenates the parts in order (a stream copy: constant memory).
+
+Not distributed: self-align (``model=``) is refused with ``engine=spark`` by the config.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from itertools import combinations
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmfoundry_lite.synth.collect import load_unit, merge_counts, plan_extract, unit_counts
+from llmfoundry_lite.synth.report import RowTally
+from llmfoundry_lite.synth.split import group_key, walk
+from llmfoundry_lite.synth.verify_stage import VerifyTally
+
+if TYPE_CHECKING:
+    from llmfoundry_lite.eval.sandbox import Sandbox
+    from llmfoundry_lite.synth.config import SynthConfig
+    from llmfoundry_lite.synth.pairs import Pair
+    from llmfoundry_lite.synth.pipeline import Outcome, Stopwatch
+
+UNIT_SHIFT = 32
+"""A pair's number: its unit's index shifted by this, plus its position in the unit."""
+OUTPUTS = ("instruct", "train", "heldout")
+
+
+def _unit_pairs(item: tuple[int, str]) -> Iterator[tuple[int, Pair]]:
+    index, path = item
+    for j, pair in enumerate(load_unit(Path(path))):
+        yield index << UNIT_SHIFT | j, pair
+
+
+def _decontam(items: Iterable[tuple[int, Pair]], cfg: Any) -> Iterator[tuple[int, tuple[Pair, str | None]]]:
+    from llmfoundry_lite.filtering.decontam import decontaminator
+
+    matcher = decontaminator(cfg) if cfg.enabled else None
+    for ordinal, pair in items:
+        hit = matcher.find(pair.program) if matcher is not None else None
+        yield ordinal, (pair, hit.benchmark if hit is not None else None)
+
+
+def _signatures(items: Iterable[tuple[int, Pair]]) -> Iterator[tuple[int, bytearray]]:
+    from llmfoundry_lite.filtering.config import DedupConfig
+    from llmfoundry_lite.filtering.dedup import minhash_signature
+
+    dedup = DedupConfig()  # the local rule's settings (corpus_checks.near_duplicates)
+    for ordinal, pair in items:
+        sig = minhash_signature(pair.program, dedup)
+        if sig is not None:  # no tokens: no signature, never a duplicate (as locally)
+            yield ordinal, bytearray(sig.tobytes())
+
+
+def lsh_shape(threshold: float, num_perm: int) -> tuple[int, int]:
+    """Bands and rows ``MinHashLSH`` uses for ``threshold`` (the local rule's index)."""
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    return lsh.b, lsh.r
+
+
+def _band_rows(row: Any, bands: int, rows: int) -> Iterator[tuple[int, bytearray, int]]:
+    sig = bytes(row["sig"])
+    width = 4 * rows  # uint32 values
+    for band in range(bands):
+        yield band, bytearray(sig[band * width:(band + 1) * width]), row["ordinal"]
+
+
+def _similar(row: Any, threshold: float) -> bool:
+    import numpy as np
+
+    a, b = np.frombuffer(row["sig_a"], dtype=np.uint32), np.frombuffer(row["sig_b"], dtype=np.uint32)
+    return bool(np.mean(a == b) >= threshold)
+
+
+def _greedy(component: tuple[int, Iterable[tuple[int, int]]]) -> Iterator[tuple[int, int]]:
+    """``(pair, duplicate_of)`` for the dropped pairs of one component, walked in input order."""
+    neighbours: dict[int, list[int]] = {}
+    for a, b in component[1]:
+        neighbours.setdefault(a, []).append(b)
+        neighbours.setdefault(b, []).append(a)
+    kept: set[int] = set()
+    for node in sorted(neighbours):
+        earlier = [m for m in neighbours[node] if m < node and m in kept]
+        if earlier:
+            yield node, min(earlier)
+        else:
+            kept.add(node)
+
+
+def near_duplicate_pairs(spark: Any, pairs: Any, threshold: float, scratch: Path) -> Any:
+    """DataFrame ``(ordinal, duplicate_of)`` of the pairs the local rule drops as near-duplicates."""
+    from pyspark.sql import functions as F
+
+    from llmfoundry_lite.filtering.config import DedupConfig
+    from llmfoundry_lite.filtering.spark_dedup import connected_components
+
+    sigs = pairs.mapPartitions(_signatures).toDF("ordinal long, sig binary")
+    firsts = sigs.groupBy("sig").agg(F.min("ordinal").alias("first"))
+    same = (sigs.join(firsts, "sig").where(F.col("ordinal") != F.col("first"))
+            .select("ordinal", "first"))
+    distinct = firsts.select(F.col("first").alias("ordinal"), "sig")
+    distinct.write.mode("overwrite").parquet(str(scratch / "sigs"))
+    distinct = spark.read.parquet(str(scratch / "sigs"))
+    bands, rows = lsh_shape(threshold, DedupConfig().num_perm)
+    buckets = (distinct.rdd.flatMap(lambda r: _band_rows(r, bands, rows)).toDF("band int, bkey binary, ordinal long")
+               .groupBy("band", "bkey").agg(F.sort_array(F.collect_list("ordinal")).alias("members"))
+               .where(F.size("members") > 1))
+    candidates = (buckets.rdd.flatMap(lambda r: combinations(r["members"], 2)).toDF("a long, b long").distinct())
+    left = distinct.select(F.col("ordinal").alias("a"), F.col("sig").alias("sig_a"))
+    right = distinct.select(F.col("ordinal").alias("b"), F.col("sig").alias("sig_b"))
+    edges = (candidates.join(left, "a").join(right, "b").rdd.filter(lambda r: _similar(r, threshold))
+             .map(lambda r: (r["a"], r["b"])).toDF("a long, b long"))
+    edges.write.mode("overwrite").parquet(str(scratch / "edges"))
+    edges = spark.read.parquet(str(scratch / "edges"))
+    members = connected_components(spark, edges, scratch / "cc")  # (node, root) for every non-root node
+    roots = members.union(members.select(F.col("root").alias("node"), "root")).distinct()
+    dropped = (edges.join(roots.select(F.col("node").alias("a"), "root"), "a").rdd
+               .map(lambda r: (r["root"], (r["a"], r["b"]))).groupByKey().flatMap(_greedy)
+               .toDF("ordinal long, duplicate_of long"))
+    # a copy of an earlier signature: dropped by that one when it is kept, else by what dropped it
+    copies = (same.join(dropped.select(F.col("ordinal").alias("first"), F.col("duplicate_of").alias("via")),
+                        "first", "left")
+              .select("ordinal", F.coalesce("via", "first").alias("duplicate_of")))
+    return dropped.union(copies)
+
+
+def _verify(items: Iterable[tuple[int, Pair]], cfg: SynthConfig) -> Iterator[tuple]:
+    """One partition's verification: ``("pair", ordinal, kept pair)`` items, then one ``("tally", VerifyTally)``."""
+    from llmfoundry_lite.eval.sandbox import Sandbox
+    from llmfoundry_lite.synth.verify import build_program, run_programs
+
+    todo = sorted(items, key=lambda kv: kv[0])  # input order: the tally lists the first failures
+    runnable = [k for k, (_, p) in enumerate(todo) if p.untestable is None]
+    results: list = []
+    if runnable:
+        with Sandbox(cfg.sandbox, workers=1) as sandbox:
+            results = run_programs([build_program(todo[k][1].program, todo[k][1].tests) for k in runnable],
+                                   sandbox, 1)
+    outcome = dict(zip(runnable, results, strict=True))
+    tally = VerifyTally()
+    for k, (ordinal, pair) in enumerate(todo):
+        kept = tally.add(ordinal, pair, outcome.get(k), cfg.keep_untested)
+        if kept is not None:
+            yield "pair", ordinal, kept
+    yield "tally", tally
+
+
+def _write_part(index: int, rows: Iterable[tuple[int, tuple[Pair, bool]]], work: str) -> Iterator[tuple]:
+    """Write one sorted partition's rows to ``work/part-<index>.<output>.jsonl``; yields its index, its
+    ``RowTally`` and its heldout row count. Each attempt writes its own files and renames them at the end,
+    so a retried or speculative copy of the task never interleaves with another."""
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    attempt = f"{context.stageId()}.{context.attemptNumber()}" if context is not None else "0"
+    final = {name: Path(work) / f"part-{index:06d}.{name}.jsonl" for name in OUTPUTS}
+    tmp = {name: path.with_name(f"{path.name}.tmp{attempt}") for name, path in final.items()}
+    files = {name: open(path, "w", encoding="utf-8") for name, path in tmp.items()}
+    tally, heldout_rows = RowTally(), 0
+    try:
+        for _, (pair, heldout) in rows:
+            row = pair.row()
+            line = json.dumps(row, ensure_ascii=False) + "\n"  # as the local engine's writer
+            files["instruct"].write(line)
+            files["heldout" if heldout else "train"].write(line)
+            tally.add(row)
+            heldout_rows += heldout
+    finally:
+        for f in files.values():
+            f.close()
+    for name in OUTPUTS:
+        tmp[name].replace(final[name])
+    yield index, tally, heldout_rows
+
+
+def _concatenate(work: Path, parts: list[int], out: Path) -> None:
+    for name in OUTPUTS:
+        tmp = out / f"{name}.jsonl.tmp"
+        with open(tmp, "wb") as dst:
+            for index in parts:
+                with open(work / f"part-{index:06d}.{name}.jsonl", "rb") as src:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+        tmp.replace(out / f"{name}.jsonl")
+
+
+def spark_synthesis(cfg: SynthConfig, sandbox: Sandbox, watch: Stopwatch) -> Outcome:
+    """Run every stage on Spark; the rows go to ``cfg.output`` as with the local engine."""
+    from pyspark import StorageLevel
+
+    from llmfoundry_lite.spark_session import SparkScope
+    from llmfoundry_lite.synth.pipeline import Outcome
+
+    out = Path(cfg.output)
+    scratch = out / "work" / "spark"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    with SparkScope("llmfoundry_lite-synth", cfg.spark_master, cfg.spark_python) as scope:
+        spark, sc = scope.spark, scope.spark.sparkContext
+        plan = plan_extract(cfg)
+        done = scope.map(unit_counts, [plan.task(i, cfg) for i in range(len(plan.units))])
+        counts = merge_counts([r for _, r, _ in done], sum(reused for reused, _, _ in done))
+        dropped = counts.pop("dropped")
+        watch.lap("extract")
+        units = [(i, str(plan.paths[i])) for i, (_, _, n) in enumerate(done) if n]
+        pairs = sc.parallelize(units, max(1, len(units))).flatMap(_unit_pairs)
+        decontam = cfg.decontam
+        flagged = pairs.mapPartitions(lambda it: _decontam(it, decontam)).persist(StorageLevel.MEMORY_AND_DISK)
+        by_benchmark = Counter(flagged.map(lambda kv: kv[1][1]).filter(lambda b: b is not None).countByValue())
+        dropped["decontaminated"] = sum(by_benchmark.values())
+        clean = flagged.filter(lambda kv: kv[1][1] is None).mapValues(lambda v: v[0])
+        watch.lap("decontam")
+        duplicates = near_duplicate_pairs(spark, clean, cfg.near_dup_threshold, scratch)
+        duplicates.write.parquet(str(scratch / "duplicates"))
+        duplicates = spark.read.parquet(str(scratch / "duplicates"))
+        dropped["near_duplicate"] = duplicates.count()
+        survivors = clean.subtractByKey(duplicates.rdd.map(lambda r: (r["ordinal"], None)))
+        watch.lap("near_dup")
+        verified = survivors.mapPartitions(lambda it: _verify(it, cfg)).persist(StorageLevel.MEMORY_AND_DISK)
+        tally = verified.filter(lambda t: t[0] == "tally").map(lambda t: t[1]).fold(VerifyTally(), VerifyTally.merge)
+        dropped.update(tally.dropped)
+        kept = verified.filter(lambda t: t[0] == "pair").map(lambda t: (t[1], t[2])) \
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        n_kept = kept.count()
+        flagged.unpersist()
+        watch.lap("verify")
+        seed = cfg.seed
+        sizes = kept.map(lambda kv: (kv[1].group, 1)).reduceByKey(lambda a, b: a + b) \
+            .map(lambda gn: (group_key(seed, gn[0]), gn)).sortByKey().values()
+        chosen_path = scratch / "split" / "heldout.jsonl"
+        chosen_path.parent.mkdir(parents=True)
+        n_heldout_groups = 0
+        with open(chosen_path, "w", encoding="utf-8") as f:
+            for group in walk(sizes.toLocalIterator(), round(cfg.heldout_fraction * n_kept)):
+                f.write(json.dumps(group) + "\n")
+                n_heldout_groups += 1
+        n_groups = sizes.count()
+        heldout = sc.textFile(str(chosen_path)).map(lambda line: (json.loads(line), True))
+        rows = (kept.map(lambda kv: (kv[1].group, kv)).leftOuterJoin(heldout)
+                .map(lambda g: (g[1][0][0], (g[1][0][1], bool(g[1][1]))))  # (ordinal, (pair, heldout))
+                .sortByKey(numPartitions=max(1, kept.getNumPartitions())))
+        work = scratch / "write"
+        work.mkdir()
+        work_str = str(work)
+        written = rows.mapPartitionsWithIndex(lambda i, it: _write_part(i, it, work_str)).collect()
+        _concatenate(work, sorted(i for i, _, _ in written), out)
+        rows_tally = RowTally()
+        for _, part, _ in written:
+            rows_tally.merge(part)
+        n_heldout = sum(n for _, _, n in written)
+        origins = Counter(kept.map(lambda kv: kv[1].origin).countByValue())
+        kept.unpersist()
+        verified.unpersist()
+    shutil.rmtree(scratch, ignore_errors=True)
+    watch.lap("write")
+    return Outcome(counts, dropped, by_benchmark, tally.section(sandbox, cfg), kept=n_kept, origins=origins,
+                   train=n_kept - n_heldout, heldout=n_heldout,
+                   groups={"train": n_groups - n_heldout_groups, "heldout": n_heldout_groups},
+                   summary=rows_tally.summary(cfg))
+

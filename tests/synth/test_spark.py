@@ -1,0 +1,104 @@
+"""``engine=spark`` (pyspark local[2]) writes exactly what the local engine writes, and its near-dedup is the local rule."""
+
+import json
+import random
+
+import pytest
+
+from llmfoundry_lite.synth.config import SynthConfig
+from llmfoundry_lite.synth.corpus_checks import near_duplicates
+from llmfoundry_lite.synth.pipeline import run_synthesis
+from llmfoundry_lite.synth.spark_engine import near_duplicate_pairs
+from tests.synth.test_pipeline import GOOD, NEAR_COPY, _humaneval_file
+from tests.synth.test_verify import FAST
+
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
+
+
+def _text(rng: random.Random, n: int = 40) -> str:
+    return " ".join(rng.choice(WORDS) + str(rng.randrange(6)) for _ in range(n))
+
+
+def _mutate(rng: random.Random, text: str, share: float) -> str:
+    tokens = text.split()
+    for i in rng.sample(range(len(tokens)), int(share * len(tokens))):
+        tokens[i] = rng.choice(WORDS) + str(rng.randrange(6))
+    return " ".join(tokens)
+
+
+def test_near_duplicates_on_spark_equal_the_local_greedy_rule(spark, tmp_path):
+    rng = random.Random(3)
+    texts = []
+    for _ in range(12):  # families: a base, chains of edits away from it, exact copies, strangers
+        base = _text(rng)
+        texts.append(base)
+        step = base
+        for _ in range(rng.randrange(1, 5)):
+            step = _mutate(rng, step, 0.15)  # A~B~C: C may be far from A
+            texts.append(step)
+        texts += [base] * rng.randrange(0, 3)
+        texts.append(_text(rng))
+    texts.append("")  # no tokens: no signature, never a duplicate
+    rng.shuffle(texts)
+    local = near_duplicates(texts, 0.5)
+    assert 10 <= sum(d is not None for d in local) < len(texts) // 2  # the rule has real work here
+
+    class _Pair:  # what near_duplicate_pairs reads of a pair
+        def __init__(self, program: str) -> None:
+            self.program = program
+
+    rdd = spark.sparkContext.parallelize([(i, _Pair(t)) for i, t in enumerate(texts)], 3)
+    on_spark = {r["ordinal"]: r["duplicate_of"] for r in near_duplicate_pairs(spark, rdd, 0.5, tmp_path).collect()}
+    assert on_spark == {i: d for i, d in enumerate(local) if d is not None}
+
+
+def _corpus(tmp_path):
+    rows = []
+    for i in range(24):  # 8 repositories, some functions verified by doctests, one failing, copies across repos
+        doc = (f'def add_{i}(a, b):\n    """Add with an offset.\n\n    >>> add_{i}(1, 2)\n    {3 + i}\n    """\n'
+               f"    total = a + b\n    return total + {i}\n")
+        if i == 5:
+            doc = doc.replace(f"{3 + i}\n", f"{4 + i}\n")  # a wrong doctest: failed_tests
+        rows.append({"id": f"d{i}", "repository_name": f"org/r{i % 8}", "path": f"m{i}.py",
+                     "content": doc + "\n\n" + (GOOD if i % 3 == 0 else NEAR_COPY if i % 3 == 1 else "")})
+    rows.append({"id": "bench", "repository_name": "org/bench", "path": "b.py", "content": _humaneval_file()})
+    for part, chunk in enumerate((rows[:10], rows[10:])):  # two input files: two units
+        (tmp_path / "in").mkdir(exist_ok=True)
+        (tmp_path / "in" / f"part{part}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in chunk))
+    return tmp_path / "in"
+
+
+def _comparable(stats: dict) -> dict:
+    stats = json.loads(json.dumps(stats))
+    for key in ("seconds", "config"):
+        stats.pop(key)
+    stats["verify"].pop("program_wall_s")
+    return stats
+
+
+def test_spark_engine_writes_what_the_local_engine_writes(spark, tmp_path, keep_untested=False):
+    corpus = _corpus(tmp_path)
+    runs = {}
+    for engine in ("local", "spark"):
+        cfg = SynthConfig(input=[str(corpus)], output=str(tmp_path / engine), engine=engine, workers=2,
+                          heldout_fraction=0.3, keep_untested=keep_untested, sandbox=FAST)
+        runs[engine] = run_synthesis(cfg)
+    local, on_spark = runs["local"], runs["spark"]
+    assert _comparable(on_spark) == _comparable(local)
+    dropped = local["dropped_by_reason"]
+    assert dropped["near_duplicate"] >= 10 and dropped["decontaminated"] == 1 and dropped["failed_tests"] == 1
+    assert local["verify"]["verified"] > 0 and local["heldout"] > 0 and local["train"] > 0
+    for name in ("instruct", "train", "heldout"):
+        assert (tmp_path / "spark" / f"{name}.jsonl").read_bytes() == (tmp_path / "local" / f"{name}.jsonl").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "spark" / "report").iterdir()) == sorted(
+        p.name for p in (tmp_path / "local" / "report").iterdir())
+    assert not (tmp_path / "spark" / "work" / "spark").exists()  # scratch removed; extraction results kept
+    assert on_spark["extract"] == {"units": 2, "reused": 0}
+    again = run_synthesis(SynthConfig(input=[str(corpus)], output=str(tmp_path / "spark"), engine="spark", workers=2,
+                                      heldout_fraction=0.3, keep_untested=keep_untested, sandbox=FAST, report=False))
+    assert again["extract"] == {"units": 2, "reused": 2} and again["kept"] == on_spark["kept"]
+
+
+def test_self_align_is_refused_on_spark(tmp_path):
+    with pytest.raises(ValueError, match="engine=local only"):
+        SynthConfig(input=[str(tmp_path)], engine="spark", model=str(tmp_path))
