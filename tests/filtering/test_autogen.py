@@ -1,6 +1,12 @@
 import pytest
 
-from llmfoundry_lite.filtering.autogen import autogen_rule, comment_lines, data_fraction, identifiers_per_kb, leading_lines
+from llmfoundry_lite.filtering.autogen import (
+    autogen_rule,
+    comment_lines,
+    data_fraction,
+    identifiers_per_kb,
+    leading_lines,
+)
 from llmfoundry_lite.filtering.config import AutogenConfig
 from llmfoundry_lite.filtering.heuristics import line_stats
 
