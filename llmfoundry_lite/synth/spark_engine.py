@@ -154,17 +154,19 @@ def near_duplicate_pairs(spark: Any, pairs: Any, threshold: float, scratch: Path
 def _verify(items: Iterable[tuple[int, Pair]], cfg: SynthConfig) -> Iterator[tuple]:
     """One partition's verification: ``("pair", ordinal, kept pair)`` items, then one ``("tally", VerifyTally)``."""
     from llmfoundry_lite.eval.sandbox import Sandbox
-    from llmfoundry_lite.synth.verify import build_program, run_programs
+    from llmfoundry_lite.synth.verify import build_program
+    from llmfoundry_lite.synth.verify_cache import run_cached
+    from llmfoundry_lite.synth.verify_stage import verify_cache_dir
 
     todo = sorted(items, key=lambda kv: kv[0])  # input order: the tally lists the first failures
     runnable = [k for k, (_, p) in enumerate(todo) if p.untestable is None]
     results: list = []
+    tally = VerifyTally()
     if runnable:
         with Sandbox(cfg.sandbox, workers=1) as sandbox:
-            results = run_programs([build_program(todo[k][1].program, todo[k][1].tests) for k in runnable],
-                                   sandbox, 1)
+            results, tally.reused = run_cached([build_program(todo[k][1].program, todo[k][1].tests)
+                                                for k in runnable], sandbox, 1, verify_cache_dir(cfg))
     outcome = dict(zip(runnable, results, strict=True))
-    tally = VerifyTally()
     for k, (ordinal, pair) in enumerate(todo):
         kept = tally.add(ordinal, pair, outcome.get(k), cfg.keep_untested)
         if kept is not None:

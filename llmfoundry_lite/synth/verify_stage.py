@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmfoundry_lite.eval.sandbox import ExecResult, Sandbox
 from llmfoundry_lite.synth.config import SynthConfig
 from llmfoundry_lite.synth.mining import DISCARD_REASONS
-from llmfoundry_lite.synth.verify import UNTESTED_REASONS, build_program, run_programs
+from llmfoundry_lite.synth.verify import UNTESTED_REASONS, build_program
+from llmfoundry_lite.synth.verify_cache import run_cached
 
 if TYPE_CHECKING:
     from llmfoundry_lite.synth.pairs import Pair
@@ -32,12 +34,18 @@ VERIFY_REASONS = {
 MAX_FAILURES_LISTED = 20
 
 
+def verify_cache_dir(cfg: SynthConfig) -> Path:
+    """Where finished programs' results are kept for the next attempt (``verify_cache.py``)."""
+    return Path(cfg.output) / "work" / "verify"
+
+
 class VerifyTally:
     """The counts behind ``stats.json``'s ``verify`` section, built pair by pair and mergeable, so the local
     engine (one tally) and Spark (one per partition, merged) give the same section."""
 
     def __init__(self) -> None:
         self.pairs = self.with_tests = self.tests = self.executed = self.passed = self.verified = self.kept = 0
+        self.reused = 0  # programs whose result came from an earlier attempt (verify_cache.py)
         self.kinds: Counter = Counter()
         self.per_pair: Counter = Counter()
         self.discarded: Counter = Counter()
@@ -78,7 +86,7 @@ class VerifyTally:
         return kept
 
     def merge(self, other: VerifyTally) -> VerifyTally:
-        for name in ("pairs", "with_tests", "tests", "executed", "passed", "verified", "kept", "wall_sum"):
+        for name in ("pairs", "with_tests", "tests", "executed", "passed", "verified", "kept", "reused", "wall_sum"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for name in ("kinds", "per_pair", "discarded", "untested", "dropped"):
             getattr(self, name).update(getattr(other, name))
@@ -98,7 +106,7 @@ class VerifyTally:
             },
             "discarded_tests_by_reason": {k: self.discarded[k] for k in DISCARD_REASONS},
             "untested_by_reason": {k: self.untested[k] for k in UNTESTED_REASONS},
-            "executed": self.executed, "passed": self.passed,
+            "executed": self.executed, "passed": self.passed, "reused": self.reused,
             "program_wall_s": {"mean": round(self.wall_sum / max(self.executed, 1), 3), "max": round(self.wall_max, 3)},
             "verified": self.verified, "share_verified": round(self.verified / max(self.kept, 1), 4),
             "failures": [f for _, f in self.failures],
@@ -108,8 +116,10 @@ class VerifyTally:
 def verify_pairs(pairs: Sequence[Pair], cfg: SynthConfig, sandbox: Sandbox) -> tuple[list[Pair], Counter, dict]:
     """Pairs kept (verified ones marked), drops per ``VERIFY_REASONS``, and the ``verify`` stats section."""
     runnable = [i for i, p in enumerate(pairs) if p.untestable is None]
-    results = run_programs([build_program(pairs[i].program, pairs[i].tests) for i in runnable], sandbox, cfg.workers)
+    results, reused = run_cached([build_program(pairs[i].program, pairs[i].tests) for i in runnable], sandbox,
+                                 cfg.workers, verify_cache_dir(cfg))
     outcome = dict(zip(runnable, results, strict=True))
     tally = VerifyTally()
+    tally.reused = reused
     kept = [k for i, pair in enumerate(pairs) if (k := tally.add(i, pair, outcome.get(i), cfg.keep_untested))]
     return kept, tally.dropped, tally.section(sandbox, cfg)

@@ -211,3 +211,44 @@ def test_sandbox_and_workers_options_are_typed():
         load_config(SynthConfig, overrides=["workers=0"], flags={"input": ["x"]})
     with pytest.raises(ConfigError, match="sandbox.kind"):
         load_config(SynthConfig, overrides=["sandbox.kind=docker"], flags={"input": ["x"]})
+
+
+def test_finished_programs_are_reused_by_the_next_attempt(verified_run, corpus):
+    stats, out, ran = verified_run
+    executed = stats["verify"]["executed"]
+    programs = [p for p in ran if p]  # "" is the sandbox's start-up probe
+    assert stats["verify"]["reused"] == 0 and len(programs) == executed > 0
+    before = (out / "instruct.jsonl").read_bytes()
+    again: list[str] = []
+    real_run = Sandbox.run
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Sandbox, "run", lambda self, program: (program and again.append(program)) or real_run(self, program))
+        second = run_synthesis(_cfg(corpus, out, workers=2))
+        assert again == [] and second["verify"]["reused"] == executed
+        assert (out / "instruct.jsonl").read_bytes() == before and second["dropped_by_reason"] == stats["dropped_by_reason"]
+        # other limits are another way to run: nothing is reused, and the old results are pruned
+        third = run_synthesis(_cfg(corpus, out, workers=2, sandbox=SandboxConfig(**{**FAST.__dict__, "timeout": FAST.timeout + 1})))
+    assert third["verify"]["reused"] == 0 and len(again) == executed
+    assert len(list((out / "work" / "verify").iterdir())) == len(chunks_of(again))
+
+
+def chunks_of(programs):
+    import hashlib
+
+    from llmfoundry_lite.synth.verify_cache import chunks
+
+    return chunks([hashlib.sha256(p.encode()).digest() for p in programs])
+
+
+def test_chunk_boundaries_follow_content_not_position():
+    import hashlib
+
+    from llmfoundry_lite.synth.verify_cache import chunks
+
+    digests = [hashlib.sha256(str(i).encode()).digest() for i in range(2000)]
+    spans = chunks(digests)
+    assert [i for s in spans for i in s] == list(range(2000)) and 15 <= len(spans) <= 60
+    before = {tuple(digests[i] for i in s) for s in spans}
+    edited = digests[:700] + [hashlib.sha256(b"new").digest()] + digests[700:]  # one pair added
+    after = {tuple(edited[i] for i in s) for s in chunks(edited)}
+    assert len(before - after) == 1 and len(after - before) == 1  # only the chunk holding it changed
