@@ -121,7 +121,8 @@ class SynthConfig:
     """``local``: a process pool on this machine, every kept pair in this process's memory (~2 KB each).
     ``spark``: the active Spark session (or ``spark-submit``'s) runs extraction, decontamination, near-dedup,
     verification and writing as Spark jobs (``synth/spark_engine.py``), and the driver holds per-unit counts
-    only; ``output`` must then be on a filesystem every executor sees, and executors need bubblewrap.
+    only; ``output`` must then be on a filesystem every executor sees, executors need bubblewrap, and with
+    ``model`` each executor loads the model.
     Output is identical to ``local``'s."""
     spark_master: str = ""
     """Spark master URL to build a session with (``engine=spark``); empty uses the active session or
@@ -153,8 +154,5 @@ class SynthConfig:
             raise ValueError(f"unknown split_by {self.split_by!r}; choose from {list(SPLIT_BY)}")
         if self.engine not in ENGINES:
             raise ValueError(f"unknown engine {self.engine!r}; choose from {list(ENGINES)}")
-        if self.engine == "spark" and self.model is not None:
-            raise ValueError("model= (self-align) runs on engine=local only: its sampler is one model in the "
-                             "driver process, not spread over executors yet")
         if self.model is not None and not os.path.exists(self.model):
             raise ValueError(f"model: no checkpoint, save folder or HF export at {self.model!r}")

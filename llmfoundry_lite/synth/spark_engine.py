@@ -22,7 +22,10 @@
 - **Write**: rows sorted by number, each partition writes its part of ``instruct`` / ``train`` /
   ``heldout``, and the driver concatenates the parts in order (a stream copy: constant memory).
 
-Not distributed: self-align (``model=``) is refused with ``engine=spark`` by the config.
+- **Self-align** (``model=``): inside the verification tasks, each partition's instructions are sampled
+  by the model (loaded once per executor process; ``self_align.device`` names the executor's device)
+  and judged in that task's sandbox; a self-aligned row follows its pair, as locally. Samples are
+  seeded per pair, so the rows are the local engine's.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from typing import TYPE_CHECKING, Any
 
 from llmfoundry_lite.synth.collect import load_unit, merge_counts, plan_extract, unit_counts
 from llmfoundry_lite.synth.report import RowTally
+from llmfoundry_lite.synth.self_align import ORIGIN as SELF_ALIGNED
+from llmfoundry_lite.synth.self_align import self_align_pairs
 from llmfoundry_lite.synth.split import group_key, walk
 from llmfoundry_lite.synth.verify_stage import VerifyTally
 
@@ -151,8 +156,41 @@ def near_duplicate_pairs(spark: Any, pairs: Any, threshold: float, scratch: Path
     return dropped.union(copies)
 
 
+_SAMPLERS: dict[str, tuple] = {}
+"""Self-align samplers loaded in this executor process, by model path (Spark reuses its Python workers)."""
+
+
+def _sampler(cfg: SynthConfig) -> tuple:
+    from llmfoundry_lite.synth.self_align import load_sampler
+
+    assert cfg.model is not None
+    if cfg.model not in _SAMPLERS:
+        _SAMPLERS[cfg.model] = load_sampler(cfg)
+    return _SAMPLERS[cfg.model]
+
+
+def merge_self_align(a: dict | None, b: dict | None) -> dict | None:
+    """Two partitions' ``self_align`` sections as one: counts and seconds added, settings kept."""
+    if a is None or b is None:
+        return a or b
+    out = dict(a)
+    for key, value in b.items():
+        if isinstance(value, dict):
+            both = Counter(a[key])
+            both.update(value)
+            out[key] = dict(sorted(both.items())) if key != "seconds" else {k: round(v, 3) for k, v in both.items()}
+        elif isinstance(value, int | float) and not isinstance(value, bool) and key not in SELF_ALIGN_SETTINGS:
+            out[key] = a[key] + value
+    return out
+
+
+SELF_ALIGN_SETTINGS = ("k", "temperature", "top_p", "seed")
+"""Numbers of the ``self_align`` section that are settings, not counts."""
+
+
 def _verify(items: Iterable[tuple[int, Pair]], cfg: SynthConfig) -> Iterator[tuple]:
-    """One partition's verification: ``("pair", ordinal, kept pair)`` items, then one ``("tally", VerifyTally)``."""
+    """One partition's verification (and self-align with ``model``): ``("pair", (ordinal, 0 | 1), pair)``
+    items — 1 for a self-aligned row, which follows its pair — then one ``("tally", VerifyTally, self_align)``."""
     from llmfoundry_lite.eval.sandbox import Sandbox
     from llmfoundry_lite.synth.verify import build_program
     from llmfoundry_lite.synth.verify_cache import run_cached
@@ -160,18 +198,29 @@ def _verify(items: Iterable[tuple[int, Pair]], cfg: SynthConfig) -> Iterator[tup
 
     todo = sorted(items, key=lambda kv: kv[0])  # input order: the tally lists the first failures
     runnable = [k for k, (_, p) in enumerate(todo) if p.untestable is None]
-    results: list = []
     tally = VerifyTally()
-    if runnable:
-        with Sandbox(cfg.sandbox, workers=1) as sandbox:
+    self_align = None
+    with Sandbox(cfg.sandbox, workers=1) as sandbox:
+        results: list = []
+        if runnable:
             results, tally.reused = run_cached([build_program(todo[k][1].program, todo[k][1].tests)
                                                 for k in runnable], sandbox, 1, verify_cache_dir(cfg))
-    outcome = dict(zip(runnable, results, strict=True))
-    for k, (ordinal, pair) in enumerate(todo):
-        kept = tally.add(ordinal, pair, outcome.get(k), cfg.keep_untested)
-        if kept is not None:
-            yield "pair", ordinal, kept
-    yield "tally", tally
+        outcome = dict(zip(runnable, results, strict=True))
+        kept = []
+        for k, (ordinal, pair) in enumerate(todo):
+            pair_kept = tally.add(ordinal, pair, outcome.get(k), cfg.keep_untested)
+            if pair_kept is not None:
+                kept.append(pair_kept)
+        ordinal_of = {pair.source_id: ordinal for ordinal, pair in todo}
+        if cfg.model is not None and todo:
+            sampler, over_context = _sampler(cfg)
+            kept, self_align = self_align_pairs([p for _, p in todo], kept, cfg, sandbox, sampler, over_context)
+    for pair in kept:
+        if pair.origin == SELF_ALIGNED:  # source_id is its pair's + "#sample<i>"
+            yield "pair", (ordinal_of[pair.source_id.rsplit("#sample", 1)[0]], 1), pair
+        else:
+            yield "pair", (ordinal_of[pair.source_id], 0), pair
+    yield "tally", tally, self_align
 
 
 def _write_part(index: int, rows: Iterable[tuple[int, tuple[Pair, bool]]], work: str) -> Iterator[tuple]:
@@ -245,11 +294,13 @@ def spark_synthesis(cfg: SynthConfig, sandbox: Sandbox, watch: Stopwatch) -> Out
         survivors = clean.subtractByKey(duplicates.rdd.map(lambda r: (r["ordinal"], None)))
         watch.lap("near_dup")
         verified = survivors.mapPartitions(lambda it: _verify(it, cfg)).persist(StorageLevel.MEMORY_AND_DISK)
-        tally = verified.filter(lambda t: t[0] == "tally").map(lambda t: t[1]).fold(VerifyTally(), VerifyTally.merge)
+        tallies = verified.filter(lambda t: t[0] == "tally")
+        tally = tallies.map(lambda t: t[1]).fold(VerifyTally(), VerifyTally.merge)
+        self_align = tallies.map(lambda t: t[2]).fold(None, merge_self_align)
         dropped.update(tally.dropped)
         kept = verified.filter(lambda t: t[0] == "pair").map(lambda t: (t[1], t[2])) \
             .persist(StorageLevel.MEMORY_AND_DISK)
-        n_kept = kept.count()
+        n_rows = kept.count()
         flagged.unpersist()
         watch.lap("verify")
         seed = cfg.seed
@@ -259,7 +310,7 @@ def spark_synthesis(cfg: SynthConfig, sandbox: Sandbox, watch: Stopwatch) -> Out
         chosen_path.parent.mkdir(parents=True)
         n_heldout_groups = 0
         with open(chosen_path, "w", encoding="utf-8") as f:
-            for group in walk(sizes.toLocalIterator(), round(cfg.heldout_fraction * n_kept)):
+            for group in walk(sizes.toLocalIterator(), round(cfg.heldout_fraction * n_rows)):
                 f.write(json.dumps(group) + "\n")
                 n_heldout_groups += 1
         n_groups = sizes.count()
@@ -281,8 +332,10 @@ def spark_synthesis(cfg: SynthConfig, sandbox: Sandbox, watch: Stopwatch) -> Out
         verified.unpersist()
     shutil.rmtree(scratch, ignore_errors=True)
     watch.lap("write")
-    return Outcome(counts, dropped, by_benchmark, tally.section(sandbox, cfg), kept=n_kept, origins=origins,
-                   train=n_kept - n_heldout, heldout=n_heldout,
+    if self_align is not None:  # on Spark it runs inside the verification tasks: its task seconds, summed
+        watch.seconds["self_align"] = round(sum(self_align["seconds"].values()), 3)
+    return Outcome(counts, dropped, by_benchmark, tally.section(sandbox, cfg), kept=tally.kept, origins=origins,
+                   train=n_rows - n_heldout, heldout=n_heldout, self_align=self_align,
                    groups={"train": n_groups - n_heldout_groups, "heldout": n_heldout_groups},
                    summary=rows_tally.summary(cfg))
 

@@ -3,13 +3,12 @@
 import json
 import random
 
-import pytest
-
-from llmfoundry_lite.synth.config import SynthConfig
+from llmfoundry_lite.synth.config import SelfAlignConfig, SynthConfig
 from llmfoundry_lite.synth.corpus_checks import near_duplicates
 from llmfoundry_lite.synth.pipeline import run_synthesis
 from llmfoundry_lite.synth.spark_engine import near_duplicate_pairs
 from tests.synth.test_pipeline import GOOD, NEAR_COPY, _humaneval_file
+from tests.synth.test_self_align import _fake_sampler, corpus, hf_model  # noqa: F401 (fixtures)
 from tests.synth.test_verify import FAST
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
@@ -77,10 +76,10 @@ def _comparable(stats: dict) -> dict:
 
 
 def test_spark_engine_writes_what_the_local_engine_writes(spark, tmp_path, keep_untested=False):
-    corpus = _corpus(tmp_path)
+    inputs = _corpus(tmp_path)
     runs = {}
     for engine in ("local", "spark"):
-        cfg = SynthConfig(input=[str(corpus)], output=str(tmp_path / engine), engine=engine, workers=2,
+        cfg = SynthConfig(input=[str(inputs)], output=str(tmp_path / engine), engine=engine, workers=2,
                           heldout_fraction=0.3, keep_untested=keep_untested, sandbox=FAST)
         runs[engine] = run_synthesis(cfg)
     local, on_spark = runs["local"], runs["spark"]
@@ -94,11 +93,43 @@ def test_spark_engine_writes_what_the_local_engine_writes(spark, tmp_path, keep_
         p.name for p in (tmp_path / "local" / "report").iterdir())
     assert not (tmp_path / "spark" / "work" / "spark").exists()  # scratch removed; extraction results kept
     assert on_spark["extract"] == {"units": 2, "reused": 0}
-    again = run_synthesis(SynthConfig(input=[str(corpus)], output=str(tmp_path / "spark"), engine="spark", workers=2,
+    again = run_synthesis(SynthConfig(input=[str(inputs)], output=str(tmp_path / "spark"), engine="spark", workers=2,
                                       heldout_fraction=0.3, keep_untested=keep_untested, sandbox=FAST, report=False))
     assert again["extract"] == {"units": 2, "reused": 2} and again["kept"] == on_spark["kept"]
+    assert again["verify"]["reused"] == again["verify"]["executed"] == on_spark["verify"]["executed"] > 0
 
 
-def test_self_align_is_refused_on_spark(tmp_path):
-    with pytest.raises(ValueError, match="engine=local only"):
-        SynthConfig(input=[str(tmp_path)], engine="spark", model=str(tmp_path))
+def test_self_align_on_spark_matches_the_local_engine(spark, corpus, hf_model, tmp_path):  # noqa: F811
+    runs = {}
+    for engine in ("local", "spark"):
+        cfg = SynthConfig(input=[str(corpus)], output=str(tmp_path / engine), engine=engine, workers=2,
+                          heldout_fraction=0.3, report=False, sandbox=FAST, model=str(hf_model),
+                          self_align=SelfAlignConfig(targets="all", k=3, max_new_tokens=24))
+        runs[engine] = run_synthesis(cfg)
+    local, on_spark = runs["local"], runs["spark"]
+    assert on_spark["self_align"].pop("seconds").keys() == local["self_align"].pop("seconds").keys()
+    assert _comparable(on_spark) == _comparable(local) and local["self_align"]["samples"] == 9
+    for name in ("instruct", "train", "heldout"):
+        assert (tmp_path / "spark" / f"{name}.jsonl").read_bytes() == (tmp_path / "local" / f"{name}.jsonl").read_bytes()
+
+
+def test_a_partition_puts_self_aligned_rows_right_after_their_pair(corpus, tmp_path, monkeypatch):  # noqa: F811
+    from llmfoundry_lite.synth import spark_engine
+    from llmfoundry_lite.synth.collect import collect_pairs
+
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"")  # the config checks that the path exists; the injected sampler never reads it
+    cfg = SynthConfig(input=[str(corpus)], output=str(tmp_path / "out"), sandbox=FAST, model=str(model),
+                      self_align=SelfAlignConfig(targets="untested", k=3))
+    monkeypatch.setattr(spark_engine, "_sampler", lambda cfg: (_fake_sampler, None))
+    pairs, _ = collect_pairs(cfg)
+    items = list(reversed([(10 * i, p) for i, p in enumerate(pairs)]))  # a shuffle hands a partition any order
+    out = list(spark_engine._verify(items, cfg))
+    rows = [(key, pair.origin, pair.source_id.split("#")[1].split(":")[0]) for _, key, pair in out[:-1]]
+    assert rows == [((0, 0), "verified", "running_total"), ((10, 1), "self-aligned", "double_all"),
+                    ((30, 0), "untested", "clamp_all")]
+    tally, section = out[-1][1], out[-1][2]
+    assert (tally.kept, tally.dropped["failed_tests"], section["rows_added"]) == (2, 2, 1)
+    merged = spark_engine.merge_self_align(section, section)
+    assert (merged["rows_added"], merged["k"], merged["samples_skipped_by_reason"]) == (
+        2, 3, {k: 2 * v for k, v in section["samples_skipped_by_reason"].items()})
