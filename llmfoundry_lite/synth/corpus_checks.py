@@ -29,6 +29,12 @@ def contaminated(texts: Sequence[str], cfg: DecontamConfig) -> tuple[list[bool],
     return [h is not None for h in hits], Counter(h.benchmark for h in hits if h is not None)
 
 
+def signatures_agree(a: np.ndarray, b: np.ndarray, threshold: float) -> bool:
+    """Two MinHash signatures' estimated Jaccard similarity (share of equal values) reaches ``threshold``;
+    the confirmation step of both engines' near-dedup."""
+    return bool(np.mean(a == b) >= threshold)
+
+
 def near_duplicates(texts: Sequence[str], threshold: float, dedup: DedupConfig | None = None) -> list[int | None]:
     """Per text the index of the earlier kept text it nearly duplicates (estimated Jaccard >= ``threshold``), or None.
 
@@ -46,7 +52,7 @@ def near_duplicates(texts: Sequence[str], threshold: float, dedup: DedupConfig |
             out.append(None)
             continue
         sketch = LeanMinHash(seed=dedup.seed, hashvalues=sig, scheme="affine32")
-        similar = [j for j in lsh.query(sketch) if np.mean(kept[j] == sig) >= threshold]
+        similar = [j for j in lsh.query(sketch) if signatures_agree(kept[j], sig, threshold)]
         if similar:
             out.append(min(similar))
             continue

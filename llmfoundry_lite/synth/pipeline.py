@@ -39,10 +39,10 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def write_pairs(out: Path, pairs: list[Pair], heldout: set[str]) -> None:
-    """``instruct.jsonl`` (every pair) and its ``train`` / ``heldout`` partition, in input order."""
+def write_pairs(out: Path, pairs: list[Pair], rows: list[dict], heldout: set[str]) -> None:
+    """``instruct.jsonl`` (every pair; ``rows`` are their ``row()``) and its ``train`` / ``heldout`` partition,
+    in input order."""
     out.mkdir(parents=True, exist_ok=True)
-    rows = [p.row() for p in pairs]
     _write_jsonl(out / "instruct.jsonl", rows)
     _write_jsonl(out / "train.jsonl", [r for p, r in zip(pairs, rows, strict=True) if p.group not in heldout])
     _write_jsonl(out / "heldout.jsonl", [r for p, r in zip(pairs, rows, strict=True) if p.group in heldout])
@@ -105,12 +105,13 @@ def _local(cfg: SynthConfig, sandbox: Sandbox, watch: Stopwatch) -> Outcome:
         watch.lap("self_align")
     heldout = heldout_groups([p.group for p in pairs], cfg.heldout_fraction, cfg.seed)
     n_heldout = sum(p.group in heldout for p in pairs)
-    write_pairs(Path(cfg.output), pairs, heldout)
+    rows = [p.row() for p in pairs]
+    write_pairs(Path(cfg.output), pairs, rows, heldout)
     watch.lap("write")
     return Outcome(counts, dropped, by_benchmark, verify, kept=sum(p.origin != "self-aligned" for p in pairs),
                    origins=Counter(p.origin for p in pairs), train=len(pairs) - n_heldout, heldout=n_heldout,
                    groups={"train": len({p.group for p in pairs}) - len(heldout), "heldout": len(heldout)},
-                   summary=summarize_rows([p.row() for p in pairs], cfg), self_align=self_align)
+                   summary=summarize_rows(rows, cfg), self_align=self_align)
 
 
 def run_synthesis(cfg: SynthConfig) -> dict:

@@ -34,6 +34,7 @@ import json
 import shutil
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,8 +101,10 @@ def _band_rows(row: Any, bands: int, rows: int) -> Iterator[tuple[int, bytearray
 def _similar(row: Any, threshold: float) -> bool:
     import numpy as np
 
+    from llmfoundry_lite.synth.corpus_checks import signatures_agree
+
     a, b = np.frombuffer(row["sig_a"], dtype=np.uint32), np.frombuffer(row["sig_b"], dtype=np.uint32)
-    return bool(np.mean(a == b) >= threshold)
+    return signatures_agree(a, b, threshold)
 
 
 def _greedy(component: tuple[int, Iterable[tuple[int, int]]]) -> Iterator[tuple[int, int]]:
@@ -200,21 +203,20 @@ def _verify(items: Iterable[tuple[int, Pair]], cfg: SynthConfig) -> Iterator[tup
     runnable = [k for k, (_, p) in enumerate(todo) if p.untestable is None]
     tally = VerifyTally()
     self_align = None
-    with Sandbox(cfg.sandbox, workers=1) as sandbox:
+    sampling = cfg.model is not None and bool(todo)
+    # a partition with nothing to run starts no sandbox
+    with Sandbox(cfg.sandbox, workers=1) if runnable or sampling else nullcontext() as sandbox:
         results: list = []
         if runnable:
             results, tally.reused = run_cached([build_program(todo[k][1].program, todo[k][1].tests)
                                                 for k in runnable], sandbox, 1, verify_cache_dir(cfg))
         outcome = dict(zip(runnable, results, strict=True))
-        kept = []
-        for k, (ordinal, pair) in enumerate(todo):
-            pair_kept = tally.add(ordinal, pair, outcome.get(k), cfg.keep_untested)
-            if pair_kept is not None:
-                kept.append(pair_kept)
-        ordinal_of = {pair.source_id: ordinal for ordinal, pair in todo}
-        if cfg.model is not None and todo:
+        kept = [k for i, (ordinal, pair) in enumerate(todo)
+                if (k := tally.add(ordinal, pair, outcome.get(i), cfg.keep_untested))]
+        if sampling:
             sampler, over_context = _sampler(cfg)
             kept, self_align = self_align_pairs([p for _, p in todo], kept, cfg, sandbox, sampler, over_context)
+    ordinal_of = {pair.source_id: ordinal for ordinal, pair in todo}
     for pair in kept:
         if pair.origin == SELF_ALIGNED:  # source_id is its pair's + "#sample<i>"
             yield "pair", (ordinal_of[pair.source_id.rsplit("#sample", 1)[0]], 1), pair
