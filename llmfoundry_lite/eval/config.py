@@ -42,9 +42,9 @@ class SandboxConfig:
     max_output_bytes: int = 65536
     """stdout+stderr kept per sample; the rest is read and discarded."""
     prestart: int = 2
-    """Sandboxes booted ahead per program in flight. Starting one is ~20 ms of mostly kernel
-    latency, so booting the next ones while a program runs keeps the cores busy; each program
-    still gets a fresh, never-used sandbox. 0 = start each one on demand."""
+    """Sandboxes set up ahead per program in flight. Setting one up is ~10 ms of mostly kernel
+    work and latency, so preparing the next ones while a program runs keeps the cores busy; each
+    program still gets a fresh, never-used sandbox. 0 = start each one on demand."""
     shm_mb: int = 1
     """Size of ``/dev/shm`` (a tmpfs; the rest of ``/dev`` is read-only) in MiB: enough for
     ``multiprocessing``'s semaphores, too small to spend host RAM outside RLIMIT_AS."""

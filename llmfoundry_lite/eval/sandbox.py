@@ -1,25 +1,29 @@
-"""Run one untrusted program in a fresh, isolated, resource-limited process.
+"""Run one untrusted program in a fresh, isolated, resource-limited sandbox.
 
 Every program gets its own, never reused ``bwrap`` (bubblewrap) sandbox with every namespace
-unshared (no network, own PIDs, own IPC/UTS/cgroup, own user namespace), the system
-directories and the interpreter bound read-only, a size-capped tmpfs as the only writable
-directory, ``/dev`` read-only with a size-capped ``/dev/shm`` (an uncapped tmpfs there would let
-a program fill host RAM outside RLIMIT_AS), and ``--die-with-parent``. When the evaluator runs
-as root, the sandbox runs as ``nobody`` so that RLIMIT_NPROC is enforced (the kernel exempts
-root). Inside, a supervisor (``sandbox_child.py``) runs the job's steps (``sandbox_job.py``:
-Python through ``python -I -S``, never ``-O`` since HumanEval's checks are asserts; compilers
-and compiled programs for other languages) as separate processes with hard rlimits, and judges
-each by its exit status. Sandboxes are booted ahead of need (``sandbox_pool.py``). The parent
-enforces a wall-clock deadline by killing the whole process group, keeps at most
-``max_output_bytes`` of output, and reads the verdict from a pipe only the supervisor holds:
-``<nonce> passed`` with the nonce of this run.
+unshared (no network, own PIDs, own IPC/UTS/cgroup, own user namespace, and no further user
+namespaces inside: a nested one could mount an uncapped tmpfs), the system directories and the
+interpreter bound read-only, a size-capped tmpfs as the only writable directory, ``/dev``
+read-only with a size-capped ``/dev/shm`` (an uncapped tmpfs there would let a program fill host
+RAM outside RLIMIT_AS), and ``--die-with-parent``. When the evaluator runs as root, everything
+runs as ``nobody`` so that RLIMIT_NPROC is enforced (the kernel exempts root).
+
+The program itself is not a fresh interpreter: a zygote (``sandbox_zygote.py``, started once per
+``Sandbox``) forks a supervisor per program (``sandbox_child.py``), which starts the sandbox,
+joins its namespaces, drops every capability and forks the Python runner (or, for other
+languages, compilers and compiled programs: ``sandbox_job.py``), each step a separate process
+with hard rlimits, judged by its exit status. Sandboxes are set up ahead of need
+(``sandbox_pool.py``). The parent enforces a wall-clock deadline by killing the supervisor, keeps
+at most ``max_output_bytes`` of output, and reads the verdict from a pipe only the supervisor
+holds: ``<nonce> passed`` with the nonce of this run.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
 import secrets
+import select
 import shutil
 import stat
 import subprocess
@@ -30,15 +34,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmfoundry_lite.eval.config import SandboxConfig
-from llmfoundry_lite.eval.sandbox_boot import BOOT, supervisor_code
+from llmfoundry_lite.eval.sandbox_boot import supervisor_code
 from llmfoundry_lite.eval.sandbox_io import classify, exchange
 from llmfoundry_lite.eval.sandbox_job import Job, python_job, rlimit_spec
-from llmfoundry_lite.eval.sandbox_pool import SparePool, Started, finish
+from llmfoundry_lite.eval.sandbox_pool import SparePool, finish
+from llmfoundry_lite.eval.sandbox_zygote import Zygote
 
 NOBODY = 65534
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64")
 SANDBOX_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
 FALLBACK_PYTHON = Path("/usr/bin/python3")
+JOIN_NAMESPACES = "pidfd"
+"""How a supervisor joins its sandbox: ``pidfd`` (one setns, Linux >= 5.8; falls back to the
+other way by itself) or ``nsfd`` (one setns per namespace; tests set it to cover that path)."""
 
 
 class SandboxUnavailable(RuntimeError):
@@ -121,13 +129,29 @@ def find_bwrap() -> str:
     return bwrap
 
 
-def bwrap_args(cfg: SandboxConfig, python: Path, binds: tuple[Path, ...] = ()) -> list[str]:
-    """bubblewrap's options: every namespace unshared, read-only system (plus ``binds``, e.g. a
+@functools.cache
+def can_disable_userns(bwrap: str) -> bool:
+    """Whether this bwrap has ``--disable-userns`` (bubblewrap >= 0.8.0)."""
+    shown = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=30, check=False)
+    return "--disable-userns" in shown.stdout + shown.stderr
+
+
+def warn_nested_userns(bwrap: str) -> None:
+    """The warning printed when bwrap is too old to forbid nested user namespaces."""
+    print(f"WARNING: {bwrap} has no --disable-userns (bubblewrap < 0.8.0): a sandboxed program can create a\n"
+          "user namespace of its own and mount a tmpfs there that is not capped (host RAM outside\n"
+          "RLIMIT_AS). Install bubblewrap >= 0.8.0 to close this.", file=sys.stderr)
+
+
+def bwrap_args(cfg: SandboxConfig, python: Path, binds: tuple[Path, ...] = (), disable_userns: bool = True) -> list[str]:
+    """bubblewrap's options: every namespace unshared and no nested user namespace allowed (in
+    one, a program could mount an uncapped tmpfs), read-only system (plus ``binds``, e.g. a
     toolchain's config under /etc), a capped tmpfs work dir, ``/dev`` read-only but for a capped
     ``/dev/shm`` (bwrap's ``--dev`` is an uncapped tmpfs: writes there would be host RAM)."""
     extra = [a for path in binds for a in ("--ro-bind", str(path), str(path))]
+    no_userns = ["--unshare-user", "--disable-userns"] if disable_userns else []
     return [
-        "--unshare-all", "--die-with-parent", "--new-session",
+        "--unshare-all", *no_userns, "--die-with-parent", "--new-session",
         *_system_binds(python), *extra,
         "--proc", "/proc", "--dev", "/dev",
         "--size", str(cfg.shm_mb << 20), "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
@@ -136,13 +160,22 @@ def bwrap_args(cfg: SandboxConfig, python: Path, binds: tuple[Path, ...] = ()) -
 
 
 def drop_to_nobody() -> tuple[list[str], dict[str, object]]:
-    """How a root evaluator starts bwrap as ``nobody``: a ``setpriv`` prefix when available
+    """How a root evaluator starts the zygote as ``nobody``: a ``setpriv`` prefix when available
     (Popen can then use vfork, cheap even when the evaluator holds a model in memory), else
-    Popen's own user switch (a full fork: slower from a large process)."""
+    Popen's own user switch (a full fork)."""
     setpriv = shutil.which("setpriv")
     if setpriv is not None:
         return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"], {}
     return [], {"user": NOBODY, "group": NOBODY, "extra_groups": []}
+
+
+def find_cat() -> Path:
+    """``cat`` from the system dirs: the sandbox's holder (its only command, which keeps the
+    namespaces alive and echoes one byte to say the sandbox is set up)."""
+    for cat in (Path("/usr/bin/cat"), Path("/bin/cat")):
+        if cat.is_file():
+            return cat
+    raise SandboxUnavailable("no cat in /usr/bin or /bin (coreutils): the sandbox's holder process needs it")
 
 
 def warn_unsandboxed() -> None:
@@ -166,23 +199,27 @@ class Sandbox:
         self.cfg = cfg
         self.as_nobody = cfg.kind == "bwrap" and os.geteuid() == 0
         self.python = resolve_python(cfg.python, self.as_nobody)
-        self._launcher: list[str] = []
-        self._popen_user: dict[str, object] = {}
-        self._bwrap: list[str] = []
+        self.nested_userns = cfg.kind == "none"
+        launcher: list[str] = []
+        popen_user: dict[str, object] = {}
+        holder: list[str] | None = None
         if cfg.kind == "bwrap":
-            self._launcher = [find_bwrap()]
-            self._bwrap = bwrap_args(cfg, self.python, binds)
+            bwrap = find_bwrap()
+            self.nested_userns = not can_disable_userns(bwrap)
+            if self.nested_userns:
+                warn_nested_userns(bwrap)
+            args = bwrap_args(cfg, self.python, binds, disable_userns=not self.nested_userns)
+            holder = [bwrap, *args, "--info-fd", "3", "--", str(find_cat())]
             if self.as_nobody:
-                prefix, self._popen_user = drop_to_nobody()
-                self._launcher = [*prefix, *self._launcher]
+                launcher, popen_user = drop_to_nobody()
         else:
             warn_unsandboxed()
-        self._code = supervisor_code(str(self.python), tuple(SANDBOX_ENV.items()))
-        self._supervisor_argv = [str(self.python), "-I", "-S", "-c", BOOT, str(len(self._code))]
-        self._private_dir = "1" if cfg.kind == "none" else "0"  # without bwrap: a temp dir per job
-        self._python_limits = rlimit_spec(cfg, cfg.timeout)
-        self._pool = SparePool(self._start, cfg.prestart * workers)
-        self._finalizer = weakref.finalize(self, self._pool.close)
+        code = supervisor_code(str(self.python), tuple(SANDBOX_ENV.items()))
+        config = {"holder": holder, "workdir": "/tmp", "python_limits": rlimit_spec(cfg, cfg.timeout),
+                  "join": JOIN_NAMESPACES}  # fmt: skip
+        self._zygote = Zygote(launcher, str(self.python), code, config, SANDBOX_ENV, popen_user)
+        self._pool = SparePool(self._zygote.fork, cfg.prestart * workers)
+        self._finalizer = weakref.finalize(self, _close, self._pool, self._zygote)
         probe = self.run("")
         if not probe.passed:
             self.close()
@@ -194,8 +231,9 @@ class Sandbox:
     def describe(self) -> str:
         """One line saying how programs run: isolation, interpreter, user, limits."""
         who = "as nobody" if self.as_nobody else f"as uid {os.geteuid()}"
+        userns = ", nested user namespaces possible" if self.nested_userns and self.cfg.kind == "bwrap" else ""
         c = self.cfg
-        return (f"sandbox {c.kind}: {self.python} -I -S {who}; limits: {c.timeout:g}s wall, {c.memory_mb} MiB, "
+        return (f"sandbox {c.kind}: {self.python} -I -S {who}{userns}; limits: {c.timeout:g}s wall, {c.memory_mb} MiB, "
                 f"{c.max_processes} processes, {c.tmpfs_mb} MiB work dir, {c.shm_mb} MiB /dev/shm, "
                 f"{c.max_output_bytes} B output kept")
 
@@ -206,30 +244,9 @@ class Sandbox:
         self.close()
 
     def close(self) -> None:
-        """Kill the idle pre-started sandboxes (the object stays usable: it starts new ones)."""
-        self._pool.close()
-
-    def _start(self) -> Started:
-        verdict_r, verdict_w = os.pipe()
-        try:
-            proc = subprocess.Popen(
-                [*self._launcher, *self._bwrap, *self._supervisor_argv, str(verdict_w), self._private_dir,
-                 self._python_limits],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(verdict_w,),
-                start_new_session=True, env=SANDBOX_ENV, cwd="/", **self._popen_user,
-            )  # fmt: skip
-        except BaseException:
-            os.close(verdict_r)
-            raise
-        finally:
-            os.close(verdict_w)
-        # The supervisor's code first (it fits the pipe's buffer: no wait); the job follows in run_job.
-        # A sandbox that died at once (EPIPE) is judged by run_job from its exit status.
-        with contextlib.suppress(BrokenPipeError):
-            view = memoryview(self._code)
-            while view:
-                view = view[os.write(proc.stdin.fileno(), view) :]
-        return Started(proc, verdict_r)
+        """Stop the idle pre-started sandboxes and the zygote (the object stays usable: the next
+        program starts a new zygote)."""
+        _close(self._pool, self._zygote)
 
     def run(self, program: str) -> ExecResult:
         """Execute the Python ``program`` in a fresh sandboxed process and classify the outcome."""
@@ -241,18 +258,19 @@ class Sandbox:
         nonce = secrets.token_hex(16)
         marker = f"{nonce} ".encode()
         started = self._pool.take()
-        proc = started.proc
         start = time.monotonic()
         deadline = start + job.timeout_s + self.cfg.startup_allowance
         try:
-            got = exchange(proc, started.verdict_r, job.payload(nonce), marker, deadline, self.cfg.max_output_bytes)
-            if not got.timed_out and not got.has_verdict(marker):
-                try:  # no verdict: learn how the process ended
-                    proc.wait(timeout=max(deadline - time.monotonic(), 0.0))
-                except subprocess.TimeoutExpired:
-                    got.timed_out = True
+            got = exchange(started, job.payload(nonce), marker, deadline, self.cfg.max_output_bytes)
+            if not got.timed_out and not got.has_verdict(marker):  # the pipes closed: did it exit?
+                got.timed_out = not select.select([started.pidfd], [], [], max(deadline - time.monotonic(), 0.0))[0]
         finally:
             rest = finish(started)  # with a verdict in, the program is exiting anyway: no need to wait
-        result = classify(bytes(got.verdict) + rest, nonce, got.timed_out, proc.returncode, self.cfg.kind)
+        result = classify(bytes(got.verdict) + rest, nonce, got.timed_out)
         text = got.output.decode("utf-8", "replace")
         return ExecResult(result == "passed", result, text, got.output_bytes, time.monotonic() - start)
+
+
+def _close(pool: SparePool, zygote: Zygote) -> None:
+    pool.close()
+    zygote.close()

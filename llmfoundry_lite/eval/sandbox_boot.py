@@ -1,10 +1,9 @@
-"""How a sandbox's supervisor starts: its code compiled once, sent marshaled ahead of the job.
+"""How the sandbox's zygote starts: its code compiled once, sent marshaled ahead of its config.
 
-``python -I -S -c SOURCE`` would compile ``sandbox_child.py`` (~18 KB of bytecode) again in
-every sandbox, ~1 ms a sample. Instead each ``Sandbox`` has the sandbox's own interpreter
-compile it once (so the bytecode always matches the interpreter that runs it) and every new
-sandbox starts ``BOOT``, which reads exactly that many bytes from stdin with ``os.read`` (no
-buffered read-ahead into the job that follows) and executes them as ``__main__``.
+The zygote (``sandbox_child.py``) starts once per ``Sandbox`` as ``python -I -S -c BOOT``, which
+reads exactly that many bytes from stdin with ``os.read`` (no buffered read-ahead into the config
+that follows) and executes them as ``__main__``. The code is compiled by the sandbox's own
+interpreter, so the bytecode always matches the interpreter that runs it.
 """
 
 from __future__ import annotations

@@ -1,27 +1,45 @@
-"""The supervisor inside the sandbox, one per sandbox: compiled once per ``Sandbox`` by the sandbox's
-interpreter and started by ``sandbox_boot.BOOT`` (the code arrives marshaled on stdin, before the job).
+"""The trusted side of sandboxed execution: a zygote, one per ``Sandbox``, that forks a supervisor per program.
 
-Standard library only, no imports from this project (the package is not visible inside the
-sandbox). argv: ``[-c, verdict-fd, private-dir, python-limits]``: private-dir ``1`` for
-``--sandbox none`` (work in a fresh temporary directory instead of the sandbox's tmpfs);
-python-limits the rlimits of Python programs as ``<RLIMIT number>=soft:hard,...``. stdin: the size of a
-``marshal``-ed header ``{"nonce", "files": [[name, size], ...], "steps": [...]}``, the header,
-then the files' bytes.
+Standard library only, no imports from this project. Compiled once per ``Sandbox`` by the
+sandbox's interpreter and started by ``sandbox_boot.BOOT`` (the code arrives marshaled on
+stdin); argv ``[-c, socket-fd]``; after the code, stdin carries a ``marshal``-ed config to EOF:
+``{"holder": the holder's bwrap argv or None, "workdir", "python_limits", "join"}`` (rlimits of
+Python programs as ``<RLIMIT number>=soft:hard,...``; how to join the sandbox: ``pidfd``, one
+``setns`` on a pidfd, falling back to ``nsfd``, one ``setns`` per namespace, on kernels before 5.8).
 
-At boot it makes itself non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``: a program of the same
-user can then neither ptrace it nor open its ``/proc/<pid>/mem``, ``fd/`` or ``environ``) and
-forks the Python runner *before* reading the job, so the nonce never exists in the runner's
-memory: frame inspection, ``gc.get_objects()`` or ``/proc/self`` there find no secret, and
-the runner holds no fd of the verdict pipe or of the job's stdin. (A fork, not a fresh
-interpreter: it costs ~1 ms instead of a second ~15 ms start-up per sample.)
+**Zygote.** Runs outside any sandbox (as ``nobody`` when the evaluator is root) and imports
+everything once. Each request on the socket is one byte with three fds (the job's stdin, the
+output pipe, the verdict pipe); it forks a supervisor for it and answers with the supervisor's
+pidfd, which the evaluator uses to kill it at the deadline. It is a child subreaper, so every
+process left behind below it is reaped here, and it exits when the evaluator's end of the socket
+closes (the evaluator closed the ``Sandbox``, or died).
 
-It then writes the job's files into the work dir and runs the steps in order: a Python step
-hands the program's path to the waiting runner; any other step is fork + exec with stdin
-``/dev/null``, the step's rlimits and its wall-clock limit. Each step is judged from its exit
-status as only its parent can observe it: a failing ``compile`` step ends the job with
-``failed: compile error``; a ``run`` step passes with status 0, the runner's also needing its
-one ``passed`` report line written after the program returned (so ``os._exit(0)`` before the
-tests is a failure). Finally it writes ``<nonce> <result>`` to the verdict pipe.
+**Supervisor** (one per program, forked: no interpreter start-up per sample):
+
+1. starts a fresh bubblewrap sandbox whose only command is ``cat`` (the *holder*: it keeps the
+   namespaces alive, and echoing one byte says the sandbox is fully set up), with every namespace
+   unshared and no further user namespaces allowed inside (``--disable-userns``: a nested one
+   would let a program mount an uncapped tmpfs, i.e. host RAM);
+2. joins all of the holder's namespaces with one ``setns(pidfd)`` (the user namespace first, so
+   the capabilities it gets are the sandbox's own) and drops every capability: from here on, the
+   supervisor sees only the sandbox's filesystem and network, and every process it forks lives in
+   the sandbox's PID namespace, where the supervisor itself has no PID (a program can neither
+   see, signal nor ptrace it, and its ``getppid()`` is 0);
+3. forks the Python runner *before* reading the job, so the nonce never exists in the runner's
+   memory (frame inspection, ``gc.get_objects()`` or ``/proc/self`` there find no secret), and the
+   runner holds no fd but its own pipes;
+4. reads the job (a ``marshal``-ed header of files and steps, then the files' bytes), writes the
+   files into the work dir, and runs the steps in order: a Python step hands the program's path to
+   the waiting runner; any other step is fork + exec with stdin ``/dev/null``, the step's rlimits
+   and its wall-clock limit. Each step is judged from its exit status as only its parent can
+   observe it: a failing ``compile`` step ends the job with ``failed: compile error``; a ``run``
+   step passes with status 0, the runner's also needing its one ``passed`` report line written
+   after the program returned (so ``os._exit(0)`` before the tests is a failure);
+5. writes ``<nonce> <result>`` to the verdict pipe and SIGKILLs the sandbox's PID 1, which takes
+   every process of the sandbox with it.
+
+With ``holder`` None (``--sandbox none``) steps 1-2 are skipped and each job works in a fresh
+temporary directory instead.
 
 What stays in the program's reach is its own process: code written to cheat can still write the
 runner's ``passed`` line itself and exit 0, just as it can return an object whose ``__eq__`` is
@@ -29,55 +47,82 @@ always true. The verdict pipe, the nonce and the supervisor are out of its reach
 not the verdict, is what contains a hostile program.
 """
 
-import _ctypes
 import builtins
+import ctypes
+import errno
+import json
 import marshal
 import os
 import select
+import shutil
+import signal
+import socket
 import sys
+import tempfile
+import traceback
 
-# Only cheap imports (no subprocess, json, tempfile): every sample pays for this start-up.
-_PR_SET_DUMPABLE = 4
+_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_CAPBSET_DROP = 1, 4, 24
+_PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 36, 38, 47, 4
+_CLONE_NEWNS, _CLONE_NEWCGROUP, _CLONE_NEWUTS, _CLONE_NEWIPC = 0x20000, 0x2000000, 0x4000000, 0x8000000
+_CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+_ALL_NAMESPACES = (_CLONE_NEWUSER | _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWNET | _CLONE_NEWIPC
+                   | _CLONE_NEWUTS | _CLONE_NEWCGROUP)  # fmt: skip
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+_NS_GET_PARENT = 0xB702  # _IO(0xb7, 0x2)
 _REPORT_CAP = 4096
 _MAX_MESSAGE = 2000
 _EARLY_EXIT = "failed: process ended with status {} before check() completed"
-# Linux signal numbers: the ``signal`` module imports ``enum`` (~6 ms a sample), so it is loaded
-# only to name an unexpected signal.
-_SIGKILL, _SIGXCPU = 9, 24
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
-class _CInt(_ctypes._SimpleCData):
-    _type_ = "i"
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 
 
-class _CFunction(_ctypes.CFuncPtr):
-    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
-    _restype_ = _CInt
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
-class _RLimit(_ctypes.Array):  # struct rlimit {rlim_t cur, max}: two unsigned longs on Linux
-    _type_ = type("_CULong", (_ctypes._SimpleCData,), {"_type_": "L"})
-    _length_ = 2
+class _RLimit(ctypes.Structure):
+    _fields_ = [("cur", ctypes.c_ulong), ("max", ctypes.c_ulong)]
 
 
-_LIBC = _ctypes.dlopen(None)
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def _make_undumpable() -> None:
-    # ``_ctypes`` directly: the ``ctypes`` package costs ~3 ms more start-up per sample.
-    prctl = _CFunction(_ctypes.dlsym(_LIBC, "prctl"))
-    if prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
-        raise OSError(_ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+def _prctl(option: int, arg: int = 0) -> None:
+    _check(_LIBC.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), f"prctl({option}, {arg})")
+
+
+def _drop_privileges(last_cap: int) -> None:
+    """No capability left (effective, permitted, inheritable, ambient, bounding) and none to gain."""
+    _prctl(_PR_SET_NO_NEW_PRIVS, 1)
+    _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
+    for cap in range(last_cap + 1):
+        _prctl(_PR_CAPBSET_DROP, cap)
+    _check(_LIBC.capset(ctypes.byref(_CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)), (_CapData * 2)()), "capset")
 
 
 def _apply_limits(spec: str) -> None:
-    # prlimit(2) through _ctypes: the ``resource`` extension module would cost every sample its load.
-    prlimit = _CFunction(_ctypes.dlsym(_LIBC, "prlimit"))
+    """rlimits as ``<RLIMIT number>=soft:hard,...``, set with prlimit(2)."""
     for item in filter(None, spec.split(",")):
         number, _, values = item.partition("=")
         soft, _, hard = values.partition(":")
-        if prlimit(0, int(number), _RLimit(int(soft), int(hard)), None) != 0:
-            raise OSError(_ctypes.get_errno(), f"prlimit({number}, {soft}, {hard}) failed")
+        limit = _RLimit(int(soft), int(hard))
+        _check(_LIBC.prlimit(0, int(number), ctypes.byref(limit), None), f"prlimit({number}, {soft}, {hard})")
+
+
+def _close_fds_except(*keep: int) -> None:
+    """Close every fd >= 3 but ``keep``."""
+    low = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
 def _stdin_from_devnull() -> None:
@@ -122,16 +167,15 @@ def _python_runner(feed_r: int, report_w: int, limits: str) -> None:
     os._exit(0 if result == "passed" else 1)
 
 
-def _fork_runner(verdict_fd: int, limits: str) -> tuple[int, int, int]:
+def _fork_runner(limits: str) -> tuple[int, int, int]:
     """Fork the Python runner; returns (pid, feed fd to send it a path, read end of its report)."""
     feed_r, feed_w = os.pipe()
     report_r, report_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
-            for fd in (verdict_fd, feed_w, report_r):
-                os.close(fd)
             _stdin_from_devnull()  # before the job is read: the runner never sees the job's stdin
+            _close_fds_except(feed_r, report_w)  # the verdict pipe, the holder's pipes, pidfds
             _python_runner(feed_r, report_w, limits)
         finally:
             os._exit(4)  # the runner failed before reporting: counted as a failure
@@ -140,13 +184,16 @@ def _fork_runner(verdict_fd: int, limits: str) -> tuple[int, int, int]:
     return pid, feed_w, report_r
 
 
-def _read_job() -> tuple[str, list[dict]]:
+def _read_job(write_files: bool) -> tuple[str, list[dict]]:
+    """The job's nonce and steps; its files are written into the current (work) directory."""
     stream = sys.stdin.buffer
     size = int(stream.readline())
     header = marshal.loads(stream.read(size))
     for name, length in header["files"]:
-        with open(name, "wb") as f:
-            f.write(stream.read(length))
+        data = stream.read(length)
+        if write_files:
+            with open(name, "wb") as f:
+                f.write(data)
     return header["nonce"], header["steps"]
 
 
@@ -156,6 +203,7 @@ def _spawn(argv: list[str], limits: str) -> int:
     if pid == 0:
         try:
             _stdin_from_devnull()
+            _close_fds_except()
             _apply_limits(limits)
             os.execv(argv[0], argv)
         except BaseException as exc:  # reported, then the child exits 127
@@ -171,7 +219,7 @@ def _wait(pid: int, timeout_s: float) -> int | None:
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
         if not poller.poll(int(timeout_s * 1000)):
-            os.kill(pid, _SIGKILL)
+            os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             return None
     finally:
@@ -180,10 +228,8 @@ def _wait(pid: int, timeout_s: float) -> int | None:
 
 
 def _signal_result(sig: int) -> str:
-    if sig in (_SIGXCPU, _SIGKILL):  # CPU limit, or killed at the wall-clock limit
+    if sig in (signal.SIGXCPU, signal.SIGKILL):  # CPU limit, or killed at the wall-clock limit
         return "timed out"
-    import signal
-
     return f"failed: killed by {signal.Signals(sig).name if sig in signal.valid_signals() else sig}"
 
 
@@ -244,34 +290,169 @@ def _run_job(steps: list[dict], runner: tuple[int, int, int]) -> str:
     if runner is not None:  # not a Python job: the idle runner goes
         os.close(runner[1])
         os.close(runner[2])
-        os.kill(runner[0], _SIGKILL)
+        os.kill(runner[0], signal.SIGKILL)
         os.waitpid(runner[0], 0)
     return outcome
 
 
-def _main() -> None:
-    _make_undumpable()
-    verdict_fd, private, python_limits = int(sys.argv[1]), sys.argv[2] == "1", sys.argv[3]
-    runner = _fork_runner(verdict_fd, python_limits)
-    workdir = None
-    if private:  # --sandbox none: a fresh directory per job instead of the sandbox's tmpfs
-        import tempfile
+def _read_all(fd: int) -> bytes:
+    data = b""
+    while chunk := os.read(fd, 65536):
+        data += chunk
+    return data
 
-        workdir = tempfile.mkdtemp(prefix="llmfl-job-")
-        os.chdir(workdir)
-    os.set_inheritable(verdict_fd, False)  # no exec'd step inherits the verdict pipe
-    nonce, steps = _read_job()
+
+def _enter_sandbox(holder_argv: list[str], last_cap: int, join: str) -> int:
+    """Start the holder sandbox, join all its namespaces, drop every capability; returns a pidfd
+    of the sandbox's PID 1 (SIGKILL it to tear the sandbox down)."""
+    for fd in map(int, os.listdir("/proc/self/fd")):  # no fd of ours may leak into the sandbox
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass  # the fd listdir itself used, already closed
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    info_r, info_w = os.pipe()
+    err_r, err_w = os.pipe()
+    actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
+               (os.POSIX_SPAWN_DUP2, err_w, 2), (os.POSIX_SPAWN_DUP2, info_w, 3)]  # fmt: skip
+    os.posix_spawn(holder_argv[0], holder_argv, dict(os.environ), file_actions=actions)
+    for fd in (in_r, out_w, info_w, err_w):
+        os.close(fd)
+    info = _read_all(info_r)  # bwrap closes it once PID 1 exists
+    os.close(info_r)
     try:
-        result = _run_job(steps, runner)
+        os.write(in_w, b"\n")  # the holder echoes it once it runs, i.e. once the sandbox is set up
+        ready = os.read(out_r, 1) == b"\n"
+    except BrokenPipeError:  # bwrap gave up before the holder ran
+        ready = False
+    os.close(out_r)
+    if not ready:
+        raise OSError(f"bwrap did not start: {_read_all(err_r).decode('utf-8', 'replace').strip()[-1500:]}")
+    os.close(err_r)
+    pid1 = os.pidfd_open(json.loads(info)["child-pid"])
+    # The holder is alive (it just echoed), so PID 1 is too: the pidfd names the right process.
+    # in_w stays open, without close-on-exec cleared: closing it (at exit) would end the holder.
+    if join == "pidfd" and _LIBC.setns(pid1, _ALL_NAMESPACES) == 0:
+        pass
+    elif join == "pidfd" and ctypes.get_errno() != errno.EINVAL:
+        _check(-1, "setns into the sandbox")
+    else:  # a kernel before 5.8 (no setns on a pidfd), or asked for
+        _join_one_by_one(json.loads(info)["child-pid"])
+    _drop_privileges(last_cap)
+    return pid1
+
+
+def _join_one_by_one(pid: int) -> None:
+    """setns into each of ``pid``'s namespaces: its outermost user namespace first (caps there
+    cover everything the sandbox owns), then the others, then the inner user namespaces."""
+    paths = [f"/proc/{pid}/ns/{name}" for name in ("mnt", "pid", "net", "ipc", "uts", "cgroup")]
+    others = [os.open(path, os.O_RDONLY | os.O_CLOEXEC) for path in paths]
+    chain = [os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)]
+    ours = os.stat("/proc/self/ns/user").st_ino
+    while True:  # walk up to the child of our own user namespace
+        parent = _LIBC.ioctl(chain[-1], _NS_GET_PARENT)
+        _check(0 if parent >= 0 else -1, "ioctl(NS_GET_PARENT)")
+        if os.fstat(parent).st_ino == ours:
+            os.close(parent)
+            break
+        chain.append(parent)
+    order = [chain[-1], *others, *reversed(chain[:-1])]
+    names = [os.readlink(f"/proc/self/fd/{fd}") for fd in order]  # once in its mnt ns, /proc is the sandbox's
+    try:
+        for fd, name in zip(order, names, strict=True):
+            _check(_LIBC.setns(fd, 0), f"setns({name})")
+    finally:
+        for fd in [*others, *chain]:
+            os.close(fd)
+
+
+def _supervise(config: dict, job_fd: int, out_fd: int, verdict_fd: int) -> None:
+    """One program, start to verdict (the forked supervisor's whole life)."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # the zygote gone: so is every sandbox it started
+    if os.getppid() != config["zygote"]:
+        os._exit(5)  # it went before the signal was armed
+    os.dup2(job_fd, 0)
+    os.dup2(out_fd, 1)
+    os.dup2(out_fd, 2)
+    _close_fds_except(verdict_fd)
+    setup_error, pid1, workdir, runner = None, -1, None, None
+    try:
+        if config["holder"] is not None:
+            pid1 = _enter_sandbox(config["holder"], config["last_cap"], config["join"])
+            os.chdir(config["workdir"])
+        else:  # --sandbox none: a fresh directory per job
+            workdir = tempfile.mkdtemp(prefix="llmfl-job-")
+            os.chdir(workdir)
+        runner = _fork_runner(config["python_limits"])
+    except (OSError, ValueError, KeyError) as exc:  # e.g. bwrap's own error message
+        setup_error = f"failed: sandbox setup: {exc}"
+    try:
+        nonce, steps = _read_job(write_files=setup_error is None)
+        result = setup_error or _run_job(steps, runner)
     finally:
         if workdir is not None:
-            import shutil
-
             shutil.rmtree(workdir)
     for stream in (sys.stdout, sys.stderr):  # output first: the parent stops reading at the verdict
         stream.flush()
     os.write(verdict_fd, (f"{nonce} {result}".replace("\n", "\\n") + "\n").encode("utf-8", "replace"))
+    if pid1 >= 0:
+        signal.pidfd_send_signal(pid1, signal.SIGKILL)
     os._exit(0)
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _serve(config: dict, sock: socket.socket) -> None:
+    """Fork a supervisor per request; answer with its pidfd; reap whatever ends below us."""
+    while True:
+        if not select.select([sock], [], [], 1.0)[0]:
+            _reap()
+            continue
+        try:
+            _, fds, _, _ = socket.recv_fds(sock, 1, 3)
+        except ConnectionResetError:
+            fds = []
+        if len(fds) != 3:  # the evaluator closed its end (or died, or sent garbage): time to go
+            os._exit(0)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                sock.close()
+                _supervise(config, *fds)
+            except BaseException:
+                traceback.print_exc()  # into the program's output: the evaluator shows it
+            finally:
+                os._exit(6)  # the supervisor failed before its verdict
+        for fd in fds:
+            os.close(fd)
+        pidfd = os.pidfd_open(pid)
+        try:
+            socket.send_fds(sock, [b"p"], [pidfd])
+        finally:
+            os.close(pidfd)
+        _reap()
+
+
+def _main() -> None:
+    _prctl(_PR_SET_DUMPABLE, 0)  # a program of the same user can neither ptrace us nor read /proc/<pid>/mem
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    config = marshal.loads(_read_all(0))
+    _stdin_from_devnull()
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        config["last_cap"] = int(f.read())
+    config["zygote"] = os.getpid()
+    _serve(config, sock)
 
 
 _main()

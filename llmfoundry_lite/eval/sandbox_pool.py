@@ -1,24 +1,23 @@
 """Sandboxes booted ahead of need, and how a sandbox is stopped.
 
-Starting bubblewrap and an interpreter costs ~15-25 ms, mostly kernel latency (namespace
-and mount setup) rather than CPU. ``SparePool`` therefore boots sandboxes from a background
-thread into a bounded queue while programs run; each program takes one that has never run
-anything, and every sandbox serves exactly one program.
+Setting a sandbox up costs ~10 ms, mostly kernel work (namespaces and mounts). ``SparePool``
+therefore asks for sandboxes from a background thread, into a bounded queue, while programs
+run; each program takes one that has never run anything, and every sandbox serves exactly one
+program.
 
-A sandbox is stopped by SIGKILLing its process group: that is bwrap's monitor (our child),
-whose death kills the namespace's PID-1 (``--die-with-parent``), whose death makes the kernel
-kill everything else in the PID namespace. bwrap's monitor never reaps that PID-1 (it exits
-as soon as the program's status is known, even on a normal exit), so the machine's init
-must: run the evaluator under an init that reaps orphans (any normal system; ``docker run
---init`` in containers).
+A sandbox is stopped by SIGKILLing its supervisor through a pidfd (no PID-reuse race). The
+supervisor's death kills bwrap's monitor (parent-death signal), whose death kills the
+sandbox's PID 1 (``--die-with-parent``), whose death makes the kernel kill everything else in
+the PID namespace; the zygote, a child subreaper, reaps them all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import select
 import signal
-import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,31 +27,37 @@ from llmfoundry_lite.eval.sandbox_io import read_available
 
 @dataclass
 class Started:
-    """A started sandboxed interpreter that waits on stdin for its program."""
+    """A supervisor forked for one program, waiting for its job on ``stdin``; our ends of its pipes."""
 
-    proc: subprocess.Popen
+    pidfd: int
+    """The supervisor's pidfd: readable once it has exited; SIGKILL through it stops the sandbox."""
+    stdin: int
+    """Write end of the job's pipe."""
+    stdout: int
+    """Read end of the program's stdout+stderr."""
     verdict_r: int
+    """Read end of the verdict pipe (only the supervisor holds the write end)."""
 
+    def alive(self) -> bool:
+        return not select.select([self.pidfd], [], [], 0)[0]
 
-def stop(proc: subprocess.Popen) -> None:
-    """SIGKILL the sandbox's process group and reap bwrap's monitor."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # the group is already gone: nothing left to kill
-    proc.wait()
-    for stream in (proc.stdin, proc.stdout):
-        if stream is not None and not stream.closed:
-            stream.close()
+    def close_stdin(self) -> None:
+        """The job is sent (or cannot be): EOF for the supervisor."""
+        if self.stdin >= 0:
+            os.close(self.stdin)
+            self.stdin = -1
 
 
 def finish(started: Started) -> bytes:
-    """Stop a sandbox and close its verdict pipe; returns the verdict bytes not read yet."""
-    stop(started.proc)
+    """Stop a sandbox and close our ends of its pipes; returns the verdict bytes not read yet."""
+    with contextlib.suppress(ProcessLookupError):  # already gone: nothing left to kill
+        signal.pidfd_send_signal(started.pidfd, signal.SIGKILL)
     try:
         return read_available(started.verdict_r)
     finally:
-        os.close(started.verdict_r)
+        started.close_stdin()
+        for fd in (started.pidfd, started.stdout, started.verdict_r):
+            os.close(fd)
 
 
 class SparePool:
@@ -96,7 +101,7 @@ class SparePool:
             item = self._ready.get()
             if isinstance(item, BaseException):
                 raise item
-            if item.proc.poll() is None:
+            if item.alive():
                 return item
             finish(item)  # died while idle (killed from outside): never use it
 

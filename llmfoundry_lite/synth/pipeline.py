@@ -28,7 +28,7 @@ from llmfoundry_lite.synth.corpus_checks import contaminated, near_duplicates
 from llmfoundry_lite.synth.pairs import Pair
 from llmfoundry_lite.synth.report import RowSummary, summarize_rows
 from llmfoundry_lite.synth.split import heldout_groups
-from llmfoundry_lite.synth.verify_cache import prune
+from llmfoundry_lite.synth.verify_cache import prune, start_run
 from llmfoundry_lite.synth.verify_stage import verify_cache_dir, verify_pairs
 
 
@@ -119,10 +119,10 @@ def run_synthesis(cfg: SynthConfig) -> dict:
 
     Raises ``SandboxUnavailable`` (its message says how to fix it) before reading anything when
     the sandbox cannot be set up: verification is never skipped silently."""
-    started = time.time()
     workers = cfg.workers if cfg.engine == "local" else 1  # on Spark the executors open their own
     with Sandbox(cfg.sandbox, workers=workers) as sandbox:
         sandbox.close()  # its probe passed; the pre-started spares would otherwise idle through extraction
+        start_run(verify_cache_dir(cfg))  # chunks this run does not use are pruned at its end
         watch = Stopwatch()
         if cfg.engine == "spark":
             from llmfoundry_lite.synth.spark_engine import spark_synthesis
@@ -131,7 +131,7 @@ def run_synthesis(cfg: SynthConfig) -> dict:
         else:
             run = _local(cfg, sandbox, watch)
     out = Path(cfg.output)
-    prune(verify_cache_dir(cfg), started)  # results of programs this run no longer has
+    prune(verify_cache_dir(cfg))  # results of programs this run no longer has
     stats = {
         **run.counts, "kept": run.kept, "dropped_by_reason": dict(run.dropped),
         "decontaminated_by_benchmark": dict(sorted(run.by_benchmark.items())),

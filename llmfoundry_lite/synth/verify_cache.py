@@ -6,8 +6,11 @@ program whose digest is 0 modulo ``CHUNK_SPAN``, so boundaries depend on the pro
 their positions: adding, removing or changing a pair touches only its own chunk. A chunk's results are
 written, atomically, to ``<dir>/<digest of its programs>.pkl`` as soon as its last program finishes,
 so a rerun after a SIGKILL or with changed inputs runs only the programs of chunks not yet stored.
-Files this run neither read nor wrote are deleted at its end (``prune``, by modification time, so a
-Spark run's executors and driver need not share a list).
+Files this run neither read nor wrote are deleted at its end (``prune``). A run starts by stamping
+``<dir>/run.stamp`` with the current time (``start_run``), and every chunk it reads or writes gets
+exactly that modification time; so ``prune`` needs no list from the Spark executors and no slack for
+clocks: a chunk older than the stamp belongs to an earlier run. (On a filesystem that keeps whole
+seconds, a run less than a second after the last one keeps that run's chunks too; nothing is lost.)
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -23,6 +27,29 @@ from llmfoundry_lite.eval.sandbox import ExecResult, Sandbox
 
 CHUNK_SPAN = 64
 """Programs per stored chunk, on average."""
+STAMP = "run.stamp"
+"""The file whose modification time names the current run."""
+
+
+def start_run(cache: Path) -> int:
+    """Stamp ``cache`` for a new run; returns the stamp as the filesystem stores it (ns)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    stamp = cache / STAMP
+    stamp.touch()
+    now = time.time_ns()
+    os.utime(stamp, ns=(now, now))
+    return stamp.stat().st_mtime_ns
+
+
+def _run_stamp(cache: Path) -> int:
+    try:
+        return (cache / STAMP).stat().st_mtime_ns
+    except FileNotFoundError:  # called outside a run (start_run not called): this call is the run
+        return start_run(cache)
+
+
+def _mark(path: Path, stamp: int) -> None:
+    os.utime(path, ns=(stamp, stamp))  # used by this run: kept by prune
 
 
 def _salt(sandbox: Sandbox) -> bytes:
@@ -42,18 +69,19 @@ def chunks(digests: Sequence[bytes]) -> list[range]:
     return out
 
 
-def _load(path: Path) -> list[ExecResult] | None:
+def _load(path: Path, stamp: int) -> list[ExecResult] | None:
     try:
         results = pickle.loads(path.read_bytes())
     except (OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError):
         return None
-    os.utime(path)  # used by this run: kept by prune
+    _mark(path, stamp)
     return results
 
 
-def _store(path: Path, results: list[ExecResult]) -> None:
+def _store(path: Path, results: list[ExecResult], stamp: int) -> None:
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     tmp.write_bytes(pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL))
+    _mark(tmp, stamp)
     os.replace(tmp, path)
 
 
@@ -61,12 +89,12 @@ def run_cached(programs: Sequence[str], sandbox: Sandbox, workers: int, cache: P
     """Each program's result in input order, and how many came from ``cache`` instead of a sandbox."""
     salt = _salt(sandbox)
     digests = [hashlib.sha256(salt + p.encode("utf-8", "surrogatepass")).digest() for p in programs]
-    cache.mkdir(parents=True, exist_ok=True)
+    stamp = _run_stamp(cache)
     results: list[ExecResult | None] = [None] * len(programs)
     pending: dict[int, tuple[range, Path]] = {}
     for n, span in enumerate(chunks(digests)):
         path = cache / (hashlib.sha256(b"".join(digests[i] for i in span)).hexdigest()[:32] + ".pkl")
-        stored = _load(path)
+        stored = _load(path, stamp)
         if stored is not None and len(stored) == len(span):
             results[span.start:span.stop] = stored
         else:
@@ -82,18 +110,20 @@ def run_cached(programs: Sequence[str], sandbox: Sandbox, workers: int, cache: P
                 left[n] -= 1
                 if not left[n]:
                     span, path = pending[n]
-                    _store(path, results[span.start:span.stop])  # type: ignore[arg-type]
+                    _store(path, results[span.start:span.stop], stamp)  # type: ignore[arg-type]
     return results, reused  # type: ignore[return-value]
 
 
-def prune(cache: Path, since: float) -> int:
-    """Delete the chunk files not read or written since ``since`` (a ``time.time()``); returns how many."""
+def prune(cache: Path) -> int:
+    """Delete the files the current run (``start_run``) neither read nor wrote; returns how many."""
+    try:
+        stamp = (cache / STAMP).stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0  # no run here: nothing to tell old from new
     removed = 0
-    if not cache.is_dir():
-        return 0
     with os.scandir(cache) as entries:
-        for entry in entries:
-            if entry.stat().st_mtime < since - 1:  # 1 s of slack for coarse filesystem clocks
+        for entry in entries:  # chunks, and partial .tmp files a killed attempt left
+            if entry.name != STAMP and entry.stat().st_mtime_ns < stamp:
                 os.unlink(entry.path)
                 removed += 1
     return removed

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from llmfoundry_lite.eval import sandbox as sandbox_module
 from llmfoundry_lite.eval.config import SandboxConfig
 from llmfoundry_lite.eval.execution import execute_samples
 from llmfoundry_lite.eval.problems import check_program
@@ -217,7 +218,7 @@ def test_each_program_gets_a_fresh_sandbox(prestart):
     leave_traces = ("    import os\n    open('trace', 'w').write('x')\n    if os.fork() == 0:\n"
                     "        import time\n        time.sleep(30)\n    return True\n")
     look_for_traces = ("    import os\n    procs = [p for p in os.listdir('/proc') if p.isdigit()]\n"
-                       "    return not os.path.exists('trace') and len(procs) <= 3\n")  # bwrap's init, python, at most one more
+                       "    return not os.path.exists('trace') and len(procs) <= 3\n")  # bwrap's init, the holder, python
     with Sandbox(SandboxConfig(timeout=1.0, startup_allowance=0.5, prestart=prestart), workers=1) as sb:
         assert probe(sb, leave_traces).passed
         assert probe(sb, look_for_traces).passed
@@ -305,3 +306,64 @@ def test_parent_supervisor_memory_and_fds_are_out_of_reach(sandbox):
             "            errors.append(e.errno)\n    print(errors)\n    return len(errors) == 3\n")
     r = probe(sandbox, body)
     assert r.passed, r.output  # every open of the supervisor's /proc entries was refused
+
+
+def test_no_nested_user_namespace_so_no_uncapped_tmpfs(sandbox):
+    # In a user namespace of its own a program could mount a tmpfs of half the host's RAM.
+    body = ("    import ctypes\n    libc = ctypes.CDLL(None, use_errno=True)\n"
+            "    if libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER\n"
+            "        raise OSError(ctypes.get_errno(), 'unshare')\n    return True\n")
+    assert probe(sandbox, body).result == "failed: [Errno 28] unshare"  # ENOSPC: max_user_namespaces is 0 inside
+    spawned = ("    import subprocess\n"
+               "    return subprocess.run(['unshare', '--user', '--mount', 'true']).returncode == 0\n")
+    assert probe(sandbox, spawned).result == "failed: "  # an exec'd program cannot either
+
+
+CONTAINED = ("    import os\n    status = dict(line.split(':\\t', 1) for line in open('/proc/self/status').read().splitlines()\n"
+             "                  if ':\\t' in line)\n"
+             "    caps = {k: int(status[k], 16) for k in ('CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb')}\n"
+             "    fds = {}\n    for fd in os.listdir('/proc/self/fd'):\n        try:\n"
+             "            fds[fd] = os.readlink(f'/proc/self/fd/{fd}')\n"
+             "        except FileNotFoundError:  # listdir's own fd\n            pass\n"
+             "    pids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
+             "    print(caps, status['NoNewPrivs'].strip(), os.getppid(), pids, fds)\n"
+             "    return (not any(caps.values()) and status['NoNewPrivs'].strip() == '1' and os.getppid() == 0\n"
+             "            and pids == [1, 2, os.getpid()]\n"
+             "            and not any('socket' in t or 'pidfd' in t for t in fds.values()))\n")
+
+
+def test_program_holds_no_capability_and_cannot_see_its_supervisor(sandbox):
+    r = probe(sandbox, CONTAINED)
+    assert r.passed, r.output  # no capability, no way to gain one, no supervisor or zygote in sight, no fd of theirs
+
+
+def test_joining_namespaces_one_by_one_contains_programs_the_same_way(monkeypatch):
+    # Kernels before 5.8 cannot setns() on a pidfd: the supervisor then joins the holder's
+    # namespaces one /proc/<pid>/ns file at a time. Forced here, it must give the same sandbox.
+    monkeypatch.setattr(sandbox_module, "JOIN_NAMESPACES", "nsfd")
+    with Sandbox(FAST) as sb:
+        r = probe(sb, CONTAINED)
+        assert r.passed, r.output
+        assert probe(sb, "    import os\n    return open('/proc/2/cmdline').read() == '/usr/bin/cat\\0'\n").passed
+        r = probe(sb, "    import socket\n    socket.create_connection(('1.1.1.1', 53), timeout=1).close()\n    return True\n")
+        assert r.result == "failed: [Errno 101] Network is unreachable"
+        assert probe(sb, "    open('/usr/bin/llmfl-probe', 'w')\n    return True\n").result.startswith("failed: [Errno 30]")
+
+
+def test_a_killed_zygote_is_replaced_and_close_keeps_the_sandbox_usable():
+    with Sandbox(FAST) as sb:
+        assert probe(sb, "    return True\n").passed
+        sb._zygote._proc.kill()  # killed from outside: the next program starts a new one
+        sb._zygote._proc.wait()
+        sb.close()  # also drops the prestarted sandboxes the dead zygote had forked
+        assert probe(sb, "    return True\n").passed
+        sb._zygote._proc.kill()
+        sb._zygote._proc.wait()
+        results = [probe(sb, "    return True\n") for _ in range(4)]  # the spares died with it
+    assert all(r.passed or r.result == "failed: the sandbox's supervisor ended without a verdict" for r in results)
+    assert results[-1].passed
+
+
+def test_a_sandbox_that_cannot_be_set_up_says_why(tmp_path):
+    with pytest.raises(SandboxUnavailable, match="bwrap did not start: bwrap: Can't find source path"):
+        Sandbox(FAST, binds=(tmp_path / "missing",))

@@ -229,7 +229,7 @@ def test_finished_programs_are_reused_by_the_next_attempt(verified_run, corpus):
         # other limits are another way to run: nothing is reused, and the old results are pruned
         third = run_synthesis(_cfg(corpus, out, workers=2, sandbox=SandboxConfig(**{**FAST.__dict__, "timeout": FAST.timeout + 1})))
     assert third["verify"]["reused"] == 0 and len(again) == executed
-    assert len(list((out / "work" / "verify").iterdir())) == len(chunks_of(again))
+    assert len(list((out / "work" / "verify").glob("*.pkl"))) == len(chunks_of(again))  # no stale chunk, no .tmp
 
 
 def chunks_of(programs):
@@ -252,3 +252,40 @@ def test_chunk_boundaries_follow_content_not_position():
     edited = digests[:700] + [hashlib.sha256(b"new").digest()] + digests[700:]  # one pair added
     after = {tuple(edited[i] for i in s) for s in chunks(edited)}
     assert len(before - after) == 1 and len(after - before) == 1  # only the chunk holding it changed
+
+
+def test_prune_tells_runs_apart_however_close_together(tmp_path):
+    import sys
+
+    from llmfoundry_lite.eval.sandbox import ExecResult
+    from llmfoundry_lite.synth.verify_cache import prune, run_cached, start_run
+
+    class Recorder:  # a sandbox that passes everything and records what it ran
+        python = sys.executable
+
+        def __init__(self):
+            self.ran = []
+
+        def describe(self):
+            return "recorder"
+
+        def run(self, program):
+            self.ran.append(program)
+            return ExecResult(True, "passed", "", 0, 0.0)
+
+    cache, sb = tmp_path / "verify", Recorder()
+    start_run(cache)
+    run_cached([f"a{i}" for i in range(300)], sb, 2, cache)
+    (cache / "x.pkl.tmp99").write_bytes(b"partial")  # what a SIGKILLed attempt leaves
+    first = set(cache.glob("*.pkl"))
+    start_run(cache)  # the next run, within the same millisecond or so
+    results, reused = run_cached([f"a{i}" for i in range(150)] + [f"b{i}" for i in range(50)], sb, 2, cache)
+    assert all(r.passed for r in results) and 0 < reused < 150
+    kept = set(cache.glob("*.pkl"))
+    assert prune(cache) > 0 and set(cache.glob("*.pkl")) < kept and not list(cache.glob("*.tmp*"))
+    left = set(cache.glob("*.pkl"))
+    assert left & first and left - first  # reused chunks stay, new ones stay, the rest went
+    sb.ran.clear()
+    start_run(cache)
+    assert run_cached([f"a{i}" for i in range(150)] + [f"b{i}" for i in range(50)], sb, 2, cache)[1] == 200
+    assert sb.ran == [] and prune(cache) == 0
