@@ -21,7 +21,7 @@ from llmfoundry_lite.eval.sandbox_pool import Started
 
 
 class ZygoteDied(RuntimeError):
-    """The zygote stopped answering (killed from outside); the message says what it last printed."""
+    """The zygote stopped answering twice in a row (its own errors went to the evaluator's stderr)."""
 
 
 class Zygote:
