@@ -78,6 +78,10 @@ def _eval(run: Path) -> list[str]:
     else:
         scores = ", ".join(f"{k} {v:.4f}" for k, v in he["scores"].items())
         lines.append(f"humaneval     {scores} ({he['n_samples']} samples over {he['n_problems']} problems)")
+        if "vote" in he:
+            v = he["vote"]
+            lines.append(f"  voting      pass@1 of the sample chosen by agreement on the docstring examples {v['pass@1(vote)']:.4f}"
+                         f" (pass@n {v['pass@n']:.4f}; {v['problems_without_examples']} problems without examples)")
     if fim is not None:
         lines.append(f"infilling     exact match {fim['exact_match']:.4f}, tests pass {fim['pass_rate']:.4f} "
                      f"({fim['tasks']} hidden lines)")

@@ -30,7 +30,8 @@ def test_summary_reads_every_artifact(tmp_path):
     run = tmp_path / "runs/code-tiny"
     _write(run / "train_summary.json", {"tokens_trained": 4096, "batches": 4, "tokens_per_s": 1234.5,
                                         "final_train_loss": 6.0, "final_eval_loss": 5.5, "unigram_entropy": 6.875})
-    _write(run / "humaneval.jsonl_summary.json", {"scores": {"pass@1": 0.25}, "n_samples": 8, "n_problems": 4})
+    _write(run / "humaneval.jsonl_summary.json", {"scores": {"pass@1": 0.25}, "n_samples": 8, "n_problems": 4,
+                                                  "vote": {"pass@1(vote)": 0.5, "pass@n": 0.75, "problems_without_examples": 1}})
     _write(run / "humaneval_infill.jsonl_summary.json", {"exact_match": 0.5, "pass_rate": 0.75, "tasks": 12})
     _write(tmp_path / "data/instruct/stats.json", {"seen": 50, "kept": 20, "dropped_by_reason": {"no_return": 18, "too_short": 12}})
     _write(tmp_path / "runs/code-tiny-lora/train_summary.json",
@@ -42,6 +43,7 @@ def test_summary_reads_every_artifact(tmp_path):
     assert "seen 10 = kept 7 + rejected 3 + skipped 0" in text and "near_duplicate 2, parse_error 1" in text
     assert "3.45 chars/token" in text  # (6 + 94) chars / (31 tokens - 2 EOS)
     assert "ratio 0.800" in text and "pass@1 0.2500" in text and "exact match 0.5000" in text
+    assert "docstring examples 0.5000 (pass@n 0.7500; 1 problems without examples)" in text
     assert "kept 20 pairs (top drops: no_return 18, too_short 12)" in text
     assert "LoRA r=8, 40 samples in 5 batches; held-out response loss 6.250 -> 5.500" in text
     assert "tuned model's humaneval pass@1 0.0125 (greedy, 80 problems)" in text
