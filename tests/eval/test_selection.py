@@ -16,6 +16,13 @@ TRUNCATE = ["    return 0.0\n", "    return number % 1.0\n", "    return number 
 def test_example_inputs_are_the_literal_calls_of_the_docstring(problems):
     assert example_inputs(problems["HumanEval/0"]) == [([1.0, 2.0, 3.0], 0.5), ([1.0, 2.8, 3.0, 4.0, 5.0, 2.0], 0.3)]
     assert example_inputs(problems["HumanEval/2"]) == [(3.5,)]
+    # prose examples count too, parentheses inside strings do not end a call, repeats are run once
+    assert example_inputs(problems["HumanEval/151"]) == [([1, 3, 2, 0],), ([-1, -2, 0],), ([9, -2],), ([0],)]
+    assert example_inputs(problems["HumanEval/61"]) == [("(",), ("()",), ("(()())",), (")(()",)]
+    assert example_inputs({"entry_point": "f", "prompt": 'def f(n: int) -> int:\n    """f(n) is n + 1: f(1) == 2,\n'
+                           '    >>> f(1)\n    2\n    f(x=3), g.f(4), f(\n        5)\n    """\n'}) == [(1,), (5,)]
+    with_examples = sum(bool(example_inputs(p)) for p in problems.values())
+    assert with_examples == 141  # of 164; 69 have ">>>" lines
 
 
 def test_the_largest_agreeing_group_is_selected(sandbox, problems):
