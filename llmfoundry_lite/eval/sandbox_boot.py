@@ -1,20 +1,26 @@
 """How the sandbox's zygote starts: its code compiled once, sent marshaled ahead of its config.
 
-The zygote (``sandbox_child.py``) starts once per ``Sandbox`` as ``python -I -S -c BOOT``, which
-reads exactly that many bytes from stdin with ``os.read`` (no buffered read-ahead into the config
-that follows) and executes them as ``__main__``. The code is compiled by the sandbox's own
-interpreter, so the bytecode always matches the interpreter that runs it.
+The zygote (``sandbox_child.py``, with its kernel calls in ``sandbox_kernel.py``) starts once per
+``Sandbox`` as ``python -I -S -c BOOT <n>``, which reads exactly ``n`` bytes from stdin with
+``os.read`` (no buffered read-ahead into the config that follows): a marshaled list of
+``(module name, code)``. Each module but the last is executed as a top-level module of that name
+(so the zygote can ``import sandbox_kernel``), the last as ``__main__``. The code is compiled by
+the sandbox's own interpreter, so the bytecode always matches the interpreter that runs it.
 """
 
 from __future__ import annotations
 
 import functools
+import marshal
 import subprocess
 from pathlib import Path
 
-CHILD_SOURCE = (Path(__file__).parent / "sandbox_child.py").read_text()
+MODULES = ("sandbox_kernel", "sandbox_child")
+"""The zygote's modules in the order they run; the last is its ``__main__``."""
+SOURCES = tuple((name, (Path(__file__).parent / f"{name}.py").read_text()) for name in MODULES)
 _COMPILE = ("import marshal, sys\n"
-            "sys.stdout.buffer.write(marshal.dumps(compile(sys.stdin.read(), '<sandbox supervisor>', 'exec')))")
+            "sources = marshal.loads(sys.stdin.buffer.read())\n"
+            "sys.stdout.buffer.write(marshal.dumps([(n, compile(s, f'<sandbox {n}>', 'exec')) for n, s in sources]))")
 BOOT = ("import marshal, os, sys\n"
         "n, b = int(sys.argv.pop(1)), b''\n"
         "while len(b) < n:\n"
@@ -22,15 +28,19 @@ BOOT = ("import marshal, os, sys\n"
         "    if not c:\n"
         "        raise SystemExit('sandbox supervisor: stdin closed before its code arrived')\n"
         "    b += c\n"
-        "del n, c\n"
-        "exec(marshal.loads(b))\n")
-"""``argv[1]`` is the code's length in bytes; the supervisor then sees its own argv from index 1."""
+        "*m, (_, main) = marshal.loads(b)\n"
+        "for name, code in m:\n"
+        "    sys.modules[name] = type(sys)(name)\n"
+        "    exec(code, vars(sys.modules[name]))\n"
+        "del n, c, b, m, name, code\n"
+        "exec(main)\n")
+"""``argv[1]`` is the code's length in bytes; the zygote then sees its own argv from index 1."""
 
 
 @functools.cache
 def supervisor_code(python: str, env: tuple[tuple[str, str], ...]) -> bytes:
-    """``sandbox_child.py`` compiled and marshaled by ``python`` (run as ``-I -S``, like the sandbox)."""
-    proc = subprocess.run([python, "-I", "-S", "-c", _COMPILE], input=CHILD_SOURCE.encode(), capture_output=True,
+    """The zygote's modules compiled and marshaled by ``python`` (run as ``-I -S``, like the sandbox)."""
+    proc = subprocess.run([python, "-I", "-S", "-c", _COMPILE], input=marshal.dumps(SOURCES, 4), capture_output=True,
                           env=dict(env), timeout=60, check=False)  # fmt: skip
     if proc.returncode != 0:
         raise RuntimeError(f"{python} could not compile the sandbox supervisor: {proc.stderr.decode()[-500:]}")

@@ -1,6 +1,7 @@
 """The trusted side of sandboxed execution: a zygote, one per ``Sandbox``, that forks a supervisor per program.
 
-Standard library only, no imports from this project. Compiled once per ``Sandbox`` by the
+Standard library only, no imports from this project but ``sandbox_kernel`` (libc calls and
+entering a sandbox), which ``sandbox_boot`` ships with it. Compiled once per ``Sandbox`` by the
 sandbox's interpreter and started by ``sandbox_boot.BOOT`` (the code arrives marshaled on
 stdin); argv ``[-c, socket-fd]``; after the code, stdin carries a ``marshal``-ed config to EOF:
 ``{"holder": the holder's bwrap argv or None, "workdir", "python_limits", "join"}`` (rlimits of
@@ -48,9 +49,6 @@ not the verdict, is what contains a hostile program.
 """
 
 import builtins
-import ctypes
-import errno
-import json
 import marshal
 import os
 import select
@@ -61,75 +59,21 @@ import sys
 import tempfile
 import traceback
 
-_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_CAPBSET_DROP = 1, 4, 24
-_PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 36, 38, 47, 4
-_CLONE_NEWNS, _CLONE_NEWCGROUP, _CLONE_NEWUTS, _CLONE_NEWIPC = 0x20000, 0x2000000, 0x4000000, 0x8000000
-_CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
-_ALL_NAMESPACES = (_CLONE_NEWUSER | _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWNET | _CLONE_NEWIPC
-                   | _CLONE_NEWUTS | _CLONE_NEWCGROUP)  # fmt: skip
-_LINUX_CAPABILITY_VERSION_3 = 0x20080522
-_NS_GET_PARENT = 0xB702  # _IO(0xb7, 0x2)
+from sandbox_kernel import (
+    PR_SET_CHILD_SUBREAPER,
+    PR_SET_DUMPABLE,
+    PR_SET_PDEATHSIG,
+    apply_limits,
+    close_fds_except,
+    enter_sandbox,
+    prctl,
+    read_all,
+    stdin_from_devnull,
+)
+
 _REPORT_CAP = 4096
 _MAX_MESSAGE = 2000
 _EARLY_EXIT = "failed: process ended with status {} before check() completed"
-
-_LIBC = ctypes.CDLL(None, use_errno=True)
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
-
-
-class _RLimit(ctypes.Structure):
-    _fields_ = [("cur", ctypes.c_ulong), ("max", ctypes.c_ulong)]
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _prctl(option: int, arg: int = 0) -> None:
-    _check(_LIBC.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), f"prctl({option}, {arg})")
-
-
-def _drop_privileges(last_cap: int) -> None:
-    """No capability left (effective, permitted, inheritable, ambient, bounding) and none to gain."""
-    _prctl(_PR_SET_NO_NEW_PRIVS, 1)
-    _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
-    for cap in range(last_cap + 1):
-        _prctl(_PR_CAPBSET_DROP, cap)
-    _check(_LIBC.capset(ctypes.byref(_CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)), (_CapData * 2)()), "capset")
-
-
-def _apply_limits(spec: str) -> None:
-    """rlimits as ``<RLIMIT number>=soft:hard,...``, set with prlimit(2)."""
-    for item in filter(None, spec.split(",")):
-        number, _, values = item.partition("=")
-        soft, _, hard = values.partition(":")
-        limit = _RLimit(int(soft), int(hard))
-        _check(_LIBC.prlimit(0, int(number), ctypes.byref(limit), None), f"prlimit({number}, {soft}, {hard})")
-
-
-def _close_fds_except(*keep: int) -> None:
-    """Close every fd >= 3 but ``keep``."""
-    low = 3
-    for fd in sorted(k for k in keep if k >= 3):
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
-
-
-def _stdin_from_devnull() -> None:
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
-
 
 def _exit(code: object = None) -> None:
     """``exit()`` / ``quit()``, which ``python -S`` does not define (site.py adds them)."""
@@ -150,7 +94,7 @@ def _python_runner(feed_r: int, report_w: int, limits: str) -> None:
         program = f.read()
     sys.argv = [""]
     builtins.exit = builtins.quit = _exit
-    _apply_limits(limits)  # hard limits the program cannot raise
+    apply_limits(limits)  # hard limits the program cannot raise
     try:
         exec(compile(program, "<string>", "exec"), {})
     except SystemExit as exc:
@@ -174,8 +118,8 @@ def _fork_runner(limits: str) -> tuple[int, int, int]:
     pid = os.fork()
     if pid == 0:
         try:
-            _stdin_from_devnull()  # before the job is read: the runner never sees the job's stdin
-            _close_fds_except(feed_r, report_w)  # the verdict pipe, the holder's pipes, pidfds
+            stdin_from_devnull()  # before the job is read: the runner never sees the job's stdin
+            close_fds_except(feed_r, report_w)  # the verdict pipe, the holder's pipes, pidfds
             _python_runner(feed_r, report_w, limits)
         finally:
             os._exit(4)  # the runner failed before reporting: counted as a failure
@@ -202,9 +146,9 @@ def _spawn(argv: list[str], limits: str) -> int:
     pid = os.fork()
     if pid == 0:
         try:
-            _stdin_from_devnull()
-            _close_fds_except()
-            _apply_limits(limits)
+            stdin_from_devnull()
+            close_fds_except()
+            apply_limits(limits)
             os.execv(argv[0], argv)
         except BaseException as exc:  # reported, then the child exits 127
             os.write(2, f"cannot start {argv[0]}: {exc}\n".encode())
@@ -295,92 +239,19 @@ def _run_job(steps: list[dict], runner: tuple[int, int, int]) -> str:
     return outcome
 
 
-def _read_all(fd: int) -> bytes:
-    data = b""
-    while chunk := os.read(fd, 65536):
-        data += chunk
-    return data
-
-
-def _enter_sandbox(holder_argv: list[str], last_cap: int, join: str) -> int:
-    """Start the holder sandbox, join all its namespaces, drop every capability; returns a pidfd
-    of the sandbox's PID 1 (SIGKILL it to tear the sandbox down)."""
-    for fd in map(int, os.listdir("/proc/self/fd")):  # no fd of ours may leak into the sandbox
-        if fd > 2:
-            try:
-                os.set_inheritable(fd, False)
-            except OSError:
-                pass  # the fd listdir itself used, already closed
-    in_r, in_w = os.pipe()
-    out_r, out_w = os.pipe()
-    info_r, info_w = os.pipe()
-    err_r, err_w = os.pipe()
-    actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
-               (os.POSIX_SPAWN_DUP2, err_w, 2), (os.POSIX_SPAWN_DUP2, info_w, 3)]  # fmt: skip
-    os.posix_spawn(holder_argv[0], holder_argv, dict(os.environ), file_actions=actions)
-    for fd in (in_r, out_w, info_w, err_w):
-        os.close(fd)
-    info = _read_all(info_r)  # bwrap closes it once PID 1 exists
-    os.close(info_r)
-    try:
-        os.write(in_w, b"\n")  # the holder echoes it once it runs, i.e. once the sandbox is set up
-        ready = os.read(out_r, 1) == b"\n"
-    except BrokenPipeError:  # bwrap gave up before the holder ran
-        ready = False
-    os.close(out_r)
-    if not ready:
-        raise OSError(f"bwrap did not start: {_read_all(err_r).decode('utf-8', 'replace').strip()[-1500:]}")
-    os.close(err_r)
-    pid1 = os.pidfd_open(json.loads(info)["child-pid"])
-    # The holder is alive (it just echoed), so PID 1 is too: the pidfd names the right process.
-    # in_w stays open, without close-on-exec cleared: closing it (at exit) would end the holder.
-    if join == "pidfd" and _LIBC.setns(pid1, _ALL_NAMESPACES) == 0:
-        pass
-    elif join == "pidfd" and ctypes.get_errno() != errno.EINVAL:
-        _check(-1, "setns into the sandbox")
-    else:  # a kernel before 5.8 (no setns on a pidfd), or asked for
-        _join_one_by_one(json.loads(info)["child-pid"])
-    _drop_privileges(last_cap)
-    return pid1
-
-
-def _join_one_by_one(pid: int) -> None:
-    """setns into each of ``pid``'s namespaces: its outermost user namespace first (caps there
-    cover everything the sandbox owns), then the others, then the inner user namespaces."""
-    paths = [f"/proc/{pid}/ns/{name}" for name in ("mnt", "pid", "net", "ipc", "uts", "cgroup")]
-    others = [os.open(path, os.O_RDONLY | os.O_CLOEXEC) for path in paths]
-    chain = [os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)]
-    ours = os.stat("/proc/self/ns/user").st_ino
-    while True:  # walk up to the child of our own user namespace
-        parent = _LIBC.ioctl(chain[-1], _NS_GET_PARENT)
-        _check(0 if parent >= 0 else -1, "ioctl(NS_GET_PARENT)")
-        if os.fstat(parent).st_ino == ours:
-            os.close(parent)
-            break
-        chain.append(parent)
-    order = [chain[-1], *others, *reversed(chain[:-1])]
-    names = [os.readlink(f"/proc/self/fd/{fd}") for fd in order]  # once in its mnt ns, /proc is the sandbox's
-    try:
-        for fd, name in zip(order, names, strict=True):
-            _check(_LIBC.setns(fd, 0), f"setns({name})")
-    finally:
-        for fd in [*others, *chain]:
-            os.close(fd)
-
-
 def _supervise(config: dict, job_fd: int, out_fd: int, verdict_fd: int) -> None:
     """One program, start to verdict (the forked supervisor's whole life)."""
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # the zygote gone: so is every sandbox it started
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the zygote gone: so is every sandbox it started
     if os.getppid() != config["zygote"]:
         os._exit(5)  # it went before the signal was armed
     os.dup2(job_fd, 0)
     os.dup2(out_fd, 1)
     os.dup2(out_fd, 2)
-    _close_fds_except(verdict_fd)
+    close_fds_except(verdict_fd)
     setup_error, pid1, workdir, runner = None, -1, None, None
     try:
         if config["holder"] is not None:
-            pid1 = _enter_sandbox(config["holder"], config["last_cap"], config["join"])
+            pid1 = enter_sandbox(config["holder"], config["last_cap"], config["join"])
             os.chdir(config["workdir"])
         else:  # --sandbox none: a fresh directory per job
             workdir = tempfile.mkdtemp(prefix="llmfl-job-")
@@ -444,11 +315,11 @@ def _serve(config: dict, sock: socket.socket) -> None:
 
 
 def _main() -> None:
-    _prctl(_PR_SET_DUMPABLE, 0)  # a program of the same user can neither ptrace us nor read /proc/<pid>/mem
-    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    prctl(PR_SET_DUMPABLE, 0)  # a program of the same user can neither ptrace us nor read /proc/<pid>/mem
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
     sock = socket.socket(fileno=int(sys.argv[1]))
-    config = marshal.loads(_read_all(0))
-    _stdin_from_devnull()
+    config = marshal.loads(read_all(0))
+    stdin_from_devnull()
     with open("/proc/sys/kernel/cap_last_cap") as f:
         config["last_cap"] = int(f.read())
     config["zygote"] = os.getpid()
