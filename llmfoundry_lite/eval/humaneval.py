@@ -21,23 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from llmfoundry_lite.config import ConfigError, exit_on_config_error, load_config, split_cli, to_yaml
-from llmfoundry_lite.eval.config import (
-    LANGUAGE_NAMES,
-    SANDBOX_KINDS,
-    SELECTIONS,
-    TASKS,
-    GenerationConfig,
-    HumanEvalConfig,
-    SandboxConfig,
-)
+from llmfoundry_lite.eval.config import LANGUAGE_NAMES, SELECTIONS, TASKS, GenerationConfig, HumanEvalConfig
 from llmfoundry_lite.eval.execution import execute_samples, stderr_progress
 from llmfoundry_lite.eval.infill import build_infill_tasks, first_line, psm_ids, score_infill
 from llmfoundry_lite.eval.languages import get_language
 from llmfoundry_lite.eval.multilingual import run_language_model, run_language_samples, write_problems
 from llmfoundry_lite.eval.passk import format_table, pass_at_k
 from llmfoundry_lite.eval.problems import default_problems_path, load_problems, read_samples, write_jsonl
-from llmfoundry_lite.eval.sandbox import Sandbox, SandboxUnavailable
 from llmfoundry_lite.eval.selection import vote
+from llmfoundry_lite.sandbox import SANDBOX_KINDS, Sandbox, SandboxConfig, SandboxUnavailable
 
 # flag → dotted config key
 FLAG_KEYS = {

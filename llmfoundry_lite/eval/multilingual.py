@@ -21,7 +21,7 @@ from llmfoundry_lite.eval.problems import load_problems, read_samples, write_jso
 
 if TYPE_CHECKING:
     from llmfoundry_lite.eval.humaneval import Execute
-    from llmfoundry_lite.eval.sandbox import Sandbox
+    from llmfoundry_lite.sandbox import Sandbox
 
 
 def python_records(problems: dict[str, dict], stop: list[str]) -> list[dict]:

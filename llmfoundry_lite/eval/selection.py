@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from llmfoundry_lite.eval.languages.pymodel import Untranslatable, literal
-from llmfoundry_lite.eval.sandbox import Sandbox
+from llmfoundry_lite.sandbox import Sandbox
 
 MAX_CALL_CHARS = 4000
 """Longest example call looked for in a docstring."""

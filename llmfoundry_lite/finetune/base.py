@@ -8,6 +8,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from llmfoundry_lite.finetune.hf_chat import JinjaChat, read_chat_template
+from llmfoundry_lite.models.load import load_for_inference
 from llmfoundry_lite.models.transformer import Transformer
 
 # HF Llama config features our decoder does not implement: loading them would give wrong logits.
@@ -41,8 +42,6 @@ def check_hf_config(path: Path) -> dict:
 
 def load_base(path: str) -> tuple[Transformer, Tokenizer]:
     """The base decoder (fp32, train mode) and its tokenizer (special tokens never matched in text)."""
-    from llmfoundry_lite.models.load import load_for_inference
-
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"base={path!r} does not exist; give a checkpoint, save folder or HF directory")

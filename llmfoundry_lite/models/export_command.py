@@ -71,6 +71,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, max_shard_byt
         raise ValueError(f"dtype={dtype!r}; choose from {list(DTYPES)}")
     import torch
 
+    from llmfoundry_lite.finetune.chat import CHAT_TEMPLATE, END_OF_TURN
     from llmfoundry_lite.models.checkpoint_io import (
         iter_transformer_tensors,
         locate_checkpoint,
@@ -91,8 +92,9 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, max_shard_byt
     else:
         tensors = iter_transformer_tensors(ckpt)
     chat_template = finetune.get("chat_template") if finetune else None
+    stops = (END_OF_TURN,) if chat_template == CHAT_TEMPLATE else ()  # our template: a reply ends its turn
     out = export_tensors(tensors, info.model_cfg, tokenizer, out_dir, max_shard_bytes, getattr(torch, dtype),
-                         chat_template)
+                         chat_template, stops)
     return out, info.model_cfg.num_params()
 
 

@@ -183,8 +183,8 @@ def export_tensors(tensors: Iterable[tuple[str, torch.Tensor]], cfg: ModelConfig
     at ``max_shard_bytes``, stored as ``dtype``) and the tokenizer files; it loads with
     ``AutoModelForCausalLM.from_pretrained(out_dir)`` / ``AutoTokenizer.from_pretrained(out_dir)``.
     A fine-tuned model's ``chat_template`` goes into the tokenizer config (``apply_chat_template``
-    then lays out conversations as in training), and with our template generation also stops at
-    the end-of-turn token.
+    then lays out conversations as in training); generation also stops at each of ``stop_tokens``
+    present in the vocabulary (the caller names them: the end-of-turn token of our chat template).
     """
     from transformers import GenerationConfig, PreTrainedTokenizerFast
 

@@ -29,11 +29,9 @@ def run_tokenizer(tokenizer_json: str | None, where: Path) -> Tokenizer:
 def _from_composer(ckpt: Checkpoint) -> tuple[Transformer, Tokenizer]:
     info = read_run_info(ckpt)
     tokenizer = run_tokenizer(info.tokenizer_json, ckpt.path)  # fail before reading any weights
-    finetune = read_callback_state(ckpt, "FinetuneInfo")
-    if finetune and finetune.get("lora"):  # adapters alone: rebuild the base, add them, merge
-        from llmfoundry_lite.finetune.lora import load_lora_checkpoint
-
-        return load_lora_checkpoint(ckpt, info.model_cfg, finetune), tokenizer
+    if is_lora_checkpoint(ckpt):  # adapters alone: only finetune/ knows how to put them on their base
+        raise ValueError(f"{ckpt.path} holds LoRA adapters, not a whole model; load it with "
+                         f"llmfoundry_lite.finetune.load.load_model, which adds them to their base")
     model = Transformer(info.model_cfg)
     targets = model.state_dict()  # shares storage with the model: copying into it loads the weights
     seen, unexpected = set(), []
@@ -54,12 +52,19 @@ def _from_composer(ckpt: Checkpoint) -> tuple[Transformer, Tokenizer]:
     return model, tokenizer
 
 
+def is_lora_checkpoint(ckpt: Checkpoint) -> bool:
+    """True when ``ckpt`` was written by a LoRA fine-tune and holds adapter tensors only."""
+    finetune = read_callback_state(ckpt, "FinetuneInfo")
+    return bool(finetune and finetune.get("lora"))
+
+
 def load_for_inference(path: str, device: str = "cpu") -> tuple[Transformer, Tokenizer]:
     """The model (eval mode, on ``device``) and its tokenizer.
 
     ``path`` is a Composer checkpoint — a ``.pt`` file or a sharded (torch distributed-checkpoint)
     directory —, a training save folder (its ``latest-rank0.pt`` is followed) or a directory
-    written by ``export_hf`` (``config.json`` + safetensors weights + ``tokenizer.json``).
+    written by ``export_hf`` (``config.json`` + safetensors weights + ``tokenizer.json``). A LoRA
+    checkpoint is refused: ``finetune.load.load_model`` loads any trained model, adapters included.
     """
     p = Path(path)
     if p.is_dir() and (p / "config.json").is_file():

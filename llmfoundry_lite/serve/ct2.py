@@ -34,10 +34,10 @@ def _hf_export(model: str, work: Path) -> Path:
     path = Path(model)
     if path.is_dir() and (path / "config.json").is_file():
         return path
+    from llmfoundry_lite.finetune.load import load_model
     from llmfoundry_lite.models.hf_export import export_hf
-    from llmfoundry_lite.models.load import load_for_inference
 
-    net, tokenizer = load_for_inference(model)
+    net, tokenizer = load_model(model)
     return export_hf(net, tokenizer, work / "hf")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from llmfoundry_lite.eval.generation import eos_id_of
-from llmfoundry_lite.models.load import load_for_inference
+from llmfoundry_lite.finetune.load import load_model
 from llmfoundry_lite.serve.app import Engine, build_app
 from llmfoundry_lite.serve.config import ServeConfig, parse_args
 from llmfoundry_lite.serve.protocol import ServedModel
@@ -32,7 +32,7 @@ def build_ours(cfg: ServeConfig) -> tuple[Engine, ServedModel]:
     from llmfoundry_lite.serve.engine import ContinuousEngine
 
     device, dtype = pick_device(cfg.device)
-    model, tokenizer = load_for_inference(cfg.model, device=device)
+    model, tokenizer = load_model(cfg.model, device=device)
     model = model.to(dtype)
     log.info("serving %s on %s in %s", cfg.model, device, dtype)
     engine = ContinuousEngine(model, tokenizer, cfg.max_batch, cfg.max_waiting)

@@ -56,7 +56,7 @@ def main(argv: list[str]) -> None:
         exit_on_config_error(err)
     print(to_yaml(cfg), end="")
     from llmfoundry_lite.corpus.readers import InputError
-    from llmfoundry_lite.eval.sandbox import SandboxUnavailable
+    from llmfoundry_lite.sandbox import SandboxUnavailable
     from llmfoundry_lite.synth.pipeline import run_synthesis
 
     try:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from llmfoundry_lite.eval.config import DEVICES, SandboxConfig
+from llmfoundry_lite.eval.config import DEVICES
 from llmfoundry_lite.filtering.config import DecontamConfig
+from llmfoundry_lite.sandbox import SandboxConfig
 from llmfoundry_lite.validate import require_positive
 
 SPLIT_BY = ("repository", "document")

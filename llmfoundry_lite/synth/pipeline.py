@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from llmfoundry_lite.eval.sandbox import Sandbox
+from llmfoundry_lite.sandbox import Sandbox
 from llmfoundry_lite.synth.collect import collect_pairs
 from llmfoundry_lite.synth.config import SynthConfig
 from llmfoundry_lite.synth.corpus_checks import contaminated, near_duplicates

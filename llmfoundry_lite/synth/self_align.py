@@ -40,7 +40,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from llmfoundry_lite.eval.execution import stderr_progress
-from llmfoundry_lite.eval.sandbox import Sandbox
+from llmfoundry_lite.sandbox import Sandbox
 from llmfoundry_lite.synth.checks import drop_reason
 from llmfoundry_lite.synth.config import SynthConfig
 from llmfoundry_lite.synth.extract import code_of_prompt, extract_functions, parse_module
@@ -77,11 +77,11 @@ def load_sampler(cfg: SynthConfig) -> tuple[Sampler, Callable[[str], bool]]:
     (it went on with the docstring's line) is returned as an empty body."""
     from llmfoundry_lite.eval.config import GenerationConfig
     from llmfoundry_lite.eval.generation import sample_texts
-    from llmfoundry_lite.models.load import load_for_inference
+    from llmfoundry_lite.finetune.load import load_model
 
     assert cfg.model is not None
     sa = cfg.self_align
-    model, tokenizer = load_for_inference(cfg.model, sa.device)
+    model, tokenizer = load_model(cfg.model, sa.device)
     gen = GenerationConfig(n_samples=sa.k, temperature=sa.temperature, top_p=sa.top_p,
                            max_new_tokens=sa.max_new_tokens, batch_size=sa.batch_size, device=sa.device)
 

@@ -47,7 +47,7 @@ from llmfoundry_lite.synth.split import group_key, walk
 from llmfoundry_lite.synth.verify_stage import VerifyTally
 
 if TYPE_CHECKING:
-    from llmfoundry_lite.eval.sandbox import Sandbox
+    from llmfoundry_lite.sandbox import Sandbox
     from llmfoundry_lite.synth.config import SynthConfig
     from llmfoundry_lite.synth.pairs import Pair
     from llmfoundry_lite.synth.pipeline import Outcome, Stopwatch
@@ -194,7 +194,7 @@ SELF_ALIGN_SETTINGS = ("k", "temperature", "top_p", "seed")
 def _verify(items: Iterable[tuple[int, Pair]], cfg: SynthConfig) -> Iterator[tuple]:
     """One partition's verification (and self-align with ``model``): ``("pair", (ordinal, 0 | 1), pair)``
     items — 1 for a self-aligned row, which follows its pair — then one ``("tally", VerifyTally, self_align)``."""
-    from llmfoundry_lite.eval.sandbox import Sandbox
+    from llmfoundry_lite.sandbox import Sandbox
     from llmfoundry_lite.synth.verify import build_program
     from llmfoundry_lite.synth.verify_cache import run_cached
     from llmfoundry_lite.synth.verify_stage import verify_cache_dir

@@ -2,7 +2,7 @@
 
 The program of a pair (``build_program``) is ``from __future__ import annotations``, the imports
 the function uses, the function itself (``code + response``), then its tests in order; it runs
-under ``python -I -S`` in a fresh bubblewrap sandbox (``llmfoundry_lite.eval.sandbox``) and the
+under ``python -I -S`` in a fresh bubblewrap sandbox (``llmfoundry_lite.sandbox``) and the
 pair is verified only if it returns normally. The future import keeps annotations that name the
 module's own classes from failing at ``def`` time; only annotation introspection could tell.
 
@@ -26,7 +26,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from llmfoundry_lite.eval.sandbox import ExecResult, Sandbox
+from llmfoundry_lite.sandbox import ExecResult, Sandbox
 from llmfoundry_lite.synth.checks import compiles
 from llmfoundry_lite.synth.extract import Function
 from llmfoundry_lite.synth.mining import MinedTest

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from llmfoundry_lite.eval.sandbox import ExecResult, Sandbox
+from llmfoundry_lite.sandbox import ExecResult, Sandbox
 
 CHUNK_SPAN = 64
 """Programs per stored chunk, on average."""

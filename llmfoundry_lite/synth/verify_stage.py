@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llmfoundry_lite.eval.sandbox import ExecResult, Sandbox
+from llmfoundry_lite.sandbox import ExecResult, Sandbox
 from llmfoundry_lite.synth.config import SynthConfig
 from llmfoundry_lite.synth.mining import DISCARD_REASONS
 from llmfoundry_lite.synth.verify import UNTESTED_REASONS, build_program

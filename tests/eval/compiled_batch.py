@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import re
 
-from llmfoundry_lite.eval.config import SandboxConfig
 from llmfoundry_lite.eval.languages import LANGUAGES
 from llmfoundry_lite.eval.languages.base import Translated
 from llmfoundry_lite.eval.languages.java import JVM_FLAGS
-from llmfoundry_lite.eval.sandbox import Sandbox
-from llmfoundry_lite.eval.sandbox_job import Job, Step, rlimit_spec
+from llmfoundry_lite.sandbox import Job, Sandbox, SandboxConfig, Step, rlimit_spec
 
 BATCH_S = 120.0
 CPP_DRIVER = """

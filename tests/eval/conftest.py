@@ -6,34 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from llmfoundry_lite.eval.config import SandboxConfig
-from llmfoundry_lite.eval.problems import load_problems
-from llmfoundry_lite.eval.sandbox import Sandbox
-
 TOKENIZER_DIR = Path(__file__).parents[1] / "assets" / "tokenizer"
-
-# check(candidate) passes only when candidate() returns True: a hostile completion returns True
-# exactly when its attack worked, so a sample that passes means the sandbox let it through.
-PROBE = {
-    "task_id": "Probe/0",
-    "prompt": "def attack():\n",
-    "test": "def check(candidate):\n    assert candidate() is True\n",
-    "entry_point": "attack",
-}
-
-FAST = SandboxConfig(timeout=1.0, startup_allowance=0.5)
-
-
-@pytest.fixture(scope="session")
-def sandbox():
-    with Sandbox(FAST, workers=2) as sb:
-        yield sb
-
-
-@pytest.fixture(scope="session")
-def problems() -> dict[str, dict]:
-    return load_problems()
-
 
 @pytest.fixture(scope="session")
 def tiny_model_and_tokenizer():

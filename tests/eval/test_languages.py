@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from llmfoundry_lite.eval.config import LANGUAGE_NAMES, SandboxConfig
+from llmfoundry_lite.eval.config import LANGUAGE_NAMES
 from llmfoundry_lite.eval.execution import execute_translated
 from llmfoundry_lite.eval.languages import LANGUAGES, translate_all
 from llmfoundry_lite.eval.languages.pymodel import Ty
 from llmfoundry_lite.eval.languages.pyparse import parse_problem
-from llmfoundry_lite.eval.sandbox import Sandbox
+from llmfoundry_lite.sandbox import Sandbox, SandboxConfig
 from tests.eval.compiled_batch import run_batch
 
 REFERENCES = Path(__file__).parent / "references"

@@ -114,6 +114,7 @@ def test_hf_base_with_unsupported_features_is_refused(tmp_path):
 
 
 def test_a_lora_save_folder_loads_and_exports_merged(base_checkpoint, instructions, tmp_path):
+    from llmfoundry_lite.finetune.load import load_model
     from llmfoundry_lite.models.load import load_for_inference
 
     # 3 batches: Composer's warmup gives the first two steps LR 0 (t_warmup=1ba), the third trains.
@@ -124,7 +125,9 @@ def test_a_lora_save_folder_loads_and_exports_merged(base_checkpoint, instructio
     with torch.no_grad():
         expected = trained(batch["input_ids"], segment_ids_BT=batch["segment_ids"])
     trainer.close()
-    merged, tokenizer = load_for_inference(str(tmp_path / "run"))
+    with pytest.raises(ValueError, match="holds LoRA adapters.*finetune.load.load_model"):
+        load_for_inference(str(tmp_path / "run"))  # models/ knows nothing of adapters
+    merged, tokenizer = load_model(str(tmp_path / "run"))
     assert not any("lora_" in n for n, _ in merged.named_parameters())
     with torch.no_grad():
         got = merged(batch["input_ids"], segment_ids_BT=batch["segment_ids"])
@@ -207,16 +210,16 @@ def test_lora_trains_on_two_ranks(base_checkpoint, instructions, tmp_path, paral
     # A sharded (DCP) LoRA checkpoint: adapters only, and it exports merged like a whole one.
     from transformers import LlamaForCausalLM
 
+    from llmfoundry_lite.finetune.load import load_model
     from llmfoundry_lite.models.export_command import export_checkpoint
-    from llmfoundry_lite.models.load import load_for_inference
 
     assert latest.is_dir()
     shard_bytes = sum(f.stat().st_size for f in latest.rglob("*") if f.is_file())
     assert shard_bytes < (base_checkpoint / "latest-rank0.pt").resolve().stat().st_size / 3, shard_bytes  # adapters only
     out, _ = export_checkpoint(tmp_path / "ddp", tmp_path / "hf", 1 << 30)
-    ours, tokenizer = load_for_inference(str(tmp_path / "ddp"))
+    ours, tokenizer = load_model(str(tmp_path / "ddp"))
     ids = torch.tensor([tokenizer.encode("def add(a, b):\n    return a + b\n").ids])
-    base, _ = load_for_inference(str(base_checkpoint))
+    base, _ = load_model(str(base_checkpoint))
     with torch.no_grad():
         merged = LlamaForCausalLM.from_pretrained(out).eval()(ids).logits
         assert torch.allclose(merged, ours(ids), atol=1e-4)

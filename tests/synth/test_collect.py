@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llmfoundry_lite.eval.config import SandboxConfig
+from llmfoundry_lite.sandbox import SandboxConfig
 from llmfoundry_lite.synth.config import SynthConfig
 from llmfoundry_lite.synth.pipeline import run_synthesis
 from tests.filtering.stack_rows import stack_row, stack_schema

@@ -15,7 +15,7 @@ from llmfoundry_lite.synth.config import SelfAlignConfig, SynthConfig
 from llmfoundry_lite.synth.pipeline import run_synthesis
 from llmfoundry_lite.synth.self_align import cut_body, pair_seed
 from llmfoundry_lite.tokenizer import load_tokenizer
-from tests.eval.conftest import FAST
+from tests.conftest import FAST
 
 TOKENIZER_DIR = Path(__file__).parents[1] / "assets" / "tokenizer"
 # One repository per outcome-to-be, so the split can be checked per group.

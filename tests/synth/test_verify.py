@@ -5,12 +5,11 @@ import json
 import pytest
 
 from llmfoundry_lite.config import ConfigError, load_config
-from llmfoundry_lite.eval.config import SandboxConfig
-from llmfoundry_lite.eval.sandbox import Sandbox, SandboxUnavailable
+from llmfoundry_lite.sandbox import Sandbox, SandboxConfig, SandboxUnavailable
 from llmfoundry_lite.synth.cli import main
 from llmfoundry_lite.synth.config import SynthConfig
 from llmfoundry_lite.synth.pipeline import run_synthesis
-from tests.eval.conftest import FAST
+from tests.conftest import FAST
 
 # One function per outcome; bodies differ enough that near-dedup keeps each of them.
 MODULE = '''\
@@ -257,7 +256,7 @@ def test_chunk_boundaries_follow_content_not_position():
 def test_prune_tells_runs_apart_however_close_together(tmp_path):
     import sys
 
-    from llmfoundry_lite.eval.sandbox import ExecResult
+    from llmfoundry_lite.sandbox import ExecResult
     from llmfoundry_lite.synth.verify_cache import prune, run_cached, start_run
 
     class Recorder:  # a sandbox that passes everything and records what it ran

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmfoundry_lite.eval.config import SandboxConfig
 from llmfoundry_lite.eval.languages.pymodel import PyProblem, Ty, Untranslatable, literal
-from llmfoundry_lite.eval.sandbox_job import Job
+from llmfoundry_lite.sandbox import Job, SandboxConfig
 
 
 @dataclass(frozen=True)

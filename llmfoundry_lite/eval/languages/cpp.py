@@ -14,11 +14,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from llmfoundry_lite.eval.config import SandboxConfig
 from llmfoundry_lite.eval.languages.base import Language
 from llmfoundry_lite.eval.languages.js import number
 from llmfoundry_lite.eval.languages.pymodel import PyProblem, Ty, Untranslatable
-from llmfoundry_lite.eval.sandbox_job import Job, Step, rlimit_spec
+from llmfoundry_lite.sandbox import Job, SandboxConfig, Step, rlimit_spec
 
 HEADERS = ("cassert", "algorithm", "climits", "cmath", "cstdlib", "map", "numeric", "optional", "set",
            "sstream", "string", "tuple", "unordered_map", "unordered_set", "vector")  # fmt: skip

@@ -18,11 +18,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from llmfoundry_lite.eval.config import SandboxConfig
 from llmfoundry_lite.eval.languages.base import Language
 from llmfoundry_lite.eval.languages.js import number
 from llmfoundry_lite.eval.languages.pymodel import PyProblem, Ty, Untranslatable
-from llmfoundry_lite.eval.sandbox_job import Job, Step, rlimit_spec
+from llmfoundry_lite.sandbox import Job, SandboxConfig, Step, rlimit_spec
 
 IMPORTS = ("java.util.*", "java.util.stream.*", "java.math.*")
 PAIR = ("    record Pair<A, B>(A first, B second) {\n"

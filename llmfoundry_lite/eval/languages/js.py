@@ -12,10 +12,9 @@ import json
 import math
 from typing import Any
 
-from llmfoundry_lite.eval.config import SandboxConfig
 from llmfoundry_lite.eval.languages.base import Language
 from llmfoundry_lite.eval.languages.pymodel import PyProblem, Ty, Untranslatable
-from llmfoundry_lite.eval.sandbox_job import Job, Step, rlimit_spec
+from llmfoundry_lite.sandbox import Job, SandboxConfig, Step, rlimit_spec
 
 MEMORY_MB = 2048
 PROCESSES = 64

@@ -13,11 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llmfoundry_lite.eval.config import SandboxConfig
 from llmfoundry_lite.eval.languages.base import Language
 from llmfoundry_lite.eval.languages.js import number
 from llmfoundry_lite.eval.languages.pymodel import PyProblem, Ty, Untranslatable
-from llmfoundry_lite.eval.sandbox_job import Job, Step, rlimit_spec
+from llmfoundry_lite.sandbox import Job, SandboxConfig, Step, rlimit_spec
 
 DESCRIPTIONS = {"int": "an integer", "float": "a floating point", "str": "a string", "bool": "a boolean ('true'/'false')",
                 "list": "a space-separated list", "tuple": "a space-separated list", "dict": "a newline-separated list of key,value pairs"}  # fmt: skip

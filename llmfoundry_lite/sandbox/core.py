@@ -8,12 +8,12 @@ read-only with a size-capped ``/dev/shm`` (an uncapped tmpfs there would let a p
 RAM outside RLIMIT_AS), and ``--die-with-parent``. When the evaluator runs as root, everything
 runs as ``nobody`` so that RLIMIT_NPROC is enforced (the kernel exempts root).
 
-The program itself is not a fresh interpreter: a zygote (``sandbox_zygote.py``, started once per
-``Sandbox``) forks a supervisor per program (``sandbox_child.py``), which starts the sandbox,
+The program itself is not a fresh interpreter: a zygote (``zygote.py``, started once per
+``Sandbox``) forks a supervisor per program (``child.py``), which starts the sandbox,
 joins its namespaces, drops every capability and forks the Python runner (or, for other
-languages, compilers and compiled programs: ``sandbox_job.py``), each step a separate process
+languages, compilers and compiled programs: ``job.py``), each step a separate process
 with hard rlimits, judged by its exit status. Sandboxes are set up ahead of need
-(``sandbox_pool.py``). The parent enforces a wall-clock deadline by killing the supervisor, keeps
+(``pool.py``). The parent enforces a wall-clock deadline by killing the supervisor, keeps
 at most ``max_output_bytes`` of output, and reads the verdict from a pipe only the supervisor
 holds: ``<nonce> passed`` with the nonce of this run.
 """
@@ -33,12 +33,12 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmfoundry_lite.eval.config import SandboxConfig
-from llmfoundry_lite.eval.sandbox_boot import supervisor_code
-from llmfoundry_lite.eval.sandbox_io import classify, exchange
-from llmfoundry_lite.eval.sandbox_job import Job, python_job, rlimit_spec
-from llmfoundry_lite.eval.sandbox_pool import SparePool, finish
-from llmfoundry_lite.eval.sandbox_zygote import Zygote
+from llmfoundry_lite.sandbox.boot import supervisor_code
+from llmfoundry_lite.sandbox.config import SandboxConfig
+from llmfoundry_lite.sandbox.io import classify, exchange
+from llmfoundry_lite.sandbox.job import Job, python_job, rlimit_spec
+from llmfoundry_lite.sandbox.pool import SparePool, finish
+from llmfoundry_lite.sandbox.zygote import Zygote
 
 NOBODY = 65534
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64")

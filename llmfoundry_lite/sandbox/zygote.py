@@ -1,4 +1,4 @@
-"""The evaluator's side of the zygote (``sandbox_child.py``): start it once, ask it for supervisors.
+"""The evaluator's side of the zygote (``child.py``): start it once, ask it for supervisors.
 
 A fresh interpreter per sample would cost ~13 ms of CPU before the program's first line, more
 than everything else a sandboxed sample costs together. The zygote is that interpreter, started
@@ -16,8 +16,8 @@ import socket
 import subprocess
 import threading
 
-from llmfoundry_lite.eval.sandbox_boot import BOOT
-from llmfoundry_lite.eval.sandbox_pool import Started
+from llmfoundry_lite.sandbox.boot import BOOT
+from llmfoundry_lite.sandbox.io import Started
 
 
 class ZygoteDied(RuntimeError):

@@ -4,7 +4,7 @@ A job is language-neutral: Python is one ``run`` step on the supervisor's forked
 C++ is a ``compile`` step (g++) then a ``run`` step (the binary). Each step carries its own
 rlimits and wall-clock limit, because a compiler or a JVM needs more address space, more
 threads and more time than the program it builds. The supervisor inside the sandbox
-(``sandbox_child.py``) reads the job as a ``marshal``-ed header followed by the files' bytes
+(``child.py``) reads the job as a ``marshal``-ed header followed by the files' bytes
 (``marshal``, not JSON: the supervisor starts for every sample, and json's import costs).
 """
 
@@ -15,7 +15,7 @@ import math
 import resource
 from dataclasses import dataclass, field
 
-from llmfoundry_lite.eval.config import SandboxConfig
+from llmfoundry_lite.sandbox.config import SandboxConfig
 
 STEP_KINDS = ("compile", "run")
 

@@ -1,6 +1,6 @@
 """The zygote's kernel calls: libc through ``ctypes``, rlimits, fds, and entering a sandbox.
 
-Part of the zygote's code (``sandbox_child.py``; shipped with it by ``sandbox_boot``, imported
+Part of the zygote's code (``child.py``; shipped with it by ``boot``, imported
 there as the top-level module ``sandbox_kernel``): standard library only, no imports from this
 project.
 

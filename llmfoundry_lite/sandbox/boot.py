@@ -1,6 +1,6 @@
 """How the sandbox's zygote starts: its code compiled once, sent marshaled ahead of its config.
 
-The zygote (``sandbox_child.py``, with its kernel calls in ``sandbox_kernel.py``) starts once per
+The zygote (``child.py``, with its kernel calls in ``kernel.py``) starts once per
 ``Sandbox`` as ``python -I -S -c BOOT <n>``, which reads exactly ``n`` bytes from stdin with
 ``os.read`` (no buffered read-ahead into the config that follows): a marshaled list of
 ``(module name, code)``. Each module but the last is executed as a top-level module of that name
@@ -15,9 +15,9 @@ import marshal
 import subprocess
 from pathlib import Path
 
-MODULES = ("sandbox_kernel", "sandbox_child")
-"""The zygote's modules in the order they run; the last is its ``__main__``."""
-SOURCES = tuple((name, (Path(__file__).parent / f"{name}.py").read_text()) for name in MODULES)
+MODULES = (("sandbox_kernel", "kernel.py"), ("sandbox_child", "child.py"))
+"""The zygote's modules (its name for each, and the file here) in the order they run; the last is its ``__main__``."""
+SOURCES = tuple((name, (Path(__file__).parent / file).read_text()) for name, file in MODULES)
 _COMPILE = ("import marshal, sys\n"
             "sources = marshal.loads(sys.stdin.buffer.read())\n"
             "sys.stdout.buffer.write(marshal.dumps([(n, compile(s, f'<sandbox {n}>', 'exec')) for n, s in sources]))")

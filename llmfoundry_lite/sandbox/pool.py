@@ -16,36 +16,11 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import select
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from llmfoundry_lite.eval.sandbox_io import read_available
-
-
-@dataclass
-class Started:
-    """A supervisor forked for one program, waiting for its job on ``stdin``; our ends of its pipes."""
-
-    pidfd: int
-    """The supervisor's pidfd: readable once it has exited; SIGKILL through it stops the sandbox."""
-    stdin: int
-    """Write end of the job's pipe."""
-    stdout: int
-    """Read end of the program's stdout+stderr."""
-    verdict_r: int
-    """Read end of the verdict pipe (only the supervisor holds the write end)."""
-
-    def alive(self) -> bool:
-        return not select.select([self.pidfd], [], [], 0)[0]
-
-    def close_stdin(self) -> None:
-        """The job is sent (or cannot be): EOF for the supervisor."""
-        if self.stdin >= 0:
-            os.close(self.stdin)
-            self.stdin = -1
+from llmfoundry_lite.sandbox.io import Started, read_available
 
 
 def finish(started: Started) -> bytes:

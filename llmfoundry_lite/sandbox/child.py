@@ -1,8 +1,8 @@
 """The trusted side of sandboxed execution: a zygote, one per ``Sandbox``, that forks a supervisor per program.
 
 Standard library only, no imports from this project but ``sandbox_kernel`` (libc calls and
-entering a sandbox), which ``sandbox_boot`` ships with it. Compiled once per ``Sandbox`` by the
-sandbox's interpreter and started by ``sandbox_boot.BOOT`` (the code arrives marshaled on
+entering a sandbox), which ``boot`` ships with it. Compiled once per ``Sandbox`` by the
+sandbox's interpreter and started by ``boot.BOOT`` (the code arrives marshaled on
 stdin); argv ``[-c, socket-fd]``; after the code, stdin carries a ``marshal``-ed config to EOF:
 ``{"holder": the holder's bwrap argv or None, "workdir", "python_limits", "join"}`` (rlimits of
 Python programs as ``<RLIMIT number>=soft:hard,...``; how to join the sandbox: ``pidfd``, one

@@ -3,17 +3,37 @@
 from __future__ import annotations
 
 import os
+import select
 import selectors
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from llmfoundry_lite.eval.sandbox_pool import Started
 
 CHUNK = 65536
 VERDICT_CAP = 65536
 """Verdict-pipe bytes read at most: a program that floods the pipe gets blocked, not buffered."""
+
+
+@dataclass
+class Started:
+    """A supervisor forked for one program, waiting for its job on ``stdin``; our ends of its pipes."""
+
+    pidfd: int
+    """The supervisor's pidfd: readable once it has exited; SIGKILL through it stops the sandbox."""
+    stdin: int
+    """Write end of the job's pipe."""
+    stdout: int
+    """Read end of the program's stdout+stderr."""
+    verdict_r: int
+    """Read end of the verdict pipe (only the supervisor holds the write end)."""
+
+    def alive(self) -> bool:
+        return not select.select([self.pidfd], [], [], 0)[0]
+
+    def close_stdin(self) -> None:
+        """The job is sent (or cannot be): EOF for the supervisor."""
+        if self.stdin >= 0:
+            os.close(self.stdin)
+            self.stdin = -1
 
 
 @dataclass

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from llmfoundry_lite.eval import sandbox as sandbox_module
-from llmfoundry_lite.eval.config import SandboxConfig
 from llmfoundry_lite.eval.execution import execute_samples
 from llmfoundry_lite.eval.problems import check_program
-from llmfoundry_lite.eval.sandbox import Sandbox, SandboxUnavailable
-from tests.eval.conftest import FAST, PROBE
+from llmfoundry_lite.sandbox import Sandbox, SandboxConfig, SandboxUnavailable
+from llmfoundry_lite.sandbox import core as sandbox_module
+from tests.conftest import FAST, PROBE
 
 
 def probe(sandbox: Sandbox, body: str):
