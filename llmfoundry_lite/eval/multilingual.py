@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmfoundry_lite.corpus.benchmarks import write_jsonl
 from llmfoundry_lite.eval.config import HumanEvalConfig
 from llmfoundry_lite.eval.execution import execute_translated, stderr_progress
 from llmfoundry_lite.eval.languages import Coverage, get_language, translate_all
-from llmfoundry_lite.eval.problems import load_problems, read_samples, write_jsonl
+from llmfoundry_lite.eval.problems import load_problems, read_samples
 
 if TYPE_CHECKING:
     from llmfoundry_lite.eval.humaneval import Execute

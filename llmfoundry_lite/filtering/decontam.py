@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmfoundry_lite.eval.problems import default_problems_path, read_jsonl
+from llmfoundry_lite.corpus.benchmarks import default_problems_path, read_jsonl
 from llmfoundry_lite.filtering.config import DecontamConfig
 
 HUMANEVAL = "HumanEval"

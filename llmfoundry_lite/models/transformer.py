@@ -30,10 +30,11 @@ def rope_tables(head_dim: int, length: int, theta: float, device: torch.device |
 def apply_rope(x_BTND: torch.Tensor, cos_TE: torch.Tensor, sin_TE: torch.Tensor) -> torch.Tensor:
     """Rotate pairs (x[i], x[i + D/2]) by position·freq[i] (HF Llama's "halves" layout; E = D/2).
 
-    ``x_BTND`` is (B, T, heads, D); q and k go through together in one call.
+    ``x_BTND`` is (B, T, heads, D); q and k go through together in one call. The tables are (T, E)
+    when every row has the same positions, or (B, T, E) when each row has its own.
     """
     x1, x2 = x_BTND.chunk(2, dim=-1)
-    cos, sin = cos_TE[:, None, :], sin_TE[:, None, :]  # broadcast over heads
+    cos, sin = cos_TE.unsqueeze(-2), sin_TE.unsqueeze(-2)  # broadcast over heads
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x_BTND.dtype)
 
 
@@ -62,15 +63,26 @@ class Attention(nn.Module):
         self.qkv_proj = nn.Linear(cfg.d_model, sum(self.split), bias=False)
         self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
 
+    def qkv(self, x_BTC: torch.Tensor, cos_TE: torch.Tensor,
+            sin_TE: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rotated queries (B, H, T, D), rotated keys and values (B, K, T, D). The RoPE tables are (T, E)
+        or, for a cache whose rows differ in length (serving), (B, T, E): see ``apply_rope``."""
+        B, T, _ = x_BTC.shape
+        H, K, D = self.n_heads, self.n_kv, self.head_dim
+        qkv_BTX = self.qkv_proj(x_BTC)  # X = (H + 2K)·D
+        qk_BTJD = apply_rope(qkv_BTX[..., : (H + K) * D].view(B, T, H + K, D), cos_TE, sin_TE)
+        v_BKTD = qkv_BTX[..., (H + K) * D :].view(B, T, K, D).transpose(1, 2)
+        return qk_BTJD[:, :, :H].transpose(1, 2), qk_BTJD[:, :, H:].transpose(1, 2), v_BKTD
+
+    def out(self, y_BHTD: torch.Tensor) -> torch.Tensor:
+        """The attention result (B, H, T, D) projected back to the residual stream (B, T, C)."""
+        B, _, T, _ = y_BHTD.shape
+        return self.o_proj(y_BHTD.transpose(1, 2).reshape(B, T, -1))
+
     def forward(self, x_BTC: torch.Tensor, rope_2TE: torch.Tensor, mask: Mask,
                 cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        B, T, _ = x_BTC.shape
-        qkv_BTX = self.qkv_proj(x_BTC)  # X = (H + 2K)·D
-        qk_BTJD = apply_rope(qkv_BTX[..., : (self.n_heads + self.n_kv) * self.head_dim]
-                             .view(B, T, self.n_heads + self.n_kv, self.head_dim), rope_2TE[0], rope_2TE[1])
-        q_BHTD = qk_BTJD[:, :, : self.n_heads].transpose(1, 2)
-        k_BKTD = qk_BTJD[:, :, self.n_heads:].transpose(1, 2)
-        v_BKTD = qkv_BTX[..., (self.n_heads + self.n_kv) * self.head_dim:].view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
+        T = x_BTC.shape[1]
+        q_BHTD, k_BKTD, v_BKTD = self.qkv(x_BTC, rope_2TE[0], rope_2TE[1])
         causal = mask is None
         if cache is not None:
             # Cached keys all lie in the past. SDPA's is_causal aligns the mask to the top-left
@@ -84,8 +96,7 @@ class Attention(nn.Module):
             elif T == 1:
                 causal = False
             k_BKTD, v_BKTD = k_BKSD, v_BKSD
-        y_BHTD = attend(q_BHTD, k_BKTD, v_BKTD, mask, causal)
-        return self.o_proj(y_BHTD.transpose(1, 2).reshape(B, T, -1))
+        return self.out(attend(q_BHTD, k_BKTD, v_BKTD, mask, causal))
 
 
 class SwiGLU(nn.Module):
@@ -112,8 +123,21 @@ class Block(nn.Module):
 
     def forward(self, x_BTC: torch.Tensor, rope_2TE: torch.Tensor, mask: Mask,
                 cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        x_BTC = x_BTC + self.attn(self.attn_norm(x_BTC), rope_2TE, mask, cache, layer)
+        return self._mlp_residual(x_BTC + self.attn(self.attn_norm(x_BTC), rope_2TE, mask, cache, layer))
+
+    def _mlp_residual(self, x_BTC: torch.Tensor) -> torch.Tensor:
         return x_BTC + self.mlp(self.mlp_norm(x_BTC))
+
+    # A cache that is not ``KVCache`` (the serving engine's slots) computes the block in two halves
+    # around its own attention call: qkv() before, finish() after. forward() is the same two halves.
+    def qkv(self, x_BTC: torch.Tensor, cos_TE: torch.Tensor,
+            sin_TE: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Attention inputs (q, k, v) of this block for the residual stream ``x_BTC``: ``Attention.qkv``."""
+        return self.attn.qkv(self.attn_norm(x_BTC), cos_TE, sin_TE)
+
+    def finish(self, x_BTC: torch.Tensor, y_BHTD: torch.Tensor) -> torch.Tensor:
+        """The block's output from its residual input and its attention result (B, H, T, D)."""
+        return self._mlp_residual(x_BTC + self.attn.out(y_BHTD))
 
 
 class Transformer(nn.Module):
@@ -144,6 +168,14 @@ class Transformer(nn.Module):
                 nn.init.normal_(p, std=std)
         if self.rope.device.type != "meta":
             self.rope = rope_tables(self.cfg.head_dim, self.cfg.max_seq_len, self.cfg.rope_theta, self.rope.device)
+
+    def rope_at(self, pos_BT: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin (B, T, E) at each row's own positions (< ``max_seq_len``), for ``Block.qkv``."""
+        return self.rope[0][pos_BT], self.rope[1][pos_BT]
+
+    def logits(self, x_BTC: torch.Tensor) -> torch.Tensor:
+        """The residual stream after the last block → logits (..., V)."""
+        return self.lm_head(self.norm(x_BTC))
 
     def _rope_for(self, start: int, length: int) -> torch.Tensor:
         end = start + length
@@ -177,4 +209,4 @@ class Transformer(nn.Module):
             x_BTC = block(x_BTC, rope_2TE, mask, cache, i)
         if cache is not None:
             cache.pos += T
-        return self.lm_head(self.norm(x_BTC))  # (B, T, V)
+        return self.logits(x_BTC)  # (B, T, V)

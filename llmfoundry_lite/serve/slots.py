@@ -8,9 +8,10 @@ length. Here each slot keeps its own length: prompts of different lengths are pr
 right-padded (plain causal attention is then exact for the real tokens, padding only follows
 them), and a decode step gives every row its own RoPE position and a mask over its own keys.
 RoPE makes attention depend on relative positions only, but absolute positions are kept
-anyway, so each row computes what an unbatched forward computes. The layers' own modules
-(projections, norms, MLP, ``apply_rope``, ``attend``) do the math; this file only routes
-rows to slots. ``tests/serve/test_engine_parts.py`` holds it equal to ``Transformer.forward``.
+anyway, so each row computes what an unbatched forward computes. The model does the math
+(``Transformer.rope_at``, ``Block.qkv`` before attention and ``Block.finish`` after it, the same
+halves its own forward runs, and ``Transformer.logits``); this file only routes rows to slots and
+calls ``attend``. ``tests/serve/test_engine_parts.py`` holds it equal to ``Transformer.forward``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from llmfoundry_lite.models.attention import attend
-from llmfoundry_lite.models.transformer import Block, Transformer, apply_rope
+from llmfoundry_lite.models.transformer import Transformer
 
 
 class SlotCache:
@@ -37,30 +38,6 @@ class SlotCache:
         return len(self.lengths)
 
 
-def _rope_rows(model: Transformer, pos_BT: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin (B, T, E) at each row's own positions."""
-    rope_2PE = model.rope
-    return rope_2PE[0][pos_BT], rope_2PE[1][pos_BT]
-
-
-def _qkv(block: Block, x_BTC: torch.Tensor, cos_BTE: torch.Tensor, sin_BTE: torch.Tensor):
-    """Rotated queries (B, H, T, D), rotated keys and values (B, K, T, D) of one layer."""
-    attn = block.attn
-    B, T, _ = x_BTC.shape
-    H, K, D = attn.n_heads, attn.n_kv, attn.head_dim
-    qkv_BTX = attn.qkv_proj(block.attn_norm(x_BTC))
-    # apply_rope broadcasts its tables over dim 1: with heads there, (B, T, E) tables rotate per row.
-    qk_BJTD = apply_rope(qkv_BTX[..., : (H + K) * D].view(B, T, H + K, D).transpose(1, 2), cos_BTE, sin_BTE)
-    v_BKTD = qkv_BTX[..., (H + K) * D :].view(B, T, K, D).transpose(1, 2)
-    return qk_BJTD[:, :H], qk_BJTD[:, H:], v_BKTD
-
-
-def _finish_block(block: Block, x_BTC: torch.Tensor, y_BHTD: torch.Tensor) -> torch.Tensor:
-    B, T, _ = x_BTC.shape
-    x_BTC = x_BTC + block.attn.o_proj(y_BHTD.transpose(1, 2).reshape(B, T, -1))
-    return x_BTC + block.mlp(block.mlp_norm(x_BTC))
-
-
 @torch.inference_mode()
 def prefill(model: Transformer, cache: SlotCache, prompts: list[list[int]], slots: list[int]) -> torch.Tensor:
     """Run each prompt into its slot; logits (B, V) after each prompt's last token."""
@@ -69,18 +46,18 @@ def prefill(model: Transformer, cache: SlotCache, prompts: list[list[int]], slot
     T = max(lengths)
     ids_BT = torch.tensor([p + [0] * (T - len(p)) for p in prompts], dtype=torch.long, device=device)
     pos_BT = torch.arange(T, device=device).expand(len(prompts), T)
-    cos_BTE, sin_BTE = _rope_rows(model, pos_BT)
+    cos_BTE, sin_BTE = model.rope_at(pos_BT)
     slot_B = torch.tensor(slots, dtype=torch.long, device=device)
     x_BTC = model.embed(ids_BT)
     for i, block in enumerate(model.blocks):
-        q_BHTD, k_BKTD, v_BKTD = _qkv(block, x_BTC, cos_BTE, sin_BTE)
+        q_BHTD, k_BKTD, v_BKTD = block.qkv(x_BTC, cos_BTE, sin_BTE)
         cache.k[i][slot_B, :, :T] = k_BKTD
         cache.v[i][slot_B, :, :T] = v_BKTD
-        x_BTC = _finish_block(block, x_BTC, attend(q_BHTD, k_BKTD, v_BKTD, None, True))
+        x_BTC = block.finish(x_BTC, attend(q_BHTD, k_BKTD, v_BKTD, None, True))
     for slot, n in zip(slots, lengths, strict=True):
         cache.lengths[slot] = n
     last_BC = x_BTC[torch.arange(len(prompts), device=device), torch.tensor(lengths, device=device) - 1]
-    return model.lm_head(model.norm(last_BC))
+    return model.logits(last_BC)
 
 
 @torch.inference_mode()
@@ -97,15 +74,15 @@ def decode(model: Transformer, cache: SlotCache, tokens: list[int | None]) -> to
     S = max(pos) + 1
     pos_B = torch.tensor(pos, dtype=torch.long, device=device)
     rows_B = torch.arange(B, device=device)
-    cos_BTE, sin_BTE = _rope_rows(model, pos_B[:, None])
+    cos_BTE, sin_BTE = model.rope_at(pos_B[:, None])
     mask_B11S = (torch.arange(S, device=device)[None, :] <= pos_B[:, None])[:, None, None, :]
     x_BTC = model.embed(torch.tensor([t or 0 for t in tokens], dtype=torch.long, device=device)[:, None])
     for i, block in enumerate(model.blocks):
-        q_BHTD, k_BKTD, v_BKTD = _qkv(block, x_BTC, cos_BTE, sin_BTE)
+        q_BHTD, k_BKTD, v_BKTD = block.qkv(x_BTC, cos_BTE, sin_BTE)
         cache.k[i][rows_B, :, pos_B] = k_BKTD[:, :, 0]
         cache.v[i][rows_B, :, pos_B] = v_BKTD[:, :, 0]
         y_BHTD = attend(q_BHTD, cache.k[i, :B, :, :S], cache.v[i, :B, :, :S], mask_B11S, False)
-        x_BTC = _finish_block(block, x_BTC, y_BHTD)
+        x_BTC = block.finish(x_BTC, y_BHTD)
     for slot, t in enumerate(tokens):
         cache.lengths[slot] += t is not None
-    return model.lm_head(model.norm(x_BTC[:, 0]))
+    return model.logits(x_BTC[:, 0])

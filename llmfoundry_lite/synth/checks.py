@@ -3,7 +3,7 @@
 Reasons are tried in the order of ``REASONS`` and the first that fires is counted, so a function
 with an empty body is ``trivial_body``, never also ``no_return``. The corpus-wide reasons
 (``decontaminated``, ``near_duplicate``) live in ``corpus_checks.py``. JavaScript / TypeScript / Java
-functions (``extract_ts.py``) go through ``source_drop_reason``: the same reasons in the same order,
+functions (``extract_treesitter.py``) go through ``source_drop_reason``: the same reasons in the same order,
 judged from the facts their extractors recorded (``does_not_compile``: tree-sitter found an error).
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from llmfoundry_lite.synth.config import SynthConfig
 from llmfoundry_lite.synth.extract import FUNCTION_TYPES, Function, format_prompt
-from llmfoundry_lite.synth.extract_ts import SourceFunction, format_source_prompt
+from llmfoundry_lite.synth.extract_treesitter import SourceFunction, format_source_prompt
 
 REASONS = {
     "inline_layout": "the docstring shares a line with the signature or the next statement "

@@ -121,7 +121,7 @@ class SynthConfig:
     engine: str = "local"
     """``local``: a process pool on this machine, every kept pair in this process's memory (~2 KB each).
     ``spark``: the active Spark session (or ``spark-submit``'s) runs extraction, decontamination, near-dedup,
-    verification and writing as Spark jobs (``synth/spark_engine.py``), and the driver holds per-unit counts
+    verification and writing as Spark jobs (``synth/spark_synthesis.py``), and the driver holds per-unit counts
     only; ``output`` must then be on a filesystem every executor sees, executors need bubblewrap, and with
     ``model`` each executor loads the model.
     Output is identical to ``local``'s."""

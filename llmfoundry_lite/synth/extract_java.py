@@ -1,7 +1,7 @@
 """Documented Java methods (tree-sitter ``java``).
 
 Which functions: every method with a body right after a ``/** ... */`` Javadoc comment
-(``extract_ts.doc_comment``) in a class, interface (default and static methods), enum or record body,
+(``extract_treesitter.doc_comment``) in a class, interface (default and static methods), enum or record body,
 nested types too; methods of local and anonymous classes are part of their method's body.
 Constructors, abstract and interface methods without a body are not functions. A ``void`` method is
 found like any other and dropped as ``no_return``. The prompt's code starts after the method's
@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from llmfoundry_lite.synth.extract_ts import (
+from llmfoundry_lite.synth.extract_treesitter import (
     SourceFunction,
     clean_doc_comment,
     decode,

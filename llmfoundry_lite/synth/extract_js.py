@@ -1,6 +1,6 @@
 """Documented JavaScript and TypeScript functions (tree-sitter ``javascript`` / ``typescript`` / ``tsx``).
 
-Which functions, each right after a ``/** ... */`` comment (``extract_ts.doc_comment``): function and
+Which functions, each right after a ``/** ... */`` comment (``extract_treesitter.doc_comment``): function and
 generator declarations at module level, ``export`` / ``export default`` ones, methods of classes
 (``class``, ``export class``, TypeScript ``abstract class``; decorators between the comment and the
 method are skipped and left out of the prompt), ``const`` / ``let`` / ``var`` declarations whose first
@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from llmfoundry_lite.synth.extract_ts import (
+from llmfoundry_lite.synth.extract_treesitter import (
     SourceFunction,
     clean_doc_comment,
     decode,

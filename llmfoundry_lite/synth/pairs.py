@@ -1,7 +1,7 @@
 """One document → its documented functions → pairs, by language (the per-document part of synthesis).
 
 Python through ``ast`` (``extract.py``, tests mined by ``mining.py``); JavaScript / TypeScript /
-Java through tree-sitter (``extract_ts.py``), without tests. Every function found is kept or
+Java through tree-sitter (``extract_treesitter.py``), without tests. Every function found is kept or
 dropped for one named reason (``checks.py``); a document that gives no functions says why
 (``DOCUMENT_SKIPS``).
 """
@@ -17,7 +17,7 @@ from llmfoundry_lite.synth.config import SynthConfig
 from llmfoundry_lite.synth.extract import Function, extract_functions, format_prompt, parse_module
 from llmfoundry_lite.synth.extract_java import extract_java
 from llmfoundry_lite.synth.extract_js import extract_javascript, extract_typescript
-from llmfoundry_lite.synth.extract_ts import SourceFunction, format_source_prompt
+from llmfoundry_lite.synth.extract_treesitter import SourceFunction, format_source_prompt
 from llmfoundry_lite.synth.mining import ModuleAsserts, mine_tests
 from llmfoundry_lite.synth.split import group_of
 from llmfoundry_lite.synth.verify import untestable
@@ -96,7 +96,7 @@ def _python_pairs(doc: dict, cfg: SynthConfig, dropped: Counter) -> tuple[list[P
 SOURCE_EXTRACTORS: dict[str, Callable[[str, str], list[SourceFunction]]] = {
     "JavaScript": extract_javascript, "TypeScript": extract_typescript, "Java": extract_java,
 }
-"""Extractor per tree-sitter language (``extract_ts.py``); called with the content and the path (``.tsx``)."""
+"""Extractor per tree-sitter language (``extract_treesitter.py``); called with the content and the path (``.tsx``)."""
 
 
 def _source_pairs(doc: dict, cfg: SynthConfig, dropped: Counter) -> tuple[list[Pair], int]:

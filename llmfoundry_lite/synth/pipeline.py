@@ -8,7 +8,7 @@ Stages: extract + per-function checks + test mining, decontamination, near-dedup
 (``verify_stage.py``), split, write, report. The sandbox is set up first, so a machine without
 bubblewrap fails before any work. ``engine=local`` holds all pairs in memory until the corpus-wide
 steps (about 2 KB per kept pair); ``engine=spark`` runs the same stages as Spark jobs
-(``spark_engine.py``) with the same output. Both hand back an ``Outcome``, from which this module
+(``spark_synthesis.py``) with the same output. Both hand back an ``Outcome``, from which this module
 writes ``stats.json`` and the report.
 """
 
@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from llmfoundry_lite.sandbox import Sandbox
 from llmfoundry_lite.synth.collect import collect_pairs
 from llmfoundry_lite.synth.config import SynthConfig
 from llmfoundry_lite.synth.corpus_checks import contaminated, near_duplicates
+from llmfoundry_lite.synth.outcome import Outcome, Stopwatch
 from llmfoundry_lite.synth.pairs import Pair
-from llmfoundry_lite.synth.report import RowSummary, summarize_rows
+from llmfoundry_lite.synth.report import summarize_rows
 from llmfoundry_lite.synth.split import heldout_groups
 from llmfoundry_lite.synth.verify_cache import prune, start_run
 from llmfoundry_lite.synth.verify_stage import verify_cache_dir, verify_pairs
@@ -46,38 +46,6 @@ def write_pairs(out: Path, pairs: list[Pair], rows: list[dict], heldout: set[str
     _write_jsonl(out / "instruct.jsonl", rows)
     _write_jsonl(out / "train.jsonl", [r for p, r in zip(pairs, rows, strict=True) if p.group not in heldout])
     _write_jsonl(out / "heldout.jsonl", [r for p, r in zip(pairs, rows, strict=True) if p.group in heldout])
-
-
-class Stopwatch:
-    """Seconds per stage, for ``stats.json``: where the time of a run went."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.seconds[stage] = round(now - self._last, 3)
-        self._last = now
-
-
-@dataclass
-class Outcome:
-    """What an engine's run gives ``stats.json`` and the report (the rows themselves are already written)."""
-
-    counts: dict
-    """``collect.merge_counts``' document/function counts, ``dropped`` taken out."""
-    dropped: Counter
-    by_benchmark: Counter
-    verify: dict
-    kept: int
-    """Pairs kept of the ``seen`` functions (self-aligned rows are added beside them)."""
-    origins: Counter
-    train: int
-    heldout: int
-    groups: dict
-    summary: RowSummary
-    self_align: dict | None = None
 
 
 def _local(cfg: SynthConfig, sandbox: Sandbox, watch: Stopwatch) -> Outcome:
@@ -125,7 +93,7 @@ def run_synthesis(cfg: SynthConfig) -> dict:
         start_run(verify_cache_dir(cfg))  # chunks this run does not use are pruned at its end
         watch = Stopwatch()
         if cfg.engine == "spark":
-            from llmfoundry_lite.synth.spark_engine import spark_synthesis
+            from llmfoundry_lite.synth.spark_synthesis import spark_synthesis
 
             run = spark_synthesis(cfg, sandbox, watch)
         else:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from llmfoundry_lite.corpus.benchmarks import read_jsonl
 from llmfoundry_lite.eval.config import GenerationConfig
 from llmfoundry_lite.eval.generation import cut_at_stop, sample_humaneval, stop_when_any
 from llmfoundry_lite.eval.humaneval import main
-from llmfoundry_lite.eval.problems import read_jsonl
 
 
 def test_cut_at_the_earliest_stop_sequence():

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from llmfoundry_lite.eval.problems import check_program, default_problems_path, load_problems, read_samples, write_jsonl
+from llmfoundry_lite.corpus.benchmarks import default_problems_path, write_jsonl
+from llmfoundry_lite.eval.problems import check_program, load_problems, read_samples
 
 
 def test_bundled_problems_come_from_the_installed_package(problems):

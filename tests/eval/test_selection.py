@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from llmfoundry_lite.config import ConfigError
+from llmfoundry_lite.corpus.benchmarks import write_jsonl
 from llmfoundry_lite.eval.execution import execute_samples
 from llmfoundry_lite.eval.humaneval import main, parse_args
-from llmfoundry_lite.eval.problems import write_jsonl
 from llmfoundry_lite.eval.selection import example_inputs, vote
 
 TRUNCATE = ["    return 0.0\n", "    return number % 1.0\n", "    return number - int(number)\n"]  # wrong, right, right

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from llmfoundry_lite.eval.problems import default_problems_path, read_jsonl
+from llmfoundry_lite.corpus.benchmarks import default_problems_path, read_jsonl
 from llmfoundry_lite.filtering import decontam
 from llmfoundry_lite.filtering.config import DecontamConfig, FilterConfig
 from llmfoundry_lite.filtering.decontam import WHOLE_FIELD, Decontaminator, Hit, decontaminator, load_benchmark_texts

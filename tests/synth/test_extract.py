@@ -174,7 +174,7 @@ def test_filter(source, reason):
 
 def test_every_reason_has_a_case_and_a_description():
     covered = {r for _, r in CASES if r} | {"inline_layout", "prompt_too_long", "response_too_long"}
-    covered |= {"expression_body"}  # JavaScript / TypeScript only: tests/synth/test_extract_ts.py
+    covered |= {"expression_body"}  # JavaScript / TypeScript only: tests/synth/test_extract_treesitter.py
     assert covered == set(REASONS)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from llmfoundry_lite.config import ConfigError, load_config
-from llmfoundry_lite.eval.problems import default_problems_path, read_jsonl
+from llmfoundry_lite.corpus.benchmarks import default_problems_path, read_jsonl
 from llmfoundry_lite.synth.checks import drop_reason
 from llmfoundry_lite.synth.cli import main, parse_args
 from llmfoundry_lite.synth.config import SynthConfig

@@ -6,7 +6,7 @@ import random
 from llmfoundry_lite.synth.config import SelfAlignConfig, SynthConfig
 from llmfoundry_lite.synth.corpus_checks import near_duplicates
 from llmfoundry_lite.synth.pipeline import run_synthesis
-from llmfoundry_lite.synth.spark_engine import near_duplicate_pairs
+from llmfoundry_lite.synth.spark_synthesis import near_duplicate_pairs
 from tests.synth.test_pipeline import GOOD, NEAR_COPY, _humaneval_file
 from tests.synth.test_self_align import _fake_sampler, corpus, hf_model  # noqa: F401 (fixtures)
 from tests.synth.test_verify import FAST
@@ -114,22 +114,22 @@ def test_self_align_on_spark_matches_the_local_engine(spark, corpus, hf_model, t
 
 
 def test_a_partition_puts_self_aligned_rows_right_after_their_pair(corpus, tmp_path, monkeypatch):  # noqa: F811
-    from llmfoundry_lite.synth import spark_engine
+    from llmfoundry_lite.synth import spark_synthesis
     from llmfoundry_lite.synth.collect import collect_pairs
 
     model = tmp_path / "model.pt"
     model.write_bytes(b"")  # the config checks that the path exists; the injected sampler never reads it
     cfg = SynthConfig(input=[str(corpus)], output=str(tmp_path / "out"), sandbox=FAST, model=str(model),
                       self_align=SelfAlignConfig(targets="untested", k=3))
-    monkeypatch.setattr(spark_engine, "_sampler", lambda cfg: (_fake_sampler, None))
+    monkeypatch.setattr(spark_synthesis, "_sampler", lambda cfg: (_fake_sampler, None))
     pairs, _ = collect_pairs(cfg)
     items = list(reversed([(10 * i, p) for i, p in enumerate(pairs)]))  # a shuffle hands a partition any order
-    out = list(spark_engine._verify(items, cfg))
+    out = list(spark_synthesis._verify(items, cfg))
     rows = [(key, pair.origin, pair.source_id.split("#")[1].split(":")[0]) for _, key, pair in out[:-1]]
     assert rows == [((0, 0), "verified", "running_total"), ((10, 1), "self-aligned", "double_all"),
                     ((30, 0), "untested", "clamp_all")]
     tally, section = out[-1][1], out[-1][2]
     assert (tally.kept, tally.dropped["failed_tests"], section["rows_added"]) == (2, 2, 1)
-    merged = spark_engine.merge_self_align(section, section)
+    merged = spark_synthesis.merge_self_align(section, section)
     assert (merged["rows_added"], merged["k"], merged["samples_skipped_by_reason"]) == (
         2, 3, {k: 2 * v for k, v in section["samples_skipped_by_reason"].items()})

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmfoundry_lite.synth.collect import load_unit, merge_counts, plan_extract, unit_counts
+from llmfoundry_lite.synth.outcome import Outcome, Stopwatch
 from llmfoundry_lite.synth.report import RowTally
 from llmfoundry_lite.synth.self_align import ORIGIN as SELF_ALIGNED
 from llmfoundry_lite.synth.self_align import self_align_pairs
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
     from llmfoundry_lite.sandbox import Sandbox
     from llmfoundry_lite.synth.config import SynthConfig
     from llmfoundry_lite.synth.pairs import Pair
-    from llmfoundry_lite.synth.pipeline import Outcome, Stopwatch
 
 UNIT_SHIFT = 32
 """A pair's number: its unit's index shifted by this, plus its position in the unit."""
@@ -268,7 +268,6 @@ def spark_synthesis(cfg: SynthConfig, sandbox: Sandbox, watch: Stopwatch) -> Out
     from pyspark import StorageLevel
 
     from llmfoundry_lite.spark_session import SparkScope
-    from llmfoundry_lite.synth.pipeline import Outcome
 
     out = Path(cfg.output)
     scratch = out / "work" / "spark"

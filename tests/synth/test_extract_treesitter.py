@@ -9,7 +9,7 @@ from llmfoundry_lite.synth.checks import REASONS, source_drop_reason
 from llmfoundry_lite.synth.config import SynthConfig
 from llmfoundry_lite.synth.extract_java import extract_java
 from llmfoundry_lite.synth.extract_js import extract_javascript, extract_typescript
-from llmfoundry_lite.synth.extract_ts import clean_doc_comment, code_of_source_prompt, format_source_prompt
+from llmfoundry_lite.synth.extract_treesitter import clean_doc_comment, code_of_source_prompt, format_source_prompt
 from llmfoundry_lite.synth.pipeline import run_synthesis
 
 CFG = SynthConfig(input=["unused"])
