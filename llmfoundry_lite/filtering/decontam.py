@@ -15,7 +15,7 @@ operations per window length. Window hashes pass a bitmap of the benchmark hashe
 then ``searchsorted`` in the sorted hashes, and each hash hit is checked against the real
 token bytes: a collision costs time, never a false rejection. A document costs about 30
 numpy calls whatever its size, which dominates for files of a few KB;
-``scripts/bench_filter.py`` measures the cost inside the whole stage.
+``benchmarks/bench_filter.py`` measures the cost inside the whole stage.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ byte alphabet (``ByteLevel`` without its own regex), and the decoder maps them
 back, so any string round-trips exactly.
 
 ``starcoder`` is the StarCoder recipe (``Digits(individual_digits=True)`` then
-GPT-2 ``ByteLevel``), kept as the baseline for ``scripts/bench_tokenizer.py``.
+GPT-2 ``ByteLevel``), kept as the baseline for ``benchmarks/bench_tokenizer.py``.
 """
 
 from __future__ import annotations
