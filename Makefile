@@ -33,7 +33,7 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
-# Every scripts/bench_*.py with CPU-sized settings; one digest of ratios against their peers.
+# Every benchmarks/bench_*.py with CPU-sized settings; one digest of ratios against their peers.
 # llm-foundry (MPT, the training benchmark's peer) pins streaming<0.13 and transformers<4.52, so it
 # lives in its own venv and is never a dependency of the package.
 BENCH_VENV := .bench-venv
@@ -42,7 +42,7 @@ $(BENCH_VENV)/bin/python: | $(STAMP)
 	$(UV) pip install --python $(BENCH_VENV)/bin/python --quiet llm-foundry==0.22.0 torch==2.7.0 'setuptools<81'
 
 bench: install $(BENCH_VENV)/bin/python
-	$(PY) scripts/bench_all.py
+	$(PY) benchmarks/bench_all.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -10,7 +10,7 @@ FILE.pt take its size on disk until it is written.
 
 import sys
 
-from llmfoundry_lite.models.convert_command import main
+from llmfoundry_lite.cli.convert import main
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -12,7 +12,7 @@ plain transformers and completes the prompt (DIR/sample_generation.txt).
 
 import sys
 
-from llmfoundry_lite.models.export_command import main
+from llmfoundry_lite.cli.export import main
 
 if __name__ == "__main__":
     main(sys.argv[1:])

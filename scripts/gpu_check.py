@@ -67,7 +67,7 @@ def synthetic_batches(cfg, n: int, rows: int, docs_per_row: int) -> list[dict[st
 
 def train_speed(cfg, steps: int, rows: int, microbatch: int, compile_model: bool, smoke: bool) -> dict:
     """Steady-state tokens/s, MFU and peak memory of our Composer step on one device."""
-    from bench_train import composer_step_times
+    from benchmarks.bench_train import composer_step_times
 
     warmup = 3 if compile_model else 2
     if torch.cuda.is_available():
@@ -106,7 +106,7 @@ def attention_kernels(cfg_factory, smoke: bool) -> dict[str, str]:
 
 def fsdp_export(smoke: bool) -> dict:
     """FSDP2 on one rank, bf16, sharded checkpoints, then the export round trip."""
-    from llmfoundry_lite.models.export_command import export_checkpoint
+    from llmfoundry_lite.cli.export import export_checkpoint
     from llmfoundry_lite.models.load import load_for_inference
     from tests.training.shards import tiny_overrides, write_shards
 

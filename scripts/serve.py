@@ -9,7 +9,7 @@ directory) or a training save folder. See ``llmfoundry_lite/serve`` and the READ
 
 import sys
 
-from llmfoundry_lite.serve.server import main
+from llmfoundry_lite.cli.serve import main
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -44,11 +44,8 @@ def test_cli_fails_fast_on_config_errors_and_missing_input(tmp_path):
 
 
 def test_cli_flags_yaml_and_overrides_in_any_position():
-    sys.path.insert(0, str(ROOT / "data_prep"))
-    try:
-        from filter_stack import parse_args
-    finally:
-        sys.path.pop(0)
+    from llmfoundry_lite.cli.filter import parse_args
+
     cfg = parse_args(["--input", "a.parquet", "b/", str(YAML), "workers=3", "--output", "o"])
     assert (cfg.input, cfg.output, cfg.workers) == (["a.parquet", "b/"], "o", 3)
     cfg = parse_args(["--output", "o", str(YAML), "dedup.near=false", "--input", "c.jsonl"])

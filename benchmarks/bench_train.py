@@ -1,6 +1,6 @@
 """Training-step speed on this machine: our Composer step vs a bare PyTorch loop vs llm-foundry's MPT.
 
-    .venv/bin/python scripts/bench_train.py [--d-model 256 --n-layers 4 --seq-len 512 --batch 2 --steps 4]
+    .venv/bin/python benchmarks/bench_train.py [--d-model 256 --n-layers 4 --seq-len 512 --batch 2 --steps 4]
 
 The defaults are code-tiny's shape (d_model 256, 4 layers, vocab 8192, seq 512).
 

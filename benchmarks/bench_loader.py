@@ -1,6 +1,6 @@
 """Loader throughput per objective: samples/s and tokens/s with 1 and 2 DataLoader workers.
 
-    .venv/bin/python scripts/bench_loader.py [key=value ...]
+    .venv/bin/python benchmarks/bench_loader.py [key=value ...]
 
 Reads MDS shards (``shards``; built from the local corpus with the project's shard writer
 when missing), runs the training loader (``llmfoundry_lite.training.data``) with

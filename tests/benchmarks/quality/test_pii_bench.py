@@ -2,8 +2,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from benchmarks.quality.pii_bench import Rate, format_rates, load_sample, run
 from llmfoundry_lite.filtering.pii import PIIConfig
-from llmfoundry_lite.filtering.pii.bench import Rate, format_rates, load_sample, run
 
 
 def test_load_sample_is_seeded_and_bounded(tmp_path):

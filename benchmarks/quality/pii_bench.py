@@ -1,6 +1,6 @@
 """Throughput of the PII scrub next to detect-secrets run the way BigCode ran it, on the same files.
 
-    python -m llmfoundry_lite.filtering.pii.bench [--corpus data/local_stack] [--docs 2000] [--peer-docs 300]
+    python benchmarks/quality/pii_bench.py [--corpus data/local_stack] [--docs 2000] [--peer-docs 300]
 
 Both sides are timed with ``time.process_time`` in this one process, so the figures are per core
 and the ratio holds on a busy machine. The peer writes each document to a temporary file and calls
@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a file: see benchmarks/__init__.py
 
 from llmfoundry_lite.filtering.pii.config import PIIConfig
 
@@ -65,7 +67,7 @@ def measure(name: str, texts: list[str], fn: Callable[[str], object]) -> Rate:
 
 def run(texts: list[str], peer_docs: int, cfg: PIIConfig) -> list[Rate]:
     """Rates of the whole scrub, each detector alone, and the detect-secrets peer."""
-    from llmfoundry_lite.filtering.pii.baseline import baseline_settings, scan_with_tempfile
+    from benchmarks.quality.pii_baseline import baseline_settings, scan_with_tempfile
     from llmfoundry_lite.filtering.pii.emails import find_emails
     from llmfoundry_lite.filtering.pii.ips import find_ips
     from llmfoundry_lite.filtering.pii.keys import find_keys

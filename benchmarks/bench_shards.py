@@ -5,7 +5,7 @@ Peers measured in the same run: the tokenizer alone encoding the same documents
 is measured sequentially and with streaming's default shuffle, as samples/s and
 tokens/s.
 
-    .venv/bin/python scripts/bench_shards.py [--input data/local_stack] [--tokenizer tests/assets/tokenizer] [--mb 8]
+    .venv/bin/python benchmarks/bench_shards.py [--input data/local_stack] [--tokenizer tests/assets/tokenizer] [--mb 8]
 """
 
 from __future__ import annotations

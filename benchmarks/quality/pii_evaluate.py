@@ -18,8 +18,8 @@ from llmfoundry_lite.filtering.pii.config import PII_TYPES, PIIConfig
 from llmfoundry_lite.filtering.pii.scrub import find_pii
 from llmfoundry_lite.filtering.pii.spans import Finding, resolve_overlaps
 
-EVALSET_DIR = Path(__file__).parent / "evalset"
-"""The labeled files shipped with the package: ``dev/*.pii`` and ``heldout/*.pii``."""
+EVALSET_DIR = Path(__file__).parent / "pii_evalset"
+"""The labeled files beside this module: ``dev/``, ``heldout/`` and ``heldout2/`` ``*.pii``."""
 
 _MARKER = re.compile(r"⟦(email|ip|key):(.*?)⟧", re.DOTALL)
 _LABEL_TYPES = {"email": "email", "ip": "ip_address", "key": "key"}

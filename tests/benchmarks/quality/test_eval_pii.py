@@ -1,14 +1,6 @@
-import importlib.util
-from pathlib import Path
+import pytest
 
-SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "eval_pii.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("eval_pii", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmarks.quality import eval_pii
 
 
 def test_prints_table_per_subset_and_total(tmp_path, capsys):
@@ -16,7 +8,7 @@ def test_prints_table_per_subset_and_total(tmp_path, capsys):
     (tmp_path / "b").mkdir()
     (tmp_path / "a" / "x.py.pii").write_text("AUTHOR = '⟦email:jane.roe@acme-widgets.io⟧'\n")
     (tmp_path / "b" / "y.env.pii").write_text("HOST=⟦ip:34.117.59.81⟧\nLAN=10.0.0.1\n")
-    assert _load().main(["--dir", str(tmp_path), "--no-baseline", "--verbose"]) == 0
+    assert eval_pii.main(["--dir", str(tmp_path), "--no-baseline", "--verbose"]) == 0
     out = capsys.readouterr().out
     assert "[a] 1 files" in out and "[b] 1 files" in out and "[all] 2 labeled files" in out
     flat = " ".join(out.split())
@@ -25,9 +17,7 @@ def test_prints_table_per_subset_and_total(tmp_path, capsys):
 
 
 def test_bad_override_exits_with_config_error(tmp_path, capsys):
-    import pytest
-
     with pytest.raises(SystemExit) as exc:
-        _load().main(["--dir", str(tmp_path), "key_min_length=2"])
+        eval_pii.main(["--dir", str(tmp_path), "key_min_length=2"])
     assert exc.value.code == 2
     assert "pii.key_min_length must be at least 8" in capsys.readouterr().err

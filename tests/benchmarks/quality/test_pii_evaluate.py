@@ -1,7 +1,6 @@
 import pytest
 
-from llmfoundry_lite.filtering.pii import Finding, PIIConfig
-from llmfoundry_lite.filtering.pii.evaluate import (
+from benchmarks.quality.pii_evaluate import (
     GoldSpan,
     TypeScore,
     evalset_files,
@@ -9,6 +8,7 @@ from llmfoundry_lite.filtering.pii.evaluate import (
     parse_labeled,
     score_document,
 )
+from llmfoundry_lite.filtering.pii import Finding, PIIConfig
 
 
 def test_parse_labeled_strips_markers_and_keeps_offsets():
@@ -52,7 +52,7 @@ def test_shipped_evalset_meets_the_quality_bar():
 
 
 def test_detect_secrets_baseline_finds_known_formats_in_memory_files():
-    from llmfoundry_lite.filtering.pii.baseline import baseline_settings, scan_with_tempfile
+    from benchmarks.quality.pii_baseline import baseline_settings, scan_with_tempfile
 
     text = 'AWS_ACCESS_KEY_ID = "AKIA7LRWFVEALKXWKKXZ"\n'
     with baseline_settings():

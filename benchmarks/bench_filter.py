@@ -17,7 +17,7 @@ first; the best round of each is compared against the goal of at most 20% slowdo
 machine is shared: the best round is the least disturbed one). The "on" rounds are the
 default configuration and give the headline numbers.
 
-    .venv/bin/python scripts/bench_filter.py [--input data/local_stack] [--sample-bytes 8000000] [--peer-docs 300]
+    .venv/bin/python benchmarks/bench_filter.py [--input data/local_stack] [--sample-bytes 8000000] [--peer-docs 300]
                                              [--rounds 3]
 """
 

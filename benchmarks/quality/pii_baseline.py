@@ -1,7 +1,7 @@
 """detect-secrets used the way BigCode's PII pipeline uses it: a temporary file per document.
 
-This is the peer that ``scripts/eval_pii.py`` and the filter benchmark compare against, not part of
-the scrub. BigCode wrote every document to a temporary file and ran ``scan_file`` with a plugin
+This is the peer that ``benchmarks/quality/eval_pii.py`` and ``pii_bench.py`` compare against, not part
+of the scrub. BigCode wrote every document to a temporary file and ran ``scan_file`` with a plugin
 list (credential formats plus the Base64/Hex high-entropy plugins at their default limits, without
 KeywordDetector, BasicAuthDetector and PrivateKeyDetector); detect-secrets' own filters (its
 heuristic filters for UUIDs, templates, sequential strings, ...) stay on as they ship.

@@ -1,6 +1,6 @@
 """Precision and recall of the PII scrubber on the labeled evaluation set.
 
-    python scripts/eval_pii.py [pii-config.yaml] [key=value ...] [--dir DIR] [--verbose]
+    python benchmarks/quality/eval_pii.py [pii-config.yaml] [key=value ...] [--dir DIR] [--verbose]
 
 Keys are those of the ``pii:`` section (``PIIConfig``), e.g. ``key_min_length=24``. The set has a
 ``dev`` part (written while the detectors were designed) and a ``heldout`` part (written after, scored
@@ -14,9 +14,11 @@ import argparse
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a file: see benchmarks/__init__.py
+
+from benchmarks.quality.pii_evaluate import EVALSET_DIR, evalset_files, evaluate, format_table
 from llmfoundry_lite.config import ConfigError, exit_on_config_error, load_config, split_cli
 from llmfoundry_lite.filtering.pii.config import PIIConfig
-from llmfoundry_lite.filtering.pii.evaluate import EVALSET_DIR, evalset_files, evaluate, format_table
 
 BIGCODE = {"email": (0.877, 0.959), "ip_address": (0.804, 0.828), "key": (0.783, 0.529)}
 """BigCode's published (precision, recall) on their 400 annotated files, for comparison."""
@@ -24,7 +26,7 @@ BIGCODE = {"email": (0.877, 0.959), "ip_address": (0.804, 0.828), "key": (0.783,
 
 def print_baseline(files: list[Path]) -> None:
     """Keys only: plain detect-secrets, a temporary file per document, default entropy limits."""
-    from llmfoundry_lite.filtering.pii.baseline import baseline_settings, scan_with_tempfile
+    from benchmarks.quality.pii_baseline import baseline_settings, scan_with_tempfile
 
     with baseline_settings():
         scores = evaluate(files, PIIConfig(), detector=scan_with_tempfile, kinds=("key",))
