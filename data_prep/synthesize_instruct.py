@@ -5,7 +5,7 @@
 
 import sys
 
-from llmfoundry_lite.synth.cli import main
+from llmfoundry_lite.cli.synthesize import main
 
 if __name__ == "__main__":
     main(sys.argv[1:])

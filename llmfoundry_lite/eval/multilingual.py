@@ -21,7 +21,7 @@ from llmfoundry_lite.eval.languages import Coverage, get_language, translate_all
 from llmfoundry_lite.eval.problems import load_problems, read_samples
 
 if TYPE_CHECKING:
-    from llmfoundry_lite.eval.humaneval import Execute
+    from llmfoundry_lite.eval.humaneval import Execute, Loader
     from llmfoundry_lite.sandbox import Sandbox
 
 
@@ -79,16 +79,16 @@ def run_language_samples(cfg: HumanEvalConfig, sandbox: Sandbox) -> dict[str, An
                  _extra(coverage, skipped))  # fmt: skip
 
 
-def run_language_model(cfg: HumanEvalConfig, sandbox: Sandbox) -> dict[str, Any]:
+def run_language_model(cfg: HumanEvalConfig, sandbox: Sandbox, load: Loader) -> dict[str, Any]:
     """``--language L --model PATH``: sample completions of the translated prompts, then score."""
     from llmfoundry_lite.eval.generation import sample_humaneval
-    from llmfoundry_lite.eval.humaneval import _load_model, default_output, score
+    from llmfoundry_lite.eval.humaneval import default_output, load_for, score
 
     lang = get_language(cfg.language)
     coverage = translate_all(load_problems(cfg.problems, cfg.limit), cfg.language)
     print(coverage.summary())
     prompts = {t: {"prompt": tr.prompt} for t, tr in coverage.translated.items()}
-    model, tokenizer = _load_model(cfg)
+    model, tokenizer = load_for(cfg, load)
     gen = dataclasses.replace(cfg.generation, stop=list(lang.stop_tokens))
     start = time.monotonic()
     samples = sample_humaneval(model, tokenizer, prompts, gen, stderr_progress("sampled problems"), lang.finish_completion)

@@ -19,7 +19,6 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
-from llmfoundry_lite.finetune.chat import CHAT_TEMPLATE, END_OF_TURN
 from llmfoundry_lite.models.config import ModelConfig
 from llmfoundry_lite.models.transformer import Transformer
 from llmfoundry_lite.tokenizer.special import EOS, PAD
@@ -176,7 +175,8 @@ def _hf_stream(tensors: Iterable[tuple[str, torch.Tensor]], cfg: ModelConfig,
 
 def export_tensors(tensors: Iterable[tuple[str, torch.Tensor]], cfg: ModelConfig, tokenizer: Tokenizer,
                    out_dir: str | Path, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
-                   dtype: torch.dtype = torch.float32, chat_template: str | None = None) -> Path:
+                   dtype: torch.dtype = torch.float32, chat_template: str | None = None,
+                   stop_tokens: tuple[str, ...] = ()) -> Path:
     """Write a LlamaForCausalLM directory from our weights, given one at a time by parameter name.
 
     ``out_dir`` gets ``config.json``, ``generation_config.json``, the safetensors weights (sharded
@@ -199,9 +199,9 @@ def export_tensors(tensors: Iterable[tuple[str, torch.Tensor]], cfg: ModelConfig
     config.dtype = dtype
     config.save_pretrained(out)
     generation = GenerationConfig.from_model_config(config)
-    end_of_turn = tokenizer.token_to_id(END_OF_TURN)
-    if chat_template == CHAT_TEMPLATE and end_of_turn is not None:
-        generation.eos_token_id = [config.eos_token_id, end_of_turn]
+    stop_ids = [i for i in map(tokenizer.token_to_id, stop_tokens) if i is not None]
+    if stop_ids:
+        generation.eos_token_id = [config.eos_token_id, *stop_ids]
     generation.save_pretrained(out)
     # Special strings in a prompt are the special tokens (FIM prompts, chat templates), as every HF/vLLM
     # client assumes; our own pipeline keeps them text when it encodes data (tokenizer/io.py).

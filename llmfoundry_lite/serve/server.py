@@ -1,4 +1,5 @@
-"""``python scripts/serve.py --model PATH``: load the model, build the chosen backend, run uvicorn."""
+"""The backends ``python scripts/serve.py --model PATH`` serves with: each builder loads the model and
+returns its engine (``BACKENDS``); the command itself (flags, uvicorn) is ``cli/serve.py``."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import torch
 
 from llmfoundry_lite.eval.generation import eos_id_of
 from llmfoundry_lite.finetune.load import load_model
-from llmfoundry_lite.serve.app import Engine, build_app
-from llmfoundry_lite.serve.config import ServeConfig, parse_args
+from llmfoundry_lite.serve.app import Engine
+from llmfoundry_lite.serve.config import ServeConfig
 from llmfoundry_lite.serve.protocol import ServedModel
 
 log = logging.getLogger(__name__)
@@ -53,14 +54,7 @@ BACKENDS: dict[str, Callable[[ServeConfig], tuple[Engine, ServedModel]]] = {"our
 
 
 def served_model(cfg: ServeConfig, tokenizer, max_seq_len: int) -> ServedModel:
+    """What the API says about the model: its name (``--model-name`` or the directory's), limits and EOS."""
     name = cfg.model_name or Path(cfg.model).resolve().name
     return ServedModel(name, tokenizer, max_seq_len, eos_id_of(tokenizer), cfg.max_batch)
 
-
-def main(argv: list[str]) -> None:
-    import uvicorn
-
-    cfg = parse_args(argv)
-    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    engine, served = BACKENDS[cfg.backend](cfg)
-    uvicorn.run(build_app(engine, served), host=cfg.host, port=cfg.port, log_level=cfg.log_level)

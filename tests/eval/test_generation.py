@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from llmfoundry_lite.cli.humaneval import run
 from llmfoundry_lite.corpus.benchmarks import read_jsonl
 from llmfoundry_lite.eval.config import GenerationConfig
 from llmfoundry_lite.eval.generation import cut_at_stop, sample_humaneval, stop_when_any
-from llmfoundry_lite.eval.humaneval import main
 
 
 def test_cut_at_the_earliest_stop_sequence():
@@ -42,7 +42,7 @@ def test_samples_are_seeded_and_shaped(tiny_model_and_tokenizer, problems):
 
 def test_model_mode_end_to_end(tiny_checkpoint, tmp_path):
     out = tmp_path / "tiny.jsonl"
-    summary = main(["--model", str(tiny_checkpoint), "--limit", "2", "--n-samples", "2", "--batch-size", "2",
+    summary = run(["--model", str(tiny_checkpoint), "--limit", "2", "--n-samples", "2", "--batch-size", "2",
                     "--max-new-tokens", "8", "--k", "1,2", "--workers", "2", "--output", str(out)])  # fmt: skip
     samples = read_jsonl(out)
     assert [s["task_id"] for s in samples] == ["HumanEval/0"] * 2 + ["HumanEval/1"] * 2
@@ -55,7 +55,7 @@ def test_model_mode_end_to_end(tiny_checkpoint, tmp_path):
 
 def test_infill_task_end_to_end(tiny_checkpoint, tmp_path):
     out = tmp_path / "infill.jsonl"
-    summary = main(["--task", "humaneval-infill", "--model", str(tiny_checkpoint), "--limit", "1",
+    summary = run(["--task", "humaneval-infill", "--model", str(tiny_checkpoint), "--limit", "1",
                     "--temperature", "0", "--max-new-tokens", "6", "--workers", "2", "--output", str(out)])  # fmt: skip
     records = read_jsonl(out)
     assert summary["tasks"] == len(records) == 7  # HumanEval/0's canonical solution has 7 non-blank lines
@@ -69,7 +69,7 @@ def test_model_mode_in_a_translated_language(tiny_checkpoint, tmp_path):
     if LANGUAGES["js"].missing_tools():
         pytest.skip("node is not installed")
     out = tmp_path / "tiny_js.jsonl"
-    summary = main(["--language", "js", "--model", str(tiny_checkpoint), "--limit", "2", "--n-samples", "1",
+    summary = run(["--language", "js", "--model", str(tiny_checkpoint), "--limit", "2", "--n-samples", "1",
                     "--max-new-tokens", "8", "--k", "1", "--workers", "2", "--output", str(out)])  # fmt: skip
     samples = read_jsonl(out)
     assert [s["task_id"] for s in samples] == ["HumanEval/0", "HumanEval/1"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from llmfoundry_lite.cli.humaneval import parse_args, run
 from llmfoundry_lite.config import ConfigError
 from llmfoundry_lite.corpus.benchmarks import write_jsonl
 from llmfoundry_lite.eval.execution import execute_samples
-from llmfoundry_lite.eval.humaneval import main, parse_args
 from llmfoundry_lite.eval.selection import example_inputs, vote
 
 TRUNCATE = ["    return 0.0\n", "    return number % 1.0\n", "    return number - int(number)\n"]  # wrong, right, right
@@ -37,7 +37,7 @@ def test_the_largest_agreeing_group_is_selected(sandbox, problems):
 
 def test_cli_reports_vote_next_to_plain_pass_at_1(tmp_path, capsys):
     path = write_jsonl(tmp_path / "s.jsonl", [{"task_id": "HumanEval/2", "completion": c} for c in TRUNCATE])
-    summary = main(["--samples", str(path), "--select", "vote", "--k", "1,3", "--workers", "2"])
+    summary = run(["--samples", str(path), "--select", "vote", "--k", "1,3", "--workers", "2"])
     assert summary["scores"]["pass@1"] == pytest.approx(2 / 3)
     assert summary["vote"]["pass@1(vote)"] == 1.0
     assert "pass@1 vote  1.0000" in capsys.readouterr().out

@@ -134,7 +134,7 @@ def test_a_lora_save_folder_loads_and_exports_merged(base_checkpoint, instructio
     assert torch.allclose(got, expected, atol=1e-4)
     from transformers import LlamaForCausalLM
 
-    from llmfoundry_lite.models.export_command import export_checkpoint
+    from llmfoundry_lite.cli.export import export_checkpoint
 
     out, params = export_checkpoint(tmp_path / "run", tmp_path / "hf", 1 << 30)
 
@@ -178,7 +178,7 @@ def test_a_lora_save_folder_loads_and_exports_merged(base_checkpoint, instructio
     with pytest.raises(ValueError, match="is not a LoRA checkpoint"):
         export_adapter(base_checkpoint, tmp_path / "not_lora")
     # The command: the merged export also answers through its chat template; the adapter export reloads with peft.
-    from llmfoundry_lite.models.export_command import main
+    from llmfoundry_lite.cli.export import main
 
     main([str(tmp_path / "run"), "--output", str(tmp_path / "hf_cli"), "--max-new-tokens", "4"])
     assert (tmp_path / "hf_cli" / "sample_chat.txt").read_text().startswith("user: Write a function")
@@ -210,8 +210,8 @@ def test_lora_trains_on_two_ranks(base_checkpoint, instructions, tmp_path, paral
     # A sharded (DCP) LoRA checkpoint: adapters only, and it exports merged like a whole one.
     from transformers import LlamaForCausalLM
 
+    from llmfoundry_lite.cli.export import export_checkpoint
     from llmfoundry_lite.finetune.load import load_model
-    from llmfoundry_lite.models.export_command import export_checkpoint
 
     assert latest.is_dir()
     shard_bytes = sum(f.stat().st_size for f in latest.rglob("*") if f.is_file())
@@ -235,9 +235,9 @@ def test_an_hf_base_brings_its_own_chat_template(base_checkpoint, instructions, 
     its apply_chat_template lays them out, only the assistant text is scored, and the export keeps it."""
     from transformers import AutoTokenizer
 
+    from llmfoundry_lite.cli.export import export_checkpoint
     from llmfoundry_lite.finetune.data import FinetuneDataConfig, FinetuneDataset
     from llmfoundry_lite.finetune.hf_chat import JinjaEncoder, read_chat_template
-    from llmfoundry_lite.models.export_command import export_checkpoint
     from llmfoundry_lite.models.load import load_for_inference
 
     hf_base = tmp_path / "hf_base"

@@ -20,13 +20,13 @@ import torch
 import torch.distributed.checkpoint as dcp
 from tokenizers import Tokenizer
 
+from llmfoundry_lite.cli.convert import convert_checkpoint
+from llmfoundry_lite.cli.convert import main as convert_main
+from llmfoundry_lite.cli.export import export_checkpoint
+from llmfoundry_lite.cli.export import main as export_main
 from llmfoundry_lite.models import checkpoint_io
 from llmfoundry_lite.models.checkpoint_io import iter_transformer_tensors, locate_checkpoint, read_run_info
 from llmfoundry_lite.models.config import ModelConfig
-from llmfoundry_lite.models.convert_command import convert_checkpoint
-from llmfoundry_lite.models.convert_command import main as convert_main
-from llmfoundry_lite.models.export_command import export_checkpoint
-from llmfoundry_lite.models.export_command import main as export_main
 from llmfoundry_lite.models.hf_export import INDEX_NAME, WEIGHTS_NAME, hf_names
 from llmfoundry_lite.models.load import load_for_inference
 from llmfoundry_lite.models.transformer import Transformer

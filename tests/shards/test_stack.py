@@ -27,15 +27,15 @@ def _args(corpus, tmp_path, *extra):
 
 
 def test_stack_trains_vocab_then_shards_and_reuses_on_rerun(corpus_dir, tmp_path, capsys):
-    from data_prep.shard_stack import main
+    from llmfoundry_lite.cli.shards import run
 
-    first = main(_args(corpus_dir, tmp_path))
+    first = run(_args(corpus_dir, tmp_path))
     assert first["tokenizer"]["vocab_size"] == 512 and first["tokenizer"]["reused"] is False
     shards = json.loads((tmp_path / "shards" / "manifest.json").read_text())
     assert shards["tokenizer_sha256"] == first["tokenizer"]["tokenizer_sha256"]
     assert shards["vocab_size"] == 512 and shards["max_seq_len"] == 64
     assert shards["splits"]["train"]["docs"] + shards["splits"]["val"]["docs"] == 46
-    second = main(_args(corpus_dir, tmp_path))
+    second = run(_args(corpus_dir, tmp_path))
     assert second["tokenizer"]["reused"] is True and second["shards"]["reused"] is True
     out = capsys.readouterr().out
     assert "== stage 2: vocabulary" in out and "reused" in out
@@ -47,15 +47,15 @@ def test_stack_reruns_the_stages_a_replaced_input_affects(corpus_dir, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from data_prep.shard_stack import main
+    from llmfoundry_lite.cli.shards import run
 
     from .conftest import make_docs
 
-    main(_args(corpus_dir, tmp_path, "filter_enabled=true", f"filter.output={tmp_path / 'f'}", "filter.report=false"))
+    run(_args(corpus_dir, tmp_path, "filter_enabled=true", f"filter.output={tmp_path / 'f'}", "filter.report=false"))
     time.sleep(0.01)
     pq.write_table(pa.Table.from_pylist(make_docs(25, 200)), corpus_dir / "b.parquet", row_group_size=4)  # 17 -> 25 rows
-    again = main(_args(corpus_dir, tmp_path, "filter_enabled=true", f"filter.output={tmp_path / 'f'}",
-                       "filter.report=false"))
+    again = run(_args(corpus_dir, tmp_path, "filter_enabled=true", f"filter.output={tmp_path / 'f'}",
+                      "filter.report=false"))
     assert again["filter"]["seen"] == 20 + 25 + 9
     assert again["tokenizer"]["reused"] is False and again["shards"]["reused"] is False
     kept = again["filter"]["kept"]
@@ -65,15 +65,15 @@ def test_stack_reruns_the_stages_a_replaced_input_affects(corpus_dir, tmp_path):
 def test_stack_publishes_filter_and_shards_to_an_object_store(corpus_dir, tmp_path):
     import fsspec
 
-    from data_prep.shard_stack import main
+    from llmfoundry_lite.cli.shards import run
 
     fs = fsspec.filesystem("memory")
     remote = ["filter_enabled=true", "filter.output=memory://lake/filtered", f"filter.staging={tmp_path / 'fs'}",
               "filter.report=false", "shards.output=memory://lake/shards", f"shards.staging={tmp_path / 'ss'}"]
     try:
-        summary = main(_args(corpus_dir, tmp_path, *remote))
-        local = main(_args(corpus_dir, tmp_path / "local", "filter_enabled=true", f"filter.output={tmp_path / 'f'}",
-                           "filter.report=false"))
+        summary = run(_args(corpus_dir, tmp_path, *remote))
+        local = run(_args(corpus_dir, tmp_path / "local", "filter_enabled=true", f"filter.output={tmp_path / 'f'}",
+                          "filter.report=false"))
         assert summary["filter"]["kept"] == local["filter"]["kept"]  # the vocabulary read kept/ from the store
         assert summary["tokenizer"]["tokenizer_sha256"] == local["tokenizer"]["tokenizer_sha256"]
         manifest = json.loads(fs.cat("/lake/shards/manifest.json"))
@@ -91,7 +91,7 @@ def test_stack_with_sources_dedups_across_them_and_shards_each_per_language(corp
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from data_prep.shard_stack import main
+    from llmfoundry_lite.cli.shards import run
 
     from .conftest import make_docs
 
@@ -101,7 +101,7 @@ def test_stack_with_sources_dedups_across_them_and_shards_each_per_language(corp
     pq.write_table(pa.Table.from_pylist([{**d, "id": f"their-{i}"} for i, d in enumerate(copies + make_docs(40, 300))]),
                    theirs / "t.parquet", row_group_size=5)
     args = [a for a in _args(corpus_dir, tmp_path) if not a.startswith("input=")]
-    summary = main([*args, "filter_enabled=true", f"filter.output={tmp_path / 'f'}", "filter.report=false",
+    summary = run([*args, "filter_enabled=true", f"filter.output={tmp_path / 'f'}", "filter.report=false",
                     f"sources.ours.input=[{corpus_dir}]", f"sources.theirs.input=[{theirs}]",
                     "sources.ours.split_languages=[Python]"])
     stats = summary["filter"]
@@ -121,9 +121,9 @@ def test_stack_with_sources_dedups_across_them_and_shards_each_per_language(corp
 
 
 def test_stack_with_reused_tokenizer(corpus_dir, tmp_path):
-    from data_prep.shard_stack import main
+    from llmfoundry_lite.cli.shards import run
 
-    summary = main(_args(corpus_dir, tmp_path, f"reuse_tokenizer={ASSET_TOKENIZER}"))
+    summary = run(_args(corpus_dir, tmp_path, f"reuse_tokenizer={ASSET_TOKENIZER}"))
     assert summary["tokenizer_dir"] == str(ASSET_TOKENIZER)
     assert summary["shards"]["vocab_size"] == 1024
     assert not (tmp_path / "tok").exists()

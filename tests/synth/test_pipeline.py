@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from llmfoundry_lite.cli.synthesize import main, parse_args
 from llmfoundry_lite.config import ConfigError, load_config
 from llmfoundry_lite.corpus.benchmarks import default_problems_path, read_jsonl
 from llmfoundry_lite.synth.checks import drop_reason
-from llmfoundry_lite.synth.cli import main, parse_args
 from llmfoundry_lite.synth.config import SynthConfig
 from llmfoundry_lite.synth.extract import code_of_prompt, extract_functions
 from llmfoundry_lite.synth.pipeline import run_synthesis

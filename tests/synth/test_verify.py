@@ -4,9 +4,9 @@ import json
 
 import pytest
 
+from llmfoundry_lite.cli.synthesize import main
 from llmfoundry_lite.config import ConfigError, load_config
 from llmfoundry_lite.sandbox import Sandbox, SandboxConfig, SandboxUnavailable
-from llmfoundry_lite.synth.cli import main
 from llmfoundry_lite.synth.config import SynthConfig
 from llmfoundry_lite.synth.pipeline import run_synthesis
 from tests.conftest import FAST

@@ -68,7 +68,7 @@ def test_config_errors_name_the_key(tmp_path):
 
 
 def test_cli_trains_with_flags(tiny_corpus, tmp_path, capsys):
-    from data_prep.train_tokenizer import main
+    from llmfoundry_lite.cli.tokenizer import main
 
     out = tmp_path / "cli_tok"
     main(["--input", str(tiny_corpus), "--output", str(out), "vocab_size=512", "num_reserved=0"])

@@ -16,8 +16,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from llmfoundry_lite.callbacks.metrics_file import read_metrics
+from llmfoundry_lite.cli.export import export_checkpoint
 from llmfoundry_lite.models.checkpoint_io import iter_model_state, locate_checkpoint
-from llmfoundry_lite.models.export_command import export_checkpoint
 from llmfoundry_lite.models.load import load_for_inference
 from tests.training.shards import ROOT, launch_ranks, tiny_overrides
 

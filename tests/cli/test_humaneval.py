@@ -1,4 +1,4 @@
-"""``python eval/humaneval.py --samples``: results and summary files, the table, config errors."""
+"""``python eval/humaneval.py --samples``: results and summary files, the table, config errors (``cli/humaneval.py``)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from llmfoundry_lite.cli.humaneval import parse_args, run
 from llmfoundry_lite.config import ConfigError
-from llmfoundry_lite.eval.humaneval import main, parse_args
-from llmfoundry_lite.eval.problems import read_jsonl, write_jsonl
+from llmfoundry_lite.corpus.benchmarks import read_jsonl, write_jsonl
 
 REPO = Path(__file__).parents[2]
 
@@ -42,7 +42,7 @@ def test_scoring_a_samples_file_writes_results_and_summary(tmp_path, problems, c
     first3 = list(problems.values())[:3]
     samples = [{"task_id": p["task_id"], "completion": c} for p in first3 for c in (p["canonical_solution"], "    return None\n")]
     path = write_jsonl(tmp_path / "model.jsonl", samples)
-    summary = main(["--samples", str(path), "--limit", "3", "--k", "1,2,5", "--workers", "2", "--timeout", "2"])
+    summary = run(["--samples", str(path), "--limit", "3", "--k", "1,2,5", "--workers", "2", "--timeout", "2"])
     results = read_jsonl(f"{path}_results.jsonl")
     assert [r["passed"] for r in results] == [True, False] * 3
     assert results[1] == {"task_id": "HumanEval/0", "completion": "    return None\n", "passed": False, "result": "failed: "}
@@ -70,7 +70,7 @@ def test_any_problems_file_of_the_same_format(tmp_path):
          "test": "def check(f):\n    assert f(2) == 4\n"},
     ])  # fmt: skip
     samples = write_jsonl(tmp_path / "s.jsonl", [{"task_id": "Mine/0", "completion": c} for c in ("    return 2 * x\n", "    return x + 1\n")])
-    summary = main(["--samples", str(samples), "--problems", str(problems), "--k", "1", "--workers", "1"])
+    summary = run(["--samples", str(samples), "--problems", str(problems), "--k", "1", "--workers", "1"])
     assert summary["scores"] == {"pass@1": 0.5}
     assert [r["result"] for r in read_jsonl(f"{samples}_results.jsonl")] == ["passed", "failed: "]
 
@@ -82,7 +82,7 @@ def test_unknown_language_is_refused_naming_the_choices():
 
 def test_write_problems_alone_writes_the_translation_and_prints_coverage(tmp_path, capsys):
     out = tmp_path / "js.jsonl"
-    summary = main(["--language", "js", "--write-problems", str(out)])
+    summary = run(["--language", "js", "--write-problems", str(out)])
     records = read_jsonl(out)
     assert summary["translated"] == len(records) == 156
     assert set(records[0]) == {"task_id", "language", "prompt", "tests", "stop_tokens"}
@@ -95,7 +95,7 @@ def test_write_problems_alone_writes_the_translation_and_prints_coverage(tmp_pat
 
 def test_write_problems_for_python_keeps_the_originals(tmp_path, problems):
     out = tmp_path / "py.jsonl"
-    main(["--write-problems", str(out), "--limit", "2"])
+    run(["--write-problems", str(out), "--limit", "2"])
     records = read_jsonl(out)
     assert [r["task_id"] for r in records] == ["HumanEval/0", "HumanEval/1"]
     assert records[0]["prompt"] == problems["HumanEval/0"]["prompt"]
@@ -109,7 +109,7 @@ def test_language_samples_are_scored_and_untranslated_ones_counted(tmp_path, cap
         {"task_id": "HumanEval/53", "completion": "  return x - y;\n}\n"},
         {"task_id": "HumanEval/22", "completion": "  return [];\n}\n"},  # untranslated: skipped, counted
     ])  # fmt: skip
-    summary = main(["--language", "js", "--samples", str(samples), "--k", "1,2", "--workers", "2"])
+    summary = run(["--language", "js", "--samples", str(samples), "--k", "1,2", "--workers", "2"])
     assert summary["scores"] == {"pass@1": 0.5, "pass@2": 1.0}
     assert summary["language"] == "js" and summary["coverage"] == "156/164"
     assert summary["skipped_samples_of_untranslated_problems"] == 1

@@ -17,7 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from llmfoundry_lite.cli.common import fail
+
+ROOT = Path(__file__).resolve().parents[2]
+"""The repository checkout: the stages are its user-facing commands, run from there."""
 RUN = Path("runs/code-tiny")
 LORA_RUN = Path("runs/code-tiny-lora")
 INSTRUCT = Path("data/instruct")
@@ -34,6 +37,7 @@ class Stage:
 
 
 def _bin(name: str) -> str:
+    """A console script of this interpreter's environment (``composer``)."""
     return str(Path(sys.executable).with_name(name))
 
 
@@ -99,15 +103,18 @@ def run_stages(selected: list[Stage]) -> dict[str, float]:
 
 
 def _quote(word: str) -> str:
+    """Enough quoting to paste a printed stage command back into a shell."""
     return repr(word) if any(c in word for c in " \n\"'") else word
 
 
 def main(argv: list[str]) -> None:
     """Run the demo, then print the summary."""
-    from llmfoundry_lite.demo_summary import format_summary
+    from llmfoundry_lite.cli.demo_summary import format_summary
 
     if argv:
-        raise SystemExit("usage: python scripts/demo.py   (no arguments; every stage is configured by its YAML)")
+        fail(f"usage: python scripts/demo.py   (no arguments; every stage is configured by its YAML); got {argv}")
+    if not (ROOT / "train.py").is_file():
+        fail(f"error: the demo runs the commands of a repository checkout; {ROOT} is not one")
     os.chdir(ROOT)  # stage outputs are checked relative to the repository, where the commands run
     start = time.monotonic()
     timings = run_stages(stages())

@@ -1,10 +1,13 @@
-"""Command line of ``data_prep/synthesize_instruct.py``: the same flag layout as ``filter_stack.py``."""
+"""``python data_prep/synthesize_instruct.py --input PATH [PATH ...] --output DIR [cfg.yaml] [key=value ...]``.
+
+Instruction pairs from documented Python functions, verified by running their doctests and asserts in
+the sandbox; the same flag layout as ``filter_stack.py``. See ``llmfoundry_lite/synth/pipeline.py``.
+"""
 
 from __future__ import annotations
 
-import sys
-
-from llmfoundry_lite.config import ConfigError, exit_on_config_error, load_io_config, to_yaml
+from llmfoundry_lite.cli.common import user_errors
+from llmfoundry_lite.config import load_io_config, to_yaml
 from llmfoundry_lite.synth.config import SynthConfig
 
 USAGE = "python data_prep/synthesize_instruct.py --input PATH [PATH ...] --output DIR [cfg.yaml] [key=value ...]"
@@ -50,20 +53,14 @@ def _self_align_line(stats: dict) -> str:
 
 
 def main(argv: list[str]) -> None:
-    try:
+    """Synthesize, verify and split the pairs; print the counts and where they went."""
+    with user_errors():
         cfg = parse_args(argv)
-    except ConfigError as err:
-        exit_on_config_error(err)
     print(to_yaml(cfg), end="")
-    from llmfoundry_lite.corpus.readers import InputError
-    from llmfoundry_lite.sandbox import SandboxUnavailable
     from llmfoundry_lite.synth.pipeline import run_synthesis
 
-    try:
+    with user_errors(ValueError):  # bad inputs are reported as ValueErrors (InputError among them)
         stats = run_synthesis(cfg)
-    except (InputError, ValueError, SandboxUnavailable) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
     print(headline(stats))
     print(stats["verify"]["sandbox"])
     report = f", {len(stats['report'])} PNGs in report/" if "report" in stats else ""

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
+from llmfoundry_lite.cli.common import user_errors
 from llmfoundry_lite.models.checkpoint_io import (
     MODEL_KEY,
     RUN_INFO_KEY,
@@ -82,9 +83,9 @@ def _full_weights(ckpt: Checkpoint) -> dict[str, Any]:
     return {"state": {"model": state["model"], "callbacks": {"RunInfo": state["callbacks"]["RunInfo"]}}}
 
 
-def convert_checkpoint(checkpoint: str | Path, output: str | Path, weights_only: bool = False) -> Path:
-    """Write ``checkpoint`` (sharded directory, save folder, or — with ``weights_only`` — a full
-    ``.pt``) as one Composer full-format file at ``output``; returns ``output``."""
+def check_conversion(checkpoint: str | Path, output: str | Path, weights_only: bool) -> tuple[Checkpoint, Path]:
+    """The checkpoint to read and the file to write, refused before anything is written when the
+    output would clobber the input, there is nothing to convert, or the result could not be loaded."""
     ckpt = locate_checkpoint(checkpoint)
     out = Path(output).absolute()
     if out.resolve() == ckpt.path or ckpt.path in out.resolve().parents:
@@ -93,6 +94,17 @@ def convert_checkpoint(checkpoint: str | Path, output: str | Path, weights_only:
         raise ValueError(f"{ckpt.path} is already a single-file checkpoint; pass --weights-only to keep "
                          "only the model weights and RunInfo")
     read_run_info(ckpt)  # refuse early, naming the path, if the result could not be loaded
+    return ckpt, out
+
+
+def convert_checkpoint(checkpoint: str | Path, output: str | Path, weights_only: bool = False) -> Path:
+    """Write ``checkpoint`` (sharded directory, save folder, or — with ``weights_only`` — a full
+    ``.pt``) as one Composer full-format file at ``output``; returns ``output``."""
+    return write_conversion(*check_conversion(checkpoint, output, weights_only), weights_only)
+
+
+def write_conversion(ckpt: Checkpoint, out: Path, weights_only: bool) -> Path:
+    """Stage the tensors beside ``out``, then write it in one ``os.replace`` (see the module docstring)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     # Staging beside the output, not in /tmp: /tmp is often RAM (tmpfs), which would defeat the point.
@@ -108,6 +120,7 @@ def convert_checkpoint(checkpoint: str | Path, output: str | Path, weights_only:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The flags (argparse exits 2 naming a bad one)."""
     p = argparse.ArgumentParser(prog="scripts/convert_checkpoint.py", description=__doc__.split("\n\n")[1])
     p.add_argument("checkpoint", help="sharded checkpoint directory, its latest-rank0.pt, or a training save "
                                       "folder (a full .pt only with --weights-only)")
@@ -118,7 +131,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> None:
+    """Convert and say what was written; a wrong checkpoint or --output ends in one line."""
     args = parse_args(argv)
-    out = convert_checkpoint(args.checkpoint, args.output, args.weights_only)
+    with user_errors(ValueError):  # check_conversion's refusals, and a path that is no checkpoint of ours
+        ckpt, out = check_conversion(args.checkpoint, args.output, args.weights_only)
+    out = write_conversion(ckpt, out, args.weights_only)
     kind = "weights-only" if args.weights_only else "full"
     print(f"wrote {kind} single-file checkpoint {out} ({out.stat().st_size / 1e6:,.1f} MB)")

@@ -6,8 +6,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llmfoundry_lite.demo import _newer
-from llmfoundry_lite.demo_summary import format_summary
+from llmfoundry_lite.cli.demo import _newer
+from llmfoundry_lite.cli.demo_summary import format_summary
 
 
 def _write(path: Path, obj: dict) -> None:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from llmfoundry_lite.cli.common import user_errors
+
 DEFAULT_PROMPT = "def add(a, b):\n"
 DEFAULT_CHAT_MESSAGE = "Write a function that returns the sum of a list of numbers."
 DTYPES = ("float32", "bfloat16", "float16")
@@ -41,10 +43,13 @@ def parse_size(text: str) -> int:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The flags (argparse exits 2 naming a bad one)."""
     p = argparse.ArgumentParser(prog="scripts/export_hf.py", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="Composer checkpoint (.pt file or sharded directory) or training save folder")
     p.add_argument("--output", required=True, help="directory for the Hugging Face export")
-    p.add_argument("--max-shard-size", type=parse_size, default="2GB",
+    # default in bytes (2GB in HF's units): a string default would go through parse_size, importing
+    # transformers before a bad flag could fail
+    p.add_argument("--max-shard-size", type=parse_size, default=2 * 10**9,
                    help="largest safetensors file (HF units: 2GB = 2e9 bytes, 2GiB = 2^31); default 2GB")
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="dtype of the exported weights")
     p.add_argument("--prompt", default=DEFAULT_PROMPT, help="text to complete after reloading")
@@ -130,6 +135,7 @@ def chat_with_transformers(export_dir: Path, message: str, max_new_tokens: int) 
 
 
 def export_adapter_main(args: argparse.Namespace) -> None:
+    """``--adapter-only``: the LoRA adapters in peft's format, proved with transformers + peft when the base is known."""
     from llmfoundry_lite.finetune.peft_export import export_adapter, generate_with_peft
 
     out, base, n = export_adapter(args.checkpoint, args.output, args.base_hf)
@@ -145,9 +151,16 @@ def export_adapter_main(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str]) -> None:
+    """Export, reload with transformers and complete the prompt (and the chat message, for a fine-tune)."""
     args = parse_args(argv)
-    if args.adapter_only:
-        return export_adapter_main(args)
+    with user_errors():  # a checkpoint path that is not there names itself
+        if args.adapter_only:
+            return export_adapter_main(args)
+        export_main(args)
+
+
+def export_main(args: argparse.Namespace) -> None:
+    """The merged model in HF format, proved by transformers alone."""
     out, n_params = export_checkpoint(args.checkpoint, args.output, args.max_shard_size, args.dtype)
     shards = sorted(p.name for p in out.glob("model*.safetensors"))
     print(f"exported {n_params:,} parameters to {out} (LlamaForCausalLM + tokenizer, {len(shards)} safetensors file(s))")
