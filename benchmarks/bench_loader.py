@@ -21,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from llmfoundry_lite.config import ConfigError, exit_on_config_error, load_config, split_cli  # noqa: E402
+from llmfoundry_lite.cli.common import user_errors  # noqa: E402
+from llmfoundry_lite.config import load_config, split_cli  # noqa: E402
 from llmfoundry_lite.objectives.config import FIMConfig, ObjectiveConfig  # noqa: E402
 
 
@@ -191,11 +192,9 @@ def print_table(cfg: BenchLoaderConfig, results: dict, model_tps: float, model_l
 
 
 def main(argv: list[str]) -> None:
-    try:
+    with user_errors():
         yaml_path, overrides = split_cli(argv)
         cfg = load_config(BenchLoaderConfig, yaml_path, overrides)
-    except ConfigError as err:
-        exit_on_config_error(err)
     run(cfg)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import sys
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -138,12 +137,6 @@ def split_cli(args: list[str]) -> tuple[str | None, list[str]]:
     if bad:
         raise ConfigError(f"expected key=value overrides after the optional YAML file, got {bad}")
     return yaml_path, rest
-
-
-def exit_on_config_error(err: ConfigError) -> None:
-    """Print a config error the way every command does and exit with status 2."""
-    print(f"config error: {err}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")

@@ -16,7 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a file: see benchmarks/__init__.py
 
 from benchmarks.quality.autogen_eval import evaluate, format_table, load_labelled, parse_labels
-from llmfoundry_lite.config import ConfigError, exit_on_config_error, load_config, split_cli
+from llmfoundry_lite.cli.common import user_errors
+from llmfoundry_lite.config import load_config, split_cli
 from llmfoundry_lite.filtering.config import AutogenConfig
 
 LABELS = Path(__file__).resolve().parent / "autogen_labels.tsv"
@@ -26,11 +27,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--labels", default=str(LABELS), help="labelled set (label<TAB>pattern[<TAB>limit[<TAB>note]])")
     args, rest = parser.parse_known_args(argv)
-    try:
+    with user_errors():
         yaml_path, overrides = split_cli(rest)
         cfg = load_config(AutogenConfig, yaml_path, overrides)
-    except ConfigError as err:
-        exit_on_config_error(err)
     labels = Path(args.labels)
     entries = parse_labels(labels.read_text(encoding="utf-8"))
     docs, skips, missing = load_labelled(entries)

@@ -17,7 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a file: see benchmarks/__init__.py
 
 from benchmarks.quality.pii_evaluate import EVALSET_DIR, evalset_files, evaluate, format_table
-from llmfoundry_lite.config import ConfigError, exit_on_config_error, load_config, split_cli
+from llmfoundry_lite.cli.common import user_errors
+from llmfoundry_lite.config import load_config, split_cli
 from llmfoundry_lite.filtering.pii.config import PIIConfig
 
 BIGCODE = {"email": (0.877, 0.959), "ip_address": (0.804, 0.828), "key": (0.783, 0.529)}
@@ -42,11 +43,9 @@ def main(argv: list[str]) -> int:
         "--no-baseline", action="store_true", help="skip the plain detect-secrets peer (temp file per document)"
     )
     args, rest = parser.parse_known_args(argv)
-    try:
+    with user_errors():
         yaml_path, overrides = split_cli(rest)
         cfg = load_config(PIIConfig, yaml_path, overrides)
-    except ConfigError as err:
-        exit_on_config_error(err)
     root = Path(args.dir)
     files = evalset_files(root)
     subsets = sorted({f.parent for f in files})

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator
 from functools import lru_cache
 
-from llmfoundry_lite.filtering.pii import key_guards
+import llmfoundry_lite.filtering.pii.key_guards as key_guards  # the module itself, not the package front door
 from llmfoundry_lite.filtering.pii.config import PIIConfig
 from llmfoundry_lite.filtering.pii.spans import Finding
 
