@@ -8,7 +8,7 @@ import pytest
 
 from llmfoundry_lite.config import ConfigError
 from llmfoundry_lite.eval.callback import HumanEvalCallback, unwrap
-from tests.conftest import TOKENIZER_DIR
+from tests.eval.conftest import TOKENIZER_DIR
 
 
 class RecordingLogger:
