@@ -1,5 +1,5 @@
-"""Load any trained model for inference, LoRA fine-tunes included: the one loader eval, serving,
-synthesis and export call.
+"""Load any trained model for inference, LoRA fine-tunes included: the loader evaluation, serving and
+synthesis call (export streams tensors instead, merging adapters with ``lora.load_lora_checkpoint``).
 
 A LoRA checkpoint holds only the adapters and names its base; the base is loaded (``base.load_base``),
 the adapters are put on it and merged, so callers get a plain ``Transformer``. Every other input goes
@@ -13,8 +13,8 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from llmfoundry_lite.finetune.lora import load_lora_checkpoint
-from llmfoundry_lite.models.checkpoint_io import locate_checkpoint, read_callback_state, read_run_info
-from llmfoundry_lite.models.load import is_lora_checkpoint, load_for_inference, run_tokenizer
+from llmfoundry_lite.models.checkpoint_io import locate_checkpoint, read_run_info
+from llmfoundry_lite.models.load import load_for_inference, lora_state, run_tokenizer
 from llmfoundry_lite.models.transformer import Transformer
 
 
@@ -24,9 +24,10 @@ def load_model(path: str, device: str = "cpu") -> tuple[Transformer, Tokenizer]:
     p = Path(path)
     if not (p.is_dir() and (p / "config.json").is_file()):
         ckpt = locate_checkpoint(p)
-        if is_lora_checkpoint(ckpt):
+        finetune = lora_state(ckpt)
+        if finetune is not None:
             info = read_run_info(ckpt)
             tokenizer = run_tokenizer(info.tokenizer_json, ckpt.path)  # fail before reading any weights
-            model = load_lora_checkpoint(ckpt, info.model_cfg, read_callback_state(ckpt, "FinetuneInfo"))
+            model = load_lora_checkpoint(ckpt, info.model_cfg, finetune)
             return model.to(device).eval(), tokenizer
     return load_for_inference(path, device)

@@ -29,7 +29,7 @@ def run_tokenizer(tokenizer_json: str | None, where: Path) -> Tokenizer:
 def _from_composer(ckpt: Checkpoint) -> tuple[Transformer, Tokenizer]:
     info = read_run_info(ckpt)
     tokenizer = run_tokenizer(info.tokenizer_json, ckpt.path)  # fail before reading any weights
-    if is_lora_checkpoint(ckpt):  # adapters alone: only finetune/ knows how to put them on their base
+    if lora_state(ckpt) is not None:  # adapters alone: only finetune/ knows how to put them on their base
         raise ValueError(f"{ckpt.path} holds LoRA adapters, not a whole model; load it with "
                          f"llmfoundry_lite.finetune.load.load_model, which adds them to their base")
     model = Transformer(info.model_cfg)
@@ -52,10 +52,11 @@ def _from_composer(ckpt: Checkpoint) -> tuple[Transformer, Tokenizer]:
     return model, tokenizer
 
 
-def is_lora_checkpoint(ckpt: Checkpoint) -> bool:
-    """True when ``ckpt`` was written by a LoRA fine-tune and holds adapter tensors only."""
+def lora_state(ckpt: Checkpoint) -> dict | None:
+    """The ``FinetuneInfo`` state (base, lora, chat_template) of a LoRA checkpoint, which holds adapter
+    tensors only; None for any other checkpoint."""
     finetune = read_callback_state(ckpt, "FinetuneInfo")
-    return bool(finetune and finetune.get("lora"))
+    return finetune if finetune and finetune.get("lora") else None
 
 
 def load_for_inference(path: str, device: str = "cpu") -> tuple[Transformer, Tokenizer]:
