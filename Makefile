@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps demo test bench lint lock clean
+.PHONY: install system-deps demo test test-torch-next bench lint lock clean
 
 install: $(STAMP) system-deps
 
@@ -40,6 +40,20 @@ BENCH_VENV := .bench-venv
 $(BENCH_VENV)/bin/python: | $(STAMP)
 	$(UV) venv --quiet --python $(PYTHON) $(BENCH_VENV)
 	$(UV) pip install --python $(BENCH_VENV)/bin/python --quiet llm-foundry==0.22.0 torch==2.7.0 'setuptools<81'
+
+# The lock with a newer torch (requirements-torch-next.txt overrides Composer 0.32.1's torch<2.7.1) in its
+# own venv, then the suites that touch torch. docs/development.md lists the torch releases checked.
+NEXT_VENV := .venv-torch-next
+NEXT_STAMP := $(NEXT_VENV)/.installed
+$(NEXT_STAMP): requirements.lock requirements-torch-next.txt pyproject.toml | $(STAMP)
+	@echo "==> installing the lock with requirements-torch-next.txt's torch into $(NEXT_VENV)"
+	@test -x $(NEXT_VENV)/bin/python || $(UV) venv --quiet --python $(PYTHON) $(NEXT_VENV)
+	$(UV) pip install --python $(NEXT_VENV)/bin/python --quiet -r requirements.lock --override requirements-torch-next.txt
+	$(UV) pip install --python $(NEXT_VENV)/bin/python --quiet --no-deps -e .
+	@touch $(NEXT_STAMP)
+
+test-torch-next: install $(NEXT_STAMP)
+	$(NEXT_VENV)/bin/python -m pytest -q tests/training tests/models tests/finetune tests/serve
 
 bench: install $(BENCH_VENV)/bin/python
 	$(PY) benchmarks/bench_all.py

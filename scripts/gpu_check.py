@@ -9,6 +9,8 @@ Rows, all measured in this run:
                  without a mask, with the doc mask (attn_impl auto: FlexAttention on CUDA), and compiled
   kernels        which attention kernels a forward launched: no mask, doc mask through SDPA (dense mask),
                  doc mask through FlexAttention (from the profiler's kernel names)
+  SDPA kernel    which SDPA backend (flash / mem-efficient / cudnn / math) ran a forward + backward of the
+                 model's attention with a dense doc mask and grouped-query attention (n_kv_heads < n_heads)
   fsdp export    ``composer -n 1 train.py`` with FSDP2 FULL_SHARD, bf16 and sharded checkpoints on tiny
                  shards, then ``export_hf`` of the sharded checkpoint: transformers' logits vs ours
   serving        code-1b shapes (vocab cut to the test tokenizer's 1,024, random bf16 weights): 64 prompts
@@ -16,8 +18,14 @@ Rows, all measured in this run:
                  then the same export through vLLM's offline ``LLM.generate`` where vLLM is installed
   MPT-1B         llm-foundry's MPTForCausalLM at the same shape in a bare bf16 loop, from its own
                  site dir (``LLMF_SITE``), as ``make bench`` keeps it out of our environment
+  commands       a few steps of each real user command as a subprocess — ``composer train.py`` on the
+                 code-tiny-streams mixture with every default callback on, a LoRA fine-tune of that
+                 checkpoint, ``scripts/export_hf.py`` of it, ``scripts/serve.py`` answering one HTTP
+                 request — each ``ok <s>`` with what its artifacts show, or the error's last line
+                 (``gpu_check_commands.py``)
 
-``--smoke`` runs every row at toy sizes on CPU (fp32) so the script's code is exercised without a GPU.
+``--smoke`` runs every row at toy sizes on CPU (fp32, gloo) so the script's code is exercised without a
+GPU; ``--only measure`` / ``--only commands`` runs one half.
 """
 
 from __future__ import annotations
@@ -102,6 +110,49 @@ def attention_kernels(cfg_factory, smoke: bool) -> dict[str, str]:
                                                                                     "flex", "attention", "triton"))}
         out[label] = ", ".join(sorted(names)[:3]) or "none matched"
     return out
+
+
+SDPA_BACKENDS = {  # the op SDPA's dispatcher chose, named the same on every device -> the backend it is
+    "aten::_scaled_dot_product_flash_attention": "flash",
+    "aten::_scaled_dot_product_flash_attention_for_cpu": "flash",
+    "aten::_scaled_dot_product_efficient_attention": "mem-efficient",
+    "aten::_scaled_dot_product_cudnn_attention": "cudnn",
+    "aten::_scaled_dot_product_attention_math": "math",
+}
+
+
+def sdpa_backends(op_names: set[str]) -> list[str]:
+    """The SDPA backends among profiled op names (a backward op counts for its forward's backend)."""
+    return sorted({b for op, b in SDPA_BACKENDS.items() if op in op_names or f"{op}_backward" in op_names})
+
+
+def sdpa_gqa_kernel(smoke: bool) -> tuple[str, str]:
+    """Which SDPA backend ran one training step (forward + backward) of the model's attention with a
+    dense doc mask and grouped-query attention (n_kv_heads < n_heads): the dispatcher's op from the
+    profiler, and on CUDA the attention kernels it launched. Observes only; the choice is attention.py's."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from llmfoundry_lite.models.transformer import Transformer
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg = model_cfg(smoke, doc_mask=True, attn_impl="sdpa")
+    cfg = type(cfg)(**{**cfg.__dict__, "n_layers": 1})
+    model = Transformer(cfg).to(device)
+    batch = synthetic_batches(cfg, 1, 1, 4)[0]
+    args = (batch["input_ids"].to(device), batch["segment_ids"].to(device))
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+        model(*args).float().mean().backward()  # warm-up
+        with profile(activities=acts) as prof:
+            model(*args).float().mean().backward()
+    names = {e.name for e in prof.events()}
+    backends = sdpa_backends(names) or ["none of " + ", ".join(sorted(set(SDPA_BACKENDS.values())))]
+    ops = sorted(op for op in SDPA_BACKENDS if op in names)
+    kernels = sorted({e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
+                      and any(s in e.name.lower() for s in ("flash", "fmha", "efficient_attention", "cudnn", "sdpa"))})
+    where = f"; kernels {', '.join(k[:60] for k in kernels[:2])}" if kernels else ""  # templated names run long
+    label = f"SDPA kernel, GQA {cfg.n_heads}/{cfg.n_kv_heads} heads + dense mask"
+    return label, f"{' + '.join(backends)} on {device}: {', '.join(ops) or 'no SDPA op'} (forward + backward){where}"
 
 
 def fsdp_export(smoke: bool) -> dict:
@@ -237,12 +288,49 @@ def main(argv: list[str]) -> None:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--microbatch", type=int, default=8, help="rows per step (one microbatch) at seq 2048")
     p.add_argument("--smoke", action="store_true", help="toy sizes on CPU: exercise the code without a GPU")
+    p.add_argument("--only", choices=["measure", "commands"], default=None,
+                   help="measure: the speed, kernel, FSDP, serving and MPT rows; commands: the user-command rows")
     p.add_argument("--worker", choices=["mpt"], default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker == "mpt":
         return mpt_worker(args)
+    if not args.smoke and not torch.cuda.is_available():
+        raise SystemExit("gpu_check: no CUDA device; on CPU run it with --smoke (toy sizes, fp32)")
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU (smoke)"
     print(f"gpu_check on {device}; torch {torch.__version__}; peak for MFU {peak_flops() / 1e12:.3g} TFLOP/s")
+    rows = [] if args.only == "commands" else measure_rows(args)
+    if args.only != "measure":
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the commands run in their own processes: leave them the memory
+        rows += command_rows(args.smoke)
+    print(format_table(rows))
+
+
+def command_rows(smoke: bool) -> list[tuple[str, str]]:
+    """The real user commands, a few steps each (``gpu_check_commands.py``), in a temp dir that is removed
+    when every row passed and kept (its path printed) for reading the logs and artifacts when one did not."""
+    import shutil
+
+    from gpu_check_commands import CommandCheck, Outcome
+
+    print("commands (a few steps each, as subprocesses):", flush=True)
+    work = Path(tempfile.mkdtemp(prefix="gpu_check_commands_"))
+    rows = CommandCheck(work, smoke).run()
+    if all(isinstance(out, Outcome) and out.ok for _, out in rows):
+        shutil.rmtree(work)
+    else:
+        print(f"commands: runs, exports and serve.log kept in {work}", flush=True)
+    return [(label, out if isinstance(out, str) else out.cell()) for label, out in rows]
+
+
+def format_table(rows: list[tuple[str, str]]) -> str:
+    """Two columns: the row's name padded to the longest, then its value."""
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def measure_rows(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The rows measured in this process (train speed, kernels, FSDP export, serving, MPT peer)."""
     rows = []
     for label, extra, compiled in (("no mask", {}, False), ("doc mask (attn_impl auto)", {"doc_mask": True}, False),
                                    ("no mask, compiled", {}, True)):
@@ -252,14 +340,14 @@ def main(argv: list[str]) -> None:
         rows.append((f"train {shape} seq {model_cfg(args.smoke).max_seq_len}, {label}",
                      f"{r['tokens_per_s']:,.0f} tok/s, MFU {r['mfu']:.1%}{mem}"))
     rows += [(f"attention kernels, {k}", v) for k, v in attention_kernels(model_cfg, args.smoke).items()]
+    rows.append(sdpa_gqa_kernel(args.smoke))
     fe = fsdp_export(args.smoke)
     rows.append(("FSDP2 1 rank, sharded ckpt -> HF", ("ok: " if fe["ok"] else "FAILED: ") + fe["detail"]))
     rows += serving_speed(args.smoke)
     m = mpt_speed(args)
     rows.append(("llm-foundry MPT-1B (attn torch)", m if isinstance(m, str) else
                  f"{m['tokens_per_s']:,.0f} tok/s, MFU {m['mfu']:.1%}"))
-    width = max(len(r[0]) for r in rows)
-    print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
+    return rows
 
 
 if __name__ == "__main__":

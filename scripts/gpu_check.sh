@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# One-GPU check, ≤ 10 minutes, one table (scripts/gpu_check.py says what each row measures).
+# One-GPU check, ≤ 10 minutes, one table (scripts/gpu_check.py says what each row measures): speed and
+# kernel rows, then a few steps of each real user command (train, LoRA, export, serve) as subprocesses.
+# `--smoke` runs it all on CPU at toy sizes; `--only commands` runs the command rows alone.
 # Never part of CI. Where our .venv exists (a GPU box with `make install` done) it is used;
 # on a bare GPU machine whose python3 has torch but nothing else, run scripts/gpu_wheels.sh on a
 # machine with PyPI first: it fills .whl/ours and .whl/llmf, which are installed here into

@@ -67,6 +67,8 @@ class LossSpikeDetector(Callback):
 
     def _record(self, state: State, logger: Logger, loss: float, history: list[float]) -> None:
         indices = state.batch["sample_index"].tolist() if "sample_index" in state.batch else []
+        # A Python list, not a tensor: all_gather_object pickles it onto the backend's own device (under
+        # NCCL torch.cuda.current_device(), which Composer's DeviceGPU sets), so no device move is needed.
         all_indices = [i for part in dist.all_gather_object(indices) for i in part]
         self.num_spikes += 1
         record = {

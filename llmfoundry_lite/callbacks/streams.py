@@ -32,6 +32,11 @@ class StreamCounter(Callback):
         if counts.numel() != len(self.names):
             raise ValueError(f"a sample names stream {int(streams.max())}, but the loader has {len(self.names)} "
                              f"streams {self.names}")
+        # AFTER_DATALOADER fires before Composer moves the batch to the device (composer 0.32.1
+        # trainer.py: run_event(AFTER_DATALOADER) in _train_loop, batch_to_device later in
+        # _train_microbatches), so ``counts`` is a host tensor here; on a GPU the process group is
+        # NCCL (even for one GPU), which rejects host tensors: move it to the trainer's device first.
+        counts = state.device.tensor_to_device(counts)
         dist.all_reduce(counts)
         for i, n in enumerate(counts.tolist()):
             self.totals[i] += int(n)

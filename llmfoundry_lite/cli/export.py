@@ -153,7 +153,10 @@ def export_adapter_main(args: argparse.Namespace) -> None:
 def main(argv: list[str]) -> None:
     """Export, reload with transformers and complete the prompt (and the chat message, for a fine-tune)."""
     args = parse_args(argv)
-    with user_errors():  # a checkpoint path that is not there names itself
+    from llmfoundry_lite.finetune.base import BaseChangedError
+
+    # A missing checkpoint path names itself; a LoRA run whose base changed names both bases' files and hashes.
+    with user_errors(BaseChangedError):
         if args.adapter_only:
             return export_adapter_main(args)
         export_main(args)

@@ -167,6 +167,7 @@ class HumanEvalCallback(Callback):
             problems = self.problems_of(language)
             mine = rank_share(problems, dist.get_global_rank(), dist.get_world_size())
             ran = self.sample_and_run(model, tokenizer, mine, language)
+            # Python objects: pickled onto the backend's device (NCCL: the current GPU), no tensor to move.
             results = [r for part in dist.all_gather_object(ran) for r in part]
             scores = pass_at_k(results, self.cfg.k) if results else {}  # no problem translated: nothing to score
             prefix = "humaneval/" if language == "python" else f"humaneval/{language}/"

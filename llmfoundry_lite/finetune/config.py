@@ -106,6 +106,8 @@ class FinetuneConfig:
             raise ValueError("global_train_batch_size and device_eval_batch_size must be positive")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r}; choose from {', '.join(sorted(PRECISIONS))}")
+        if self.fsdp_config is not None:
+            self.fsdp_config.check_precision(self.precision)
         for key in ("max_duration", "eval_interval", "save_interval"):
             check_time(key, getattr(self, key))
         check_microbatch(self.device_train_microbatch_size, self.global_train_batch_size)

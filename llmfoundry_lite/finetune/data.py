@@ -40,6 +40,7 @@ from llmfoundry_lite.finetune.chat import ASSISTANT, ROLES, SYSTEM, USER, encode
 from llmfoundry_lite.models.loss import IGNORE_INDEX
 from llmfoundry_lite.objectives.fim import pad_to_length
 from llmfoundry_lite.tokenizer.special import EOS, PAD
+from llmfoundry_lite.training.data import require_full_batch
 from llmfoundry_lite.validate import require_positive
 
 if TYPE_CHECKING:
@@ -363,3 +364,20 @@ class FinetuneDataset(Dataset):
             "prompt_tokens": tokens - trained,
             "padding_tokens": len(self) * self.max_seq_len - tokens,
         }
+
+
+def check_full_batch(dataset: FinetuneDataset, batch_size: int, world_size: int) -> None:
+    """Refuse a training set whose packed rows fill no batch on a rank (``training.data.require_full_batch``).
+
+    Packing puts many short examples in one row, so a few dozen rows can pack into fewer rows than
+    one global batch; the sampler splits the rows evenly over ranks, dropping the remainder.
+    """
+    s = dataset.summary()
+    per_rank = len(dataset) // world_size
+    largest = per_rank * world_size
+    fix = (f"lower global_train_batch_size to at most {largest}" if largest else f"train on fewer than {world_size} ranks")
+    if len(dataset) < s["examples"]:
+        fix += ", set train_loader.packing: false (one example per row)"
+    require_full_batch(per_rank, batch_size, world_size,
+                       f"train_loader: {s['examples']:,} examples in {len(dataset):,} packed rows of "
+                       f"{dataset.max_seq_len} tokens", f"{fix} or add examples")

@@ -2,7 +2,8 @@
 synthesis call (export streams tensors instead, merging adapters with ``lora.load_lora_checkpoint``).
 
 A LoRA checkpoint holds only the adapters and names its base; the base is loaded (``base.load_base``),
-the adapters are put on it and merged, so callers get a plain ``Transformer``. Every other input goes
+checked against the weights hash the run recorded (``base.BaseChangedError`` if the name now leads to other
+weights), the adapters are put on it and merged, so callers get a plain ``Transformer``. Every other input goes
 to ``models.load.load_for_inference``, which knows nothing of adapters.
 """
 

@@ -57,11 +57,17 @@ def merge_lora(model: torch.nn.Module) -> torch.nn.Module:
 
 def load_lora_checkpoint(ckpt, model_cfg: ModelConfig, finetune: dict) -> torch.nn.Module:
     """The fine-tuned decoder of a LoRA checkpoint: its base (named in the checkpoint), the saved
-    adapters loaded into it, merged — a plain ``Transformer`` with the run's model config."""
-    from llmfoundry_lite.finetune.base import load_base
+    adapters loaded into it, merged — a plain ``Transformer`` with the run's model config.
+
+    ``BaseChangedError`` when the base's name now leads to other weights than the run recorded
+    (``base.py``: a newer checkpoint in the base's save folder, or the file overwritten)."""
+    from llmfoundry_lite.finetune.base import check_base_pin, load_base, pin_base
     from llmfoundry_lite.models.checkpoint_io import iter_transformer_tensors
 
     model, _ = load_base(finetune["base"])
+    check_base_pin(finetune, pin_base(finetune["base"], model), finetune["base"], str(ckpt.path),
+                   f"Make {finetune['base']} lead to the recorded file's weights again (restore it, and the save "
+                   f"folder's latest-rank0.pt link to it), or fine-tune the new base.")
     model.cfg = model_cfg  # the run's config (it may switch doc_mask on for packed rows)
     apply_lora(model, LoraConfig(**finetune["lora"]))
     targets = {n: p for n, p in model.state_dict().items() if is_adapter_key(n)}

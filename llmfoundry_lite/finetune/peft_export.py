@@ -83,6 +83,12 @@ def export_adapter(checkpoint: str | Path, out_dir: str | Path, base_hf: str | N
     info = read_run_info(ckpt)
     tensors = hf_adapter_tensors(iter_transformer_tensors(ckpt), info.model_cfg)
     base = resolve_base_hf(finetune, base_hf)
+    if base is not None and base_hf is None:  # the run's own HF base: it must still hold the recorded weights
+        from llmfoundry_lite.finetune.base import check_base_pin, load_base, pin_base
+
+        check_base_pin(finetune, pin_base(base, load_base(base)[0]), finetune["base"], str(ckpt.path),
+                       f"Restore the recorded weights in {finetune['base']}, or pass --base-hf with the base "
+                       f"the adapters were trained on.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     targets = [hf for ours in lora["target_modules"] for hf in HF_TARGETS[ours]]

@@ -2,8 +2,10 @@
 
 Everything that decides correctness at scale is pretraining's own (``training/parallel.py``): the
 loss is the token mean over the global batch's trained tokens (response tokens by default), DDP or
-FSDP2 as configured. With LoRA only adapter tensors are trainable, handed to the optimizer and
-written to checkpoints; the frozen base is re-read from ``base`` on resume and export.
+FSDP2 as configured; under FSDP only rank 0 reads the base (``_base``). With LoRA only adapter tensors
+are trainable, handed to the optimizer, written to checkpoints and asked of them on resume; the frozen
+base is re-read from ``base`` on resume and export, which refuse other weights than the run recorded
+(``base.py``: the base is pinned).
 """
 
 from __future__ import annotations
@@ -24,16 +26,19 @@ from llmfoundry_lite.callbacks.console import CompactConsoleLogger
 from llmfoundry_lite.callbacks.grad_clip import GlobalGradClip
 from llmfoundry_lite.callbacks.run_info import RunInfo
 from llmfoundry_lite.callbacks.streams import StreamCounter
-from llmfoundry_lite.finetune.base import base_chat_template, load_base
+from llmfoundry_lite.finetune.base import BasePin, base_chat_template, base_on_meta, check_base_pin, load_base, pin_base
 from llmfoundry_lite.finetune.chat import CHAT_TEMPLATE
 from llmfoundry_lite.finetune.config import FinetuneConfig
-from llmfoundry_lite.finetune.data import FinetuneDataConfig, FinetuneDataset
+from llmfoundry_lite.finetune.data import FinetuneDataConfig, FinetuneDataset, check_full_batch
+from llmfoundry_lite.finetune.fsdp import AdapterCheckpointFSDP2Config
 from llmfoundry_lite.finetune.hf_chat import JinjaChat
 from llmfoundry_lite.finetune.lora import apply_lora, drop_frozen_weights
 from llmfoundry_lite.models.composer_model import ComposerDecoder
 from llmfoundry_lite.models.loss import token_sum_loss
+from llmfoundry_lite.models.transformer import Transformer
 from llmfoundry_lite.training import parallel
 from llmfoundry_lite.training.builders import OPTIMIZERS, build_callbacks, build_loggers, build_scheduler
+from llmfoundry_lite.training.shared_fs import check_shared_save_folder
 from llmfoundry_lite.training.trainer import microbatch_size, resolve_precision
 
 FINETUNE_INFO = "finetune.json"
@@ -42,20 +47,28 @@ FINETUNE_INFO = "finetune.json"
 class FinetuneInfo(Callback):
     """Where the run started, its LoRA settings and its chat template (Jinja), in every checkpoint beside
     ``RunInfo``'s model config and tokenizer: a checkpoint of adapters alone names the base it belongs
-    to, and an export carries the template the model was tuned on."""
+    to — the name given, the exact file it resolved to and the hash of its weights (``base.BasePin``) —,
+    and an export carries the template the model was tuned on. A LoRA run resumes only onto the same base
+    weights (the checkpoint lacks them); the name may differ (``base=<the recorded file>``)."""
 
-    def __init__(self, base: str, lora: Any, chat_template: str) -> None:
-        self.base, self.lora, self.chat_template = str(Path(base).resolve()), lora, chat_template
+    def __init__(self, base: str, pin: BasePin, lora: Any, chat_template: str) -> None:
+        self.base, self.pin, self.lora, self.chat_template = str(Path(base).resolve()), pin, lora, chat_template
 
     def state_dict(self) -> dict[str, Any]:
-        return {"base": self.base, "lora": dataclasses.asdict(self.lora) if self.lora is not None else None,
+        return {"base": self.base, "base_file": self.pin.file, "base_sha256": self.pin.sha256,
+                "lora": dataclasses.asdict(self.lora) if self.lora is not None else None,
                 "chat_template": self.chat_template}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         mine = self.state_dict()
-        if state != mine:
-            raise ValueError(f"checkpoint was fine-tuned from {state}, this run is {mine}; resume with the same "
-                             f"base and lora settings")
+        if self.lora is not None:
+            check_base_pin(state, self.pin, self.base, "the checkpoint this run resumes",
+                           f"Resume with base={state.get('base_file')} if that file still holds those weights, or "
+                           f"fine-tune the new base in a new save_folder.")
+        settings = ("lora", "chat_template")
+        if any(state.get(k) != mine[k] for k in settings):
+            raise ValueError(f"checkpoint was fine-tuned with {({k: state.get(k) for k in settings})}, this run has "
+                             f"{({k: mine[k] for k in settings})}; resume with the same lora settings and chat template")
 
     def run_event(self, event: Any, state: Any, logger: Any) -> None:
         return None
@@ -64,6 +77,8 @@ class FinetuneInfo(Callback):
 def _loader(cfg: FinetuneDataConfig, tokenizer: Any, chat: JinjaChat | None, batch_size: int, shuffle: bool,
             seed: int, train: bool = True) -> DataLoader:
     dataset = FinetuneDataset(cfg, tokenizer, chat)
+    if train:  # the partial batch is dropped: an epoch without a full one would loop at step 0 forever
+        check_full_batch(dataset, batch_size, dist.get_world_size())
     sampler = dist.get_sampler(dataset, shuffle=shuffle, drop_last=train, seed=seed)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=train)
 
@@ -76,13 +91,43 @@ def _describe(name: str, dataset: FinetuneDataset) -> str:
             f"{s['prompt_tokens']:,}, padding {s['padding_tokens']:,}; dropped: {dropped}")
 
 
+def _base(cfg: FinetuneConfig) -> tuple[Transformer, Any, BasePin]:
+    """The base decoder, its tokenizer and its pin. Under FSDP only rank 0 reads the weights; the other ranks
+    build the decoder on the meta device and Composer's ``sync_module_states`` sends them rank 0's weights
+    (``training/parallel.py``, Initialisation), so a node holds one fp32 base, not one per rank. Rank 0
+    hashes the weights it read and tells every rank (each checks the pin on resume)."""
+    if parallel.model_init_device(cfg.fsdp_config) == "meta":
+        transformer, tokenizer = base_on_meta(cfg.base)
+    else:
+        transformer, tokenizer = load_base(cfg.base)
+    pin = [pin_base(cfg.base, transformer) if dist.get_global_rank() == 0 else None]
+    dist.broadcast_object_list(pin, src=0)
+    return transformer, tokenizer, pin[0]
+
+
+def _parallelism(cfg: FinetuneConfig) -> dict[str, Any] | None:
+    """Pretraining's ``parallelism_config``; with LoRA, sharded checkpoints are read adapters only (the frozen
+    base is neither saved nor asked of a checkpoint on resume: it comes from ``base``)."""
+    config = parallel.parallelism_config(cfg.fsdp_config)
+    if _adapters_only_dcp(cfg):
+        config["fsdp"] = AdapterCheckpointFSDP2Config.of(config["fsdp"])
+    return config
+
+
+def _adapters_only_dcp(cfg: FinetuneConfig) -> bool:
+    """LoRA with sharded (DCP) checkpoints: they hold the adapters alone and are read back so."""
+    return cfg.lora is not None and cfg.fsdp_config is not None and cfg.fsdp_config.state_dict_type == "sharded"
+
+
 def build_finetune_trainer(cfg: FinetuneConfig) -> Trainer:
     """Base model (+ LoRA), instruction loaders, optimizer over the trainable weights, Composer Trainer."""
     precision = resolve_precision(cfg.precision)
     parallel.init_process_group(cfg.dist_timeout)  # before the datasets: see training/parallel.py
+    # Before the base is read: a node-local save_folder fails here in seconds (training/shared_fs.py).
+    shared = check_shared_save_folder(cfg.save_folder, parallel.process_group_device())
     per_device = cfg.device_batch_size(dist.get_world_size())
     reproducibility.seed_all(cfg.seed)
-    transformer, tokenizer = load_base(cfg.base)
+    transformer, tokenizer, pin = _base(cfg)
     model_cfg = transformer.cfg
     for loader in (cfg.train_loader, cfg.eval_loader):
         if loader is not None and loader.max_seq_len > model_cfg.max_seq_len:
@@ -109,6 +154,7 @@ def build_finetune_trainer(cfg: FinetuneConfig) -> Trainer:
                if cfg.eval_loader is not None else None)
     if dist.get_global_rank() == 0:
         print(f"parallelism: {parallel.describe(cfg.fsdp_config, dist.get_world_size(), dist.get_local_world_size())}")
+        print(shared)
         kind = f"LoRA r={cfg.lora.r} on {', '.join(cfg.lora.target_modules)}" if cfg.lora else "full fine-tuning"
         print(f"finetune: {kind}; {trainable:,} of {total:,} parameters train ({trainable / total:.2%})")
         print(_describe("train_loader", train_dl.dataset))
@@ -116,7 +162,7 @@ def build_finetune_trainer(cfg: FinetuneConfig) -> Trainer:
             print(_describe("eval_loader", eval_dl.dataset))
     params = [p for p in transformer.parameters() if p.requires_grad]
     optimizer = OPTIMIZERS[cfg.optimizer.name](params, cfg.optimizer)
-    callbacks = [RunInfo(model_cfg, tok_dir), FinetuneInfo(cfg.base, cfg.lora, chat.template if chat else CHAT_TEMPLATE), parallel.ShardingReport(),
+    callbacks = [RunInfo(model_cfg, tok_dir), FinetuneInfo(cfg.base, pin, cfg.lora, chat.template if chat else CHAT_TEMPLATE), parallel.ShardingReport(),
                  StreamCounter(["finetune"]),
                  *build_callbacks(cfg)]
     if cfg.grad_clip_norm > 0:
@@ -129,12 +175,15 @@ def build_finetune_trainer(cfg: FinetuneConfig) -> Trainer:
         max_duration=cfg.max_duration, optimizers=optimizer, schedulers=build_scheduler(cfg.scheduler),
         step_schedulers_every_batch=True, precision=precision, accumulate_train_batch_on_tokens=True,
         device_train_microbatch_size=microbatch_size(cfg, per_device),
-        parallelism_config=parallel.parallelism_config(cfg.fsdp_config),
+        parallelism_config=_parallelism(cfg),
         loggers=[CompactConsoleLogger(cfg.loggers.console_interval_batches()), *build_loggers(cfg)],
         callbacks=callbacks, progress_bar=False, log_to_console=False,
         save_folder=cfg.save_folder, save_interval=cfg.save_interval, save_overwrite=cfg.autoresume,
         save_num_checkpoints_to_keep=cfg.save_num_checkpoints_to_keep, autoresume=cfg.autoresume,
         save_ignore_keys=drop_frozen_weights if cfg.lora is not None else None,
+        # A sharded LoRA checkpoint restores the adapters alone (fsdp.AdaptersOnlyLoadPlanner, which still
+        # fails on a missing adapter); the model load after it must not ask for the frozen base too.
+        load_strict_model_weights=not _adapters_only_dcp(cfg),
         dist_timeout=cfg.dist_timeout,
     )
 
@@ -155,7 +204,9 @@ def response_loss(trainer: Trainer) -> float | None:
             count += int(tokens)
     model.train(was_training)
     if dist.get_world_size() > 1:
-        t = torch.tensor([total, float(count)])
+        # On the trainer's device: on a GPU the process group is NCCL, which rejects host tensors.
+        # float64: a float32 sum of many token losses would round, and so would a count above 2**24.
+        t = trainer.state.device.tensor_to_device(torch.tensor([total, float(count)], dtype=torch.float64))
         dist.all_reduce(t)
         total, count = float(t[0]), int(t[1])
     return total / max(count, 1)

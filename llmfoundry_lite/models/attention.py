@@ -13,7 +13,7 @@ from functools import cache
 
 import torch
 import torch.nn.functional as F
-from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask, create_mask, flex_attention
 
 Mask = torch.Tensor | BlockMask | None
 """Dense boolean (B, 1, T, S) mask for SDPA, a FlexAttention block mask, or None (plain causal)."""
@@ -73,6 +73,19 @@ def _compiled_flex() -> Callable[..., torch.Tensor]:
     return torch.compile(flex_attention, dynamic=False)
 
 
+@cache
+def flex_backward_on_cpu() -> bool:
+    """Whether this torch can backpropagate through FlexAttention on the CPU (2.7 can; 2.15 raises
+    "FlexAttention does not support backward on CPU"). Probed once on a 1x1x8x8 call, not guessed
+    from the version."""
+    q = torch.zeros(1, 1, 8, 8, requires_grad=True)
+    try:
+        flex_attention(q, q, q).sum().backward()
+    except NotImplementedError:
+        return False
+    return True
+
+
 def build_mask(impl: str, doc_mask: bool, segment_ids_BT: torch.Tensor | None, prefix_len_B: torch.Tensor | None,
                B: int, T: int, device: torch.device) -> Mask:
     """The mask shared by every layer of one forward, or None when plain causal attention is exact.
@@ -98,11 +111,24 @@ def attend(q_BHTD: torch.Tensor, k_BKSD: torch.Tensor, v_BKSD: torch.Tensor, mas
 
     ``is_causal`` applies only when ``mask`` is None (SDPA aligns it top-left, so callers
     with cached keys pass an explicit mask instead). K < H is grouped-query attention.
+
+    With a dense mask, GQA's key/value heads are repeated to H before SDPA: torch 2.7's SDPA
+    serves ``enable_gqa=True`` with an explicit ``attn_mask`` by the math kernel only (it
+    materialises the (B, H, T, S) scores in fp32), while equal head counts take the
+    memory-efficient kernel. The math kernel repeats K and V itself, so this costs no memory it
+    would not have spent.
     """
     gqa = k_BKSD.shape[1] != q_BHTD.shape[1]
+    if isinstance(mask, BlockMask) and not q_BHTD.is_cuda and q_BHTD.requires_grad and not flex_backward_on_cpu():
+        # Training on a CPU whose torch has no FlexAttention backward: the same rule as a dense mask.
+        mask = create_mask(mask.mask_mod, q_BHTD.shape[0], None, *mask.seq_lengths, device=q_BHTD.device)
     if isinstance(mask, BlockMask):
         flex = _compiled_flex() if q_BHTD.is_cuda else flex_attention
         return flex(q_BHTD, k_BKSD, v_BKSD, block_mask=mask, enable_gqa=gqa)
+    if gqa and mask is not None:
+        group = q_BHTD.shape[1] // k_BKSD.shape[1]
+        k_BKSD, v_BKSD = k_BKSD.repeat_interleave(group, dim=1), v_BKSD.repeat_interleave(group, dim=1)  # (B, H, S, D)
+        gqa = False
     return F.scaled_dot_product_attention(
         q_BHTD, k_BKSD, v_BKSD, attn_mask=mask, is_causal=is_causal and mask is None, enable_gqa=gqa,
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -88,7 +89,41 @@ def from_hf_state(hf: dict[str, torch.Tensor], model: Transformer) -> dict[str, 
     return out
 
 
-def llama_config(cfg: ModelConfig):  # -> transformers.LlamaConfig
+@dataclass(frozen=True)
+class ExportTokens:
+    """The end-of-text and padding tokens an export names, as strings and ids of one tokenizer."""
+
+    eos: str
+    eos_id: int
+    pad: str
+    pad_id: int
+
+
+def export_tokens(tokenizer: Tokenizer, cfg: ModelConfig) -> ExportTokens:
+    """End-of-text and padding of the export, both read from ``tokenizer`` (never assumed ids).
+
+    End-of-text is our ``<|endoftext|>`` where the tokenizer has it, else the token at
+    ``cfg.eos_id`` (an HF base's own end token: ``from_hf`` reads it from the base's config).
+    Padding is our ``<|pad|>``, else end-of-text (padding is never attended to or scored). A
+    token missing from the tokenizer or an id past the model's ``vocab_size`` is a ValueError:
+    transformers would otherwise add the token as a new id the embedding has no row for.
+    """
+    size = tokenizer.get_vocab_size(with_added_tokens=True)
+    if size > cfg.vocab_size:
+        raise ValueError(f"the tokenizer holds {size} tokens (up to id {size - 1}) but the model has "
+                         f"vocab_size={cfg.vocab_size} embedding rows; export with the tokenizer it was trained with")
+    eos_id = tokenizer.token_to_id(EOS)
+    eos_id = cfg.eos_id if eos_id is None else eos_id
+    eos = tokenizer.id_to_token(eos_id)
+    if eos is None:
+        raise ValueError(f"end-of-text: the tokenizer has no {EOS!r} and no token at model.eos_id={eos_id}; "
+                         f"set model.eos_id to the tokenizer's end-of-text id")
+    pad_id = tokenizer.token_to_id(PAD)
+    pad_id = eos_id if pad_id is None else pad_id
+    return ExportTokens(eos=eos, eos_id=eos_id, pad=tokenizer.id_to_token(pad_id), pad_id=pad_id)
+
+
+def llama_config(cfg: ModelConfig, tokens: ExportTokens):  # -> transformers.LlamaConfig
     from transformers import LlamaConfig
 
     return LlamaConfig(
@@ -96,7 +131,8 @@ def llama_config(cfg: ModelConfig):  # -> transformers.LlamaConfig
         num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads, num_key_value_heads=cfg.kv_heads,
         max_position_embeddings=cfg.max_seq_len, rms_norm_eps=cfg.norm_eps, rope_theta=cfg.rope_theta,
         tie_word_embeddings=cfg.tie_embeddings, attention_bias=False, mlp_bias=False, hidden_act="silu",
-        initializer_range=cfg.init_std, eos_token_id=cfg.eos_id, bos_token_id=cfg.eos_id, pad_token_id=1,
+        initializer_range=cfg.init_std, eos_token_id=tokens.eos_id, bos_token_id=tokens.eos_id,
+        pad_token_id=tokens.pad_id,
     )
 
 
@@ -188,13 +224,14 @@ def export_tensors(tensors: Iterable[tuple[str, torch.Tensor]], cfg: ModelConfig
     """
     from transformers import GenerationConfig, PreTrainedTokenizerFast
 
+    tokens = export_tokens(tokenizer, cfg)  # before any weight is written: a bad id fails fast
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     weight_map = write_safetensors_shards(_hf_stream(tensors, cfg, dtype), out, max_shard_bytes)
     missing, unexpected = sorted(hf_names(cfg) - set(weight_map)), sorted(set(weight_map) - hf_names(cfg))
     if missing or unexpected:
         raise ValueError(f"weight mapping to LlamaForCausalLM failed: missing={missing} unexpected={unexpected}")
-    config = llama_config(cfg)
+    config = llama_config(cfg, tokens)
     config.architectures = ["LlamaForCausalLM"]  # vLLM picks its model class from this
     config.dtype = dtype
     config.save_pretrained(out)
@@ -206,8 +243,8 @@ def export_tensors(tensors: Iterable[tuple[str, torch.Tensor]], cfg: ModelConfig
     # Special strings in a prompt are the special tokens (FIM prompts, chat templates), as every HF/vLLM
     # client assumes; our own pipeline keeps them text when it encodes data (tokenizer/io.py).
     # model_max_length is the context window, so truncation and length checks in HF pipelines are real.
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, bos_token=EOS, pad_token=PAD,
-                                   split_special_tokens=False, model_max_length=cfg.max_seq_len)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=tokens.eos, bos_token=tokens.eos,
+                                   pad_token=tokens.pad, split_special_tokens=False, model_max_length=cfg.max_seq_len)
     if chat_template is not None:
         fast.chat_template = chat_template
     fast.save_pretrained(out)
@@ -218,6 +255,14 @@ def export_hf(model: Transformer, tokenizer: Tokenizer, out_dir: str | Path,
               max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, dtype: torch.dtype = torch.float32) -> Path:
     """``export_tensors`` for a model in memory (same files, same writer)."""
     return export_tensors(model.named_parameters(), model.cfg, tokenizer, out_dir, max_shard_bytes, dtype)
+
+
+def _hf_eos_id(value: int | list[int] | None, path: str | Path) -> int:
+    """The end-of-text id of an HF config (the first of a list); none is an error, not a guessed id."""
+    ids = value if isinstance(value, list) else [value]
+    if not ids or ids[0] is None:
+        raise ValueError(f"{path}/config.json has no eos_token_id; set it to the tokenizer's end-of-text id")
+    return int(ids[0])
 
 
 def from_hf(path: str | Path) -> Transformer:
@@ -231,7 +276,7 @@ def from_hf(path: str | Path) -> Transformer:
         d_model=c.hidden_size, n_layers=c.num_hidden_layers, n_heads=c.num_attention_heads,
         n_kv_heads=c.num_key_value_heads, vocab_size=c.vocab_size, max_seq_len=c.max_position_embeddings,
         ffn_hidden_size=None if c.intermediate_size == default_ffn else c.intermediate_size, rope_theta=c.rope_theta, norm_eps=c.rms_norm_eps,
-        tie_embeddings=bool(c.tie_word_embeddings), init_std=c.initializer_range, eos_id=c.eos_token_id if c.eos_token_id is not None else 0,
+        tie_embeddings=bool(c.tie_word_embeddings), init_std=c.initializer_range, eos_id=_hf_eos_id(c.eos_token_id, path),
     )
     model = Transformer(cfg)
     ours = from_hf_state(hf.state_dict(), model)

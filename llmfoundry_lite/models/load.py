@@ -53,8 +53,9 @@ def _from_composer(ckpt: Checkpoint) -> tuple[Transformer, Tokenizer]:
 
 
 def lora_state(ckpt: Checkpoint) -> dict | None:
-    """The ``FinetuneInfo`` state (base, lora, chat_template) of a LoRA checkpoint, which holds adapter
-    tensors only; None for any other checkpoint."""
+    """The ``FinetuneInfo`` state of a LoRA checkpoint, which holds adapter tensors only: ``base`` (the name
+    given), ``base_file`` and ``base_sha256`` (the exact base and its weights' hash, which a loader must
+    check before merging: see ``finetune/base.py``), ``lora``, ``chat_template``; None for any other checkpoint."""
     finetune = read_callback_state(ckpt, "FinetuneInfo")
     return finetune if finetune and finetune.get("lora") else None
 

@@ -70,6 +70,7 @@ class Objective:
         self.cum_probs[-1] = 1.0  # a draw in [0, 1) always lands on an objective
         self.seed = cfg.seed
         self.max_seq_len = max_seq_len
+        self.special = special  # the tokenizer's ids (pad, eos, ...) for whoever reads this objective's samples
         self.prefix_lm = cfg.prefix_lm
         self.transforms: dict[str, Transform] = {n: OBJECTIVES[n](cfg, tokenizer, special, max_seq_len) for n in names}
 

@@ -285,8 +285,10 @@ def _reap() -> None:
 
 def _serve(config: dict, sock: socket.socket) -> None:
     """Fork a supervisor per request; answer with its pidfd; reap whatever ends below us."""
+    poller = select.poll()  # not select(): it refuses descriptors numbered 1024 and above
+    poller.register(sock, select.POLLIN)
     while True:
-        if not select.select([sock], [], [], 1.0)[0]:
+        if not poller.poll(1000):
             _reap()
             continue
         try:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import os
 import secrets
-import select
 import shutil
 import stat
 import subprocess
@@ -35,7 +34,7 @@ from pathlib import Path
 
 from llmfoundry_lite.sandbox.boot import supervisor_code
 from llmfoundry_lite.sandbox.config import SandboxConfig
-from llmfoundry_lite.sandbox.io import classify, exchange
+from llmfoundry_lite.sandbox.io import classify, exchange, readable
 from llmfoundry_lite.sandbox.job import Job, python_job, rlimit_spec
 from llmfoundry_lite.sandbox.pool import SparePool, finish
 from llmfoundry_lite.sandbox.zygote import Zygote
@@ -263,7 +262,7 @@ class Sandbox:
         try:
             got = exchange(started, job.payload(nonce), marker, deadline, self.cfg.max_output_bytes)
             if not got.timed_out and not got.has_verdict(marker):  # the pipes closed: did it exit?
-                got.timed_out = not select.select([started.pidfd], [], [], max(deadline - time.monotonic(), 0.0))[0]
+                got.timed_out = not readable(started.pidfd, deadline - time.monotonic())
         finally:
             rest = finish(started)  # with a verdict in, the program is exiting anyway: no need to wait
         result = classify(bytes(got.verdict) + rest, nonce, got.timed_out)

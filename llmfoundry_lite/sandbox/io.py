@@ -13,6 +13,15 @@ VERDICT_CAP = 65536
 """Verdict-pipe bytes read at most: a program that floods the pipe gets blocked, not buffered."""
 
 
+def readable(fd: int, timeout_s: float) -> bool:
+    """Whether ``fd`` becomes readable within ``timeout_s`` (a pidfd: the process ended). poll, not
+    select: select() refuses descriptors numbered 1024 and above, which a long-lived host process
+    (a test session, a server with many clients) reaches."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(max(timeout_s, 0.0) * 1000))
+
+
 @dataclass
 class Started:
     """A supervisor forked for one program, waiting for its job on ``stdin``; our ends of its pipes."""
@@ -27,7 +36,7 @@ class Started:
     """Read end of the verdict pipe (only the supervisor holds the write end)."""
 
     def alive(self) -> bool:
-        return not select.select([self.pidfd], [], [], 0)[0]
+        return not readable(self.pidfd, 0.0)
 
     def close_stdin(self) -> None:
         """The job is sent (or cannot be): EOF for the supervisor."""

@@ -238,7 +238,12 @@ class TrainConfig:
     autoresume: bool = True
     """Resume from the latest checkpoint in save_folder (same command after a crash)."""
     load_path: str | None = None
-    """Start from this checkpoint's weights instead (ignored when autoresume finds one)."""
+    """Start from this checkpoint's weights (a ``.pt`` file or a sharded checkpoint's directory): a fresh
+    optimizer, schedule and data position, so ``max_duration`` counts new batches. Ignored when autoresume
+    finds a checkpoint in save_folder (the run's own, restored whole)."""
+    load_training_state: bool = False
+    """With ``load_path``: restore the whole training state instead (optimizer, schedule, timestamp, data
+    position, RNG), continuing that run; ``max_duration`` then counts from its start."""
     loggers: LoggersConfig = field(default_factory=LoggersConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     check_manifest: bool = True
@@ -251,11 +256,15 @@ class TrainConfig:
             raise ValueError(f"global_train_batch_size must be positive, got {self.global_train_batch_size}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r}; choose from {', '.join(sorted(PRECISIONS))}")
+        if self.fsdp_config is not None:
+            self.fsdp_config.check_precision(self.precision)
         if self.device_eval_batch_size <= 0:
             raise ValueError(f"device_eval_batch_size must be positive, got {self.device_eval_batch_size}")
         check_time("max_duration", self.max_duration)
         check_time("eval_interval", self.eval_interval)
         check_time("save_interval", self.save_interval)
+        if self.load_training_state and not self.load_path:
+            raise ValueError("load_training_state=true restores a checkpoint's training state; give load_path too")
         check_microbatch(self.device_train_microbatch_size, self.global_train_batch_size)
         if self.device_train_microbatch_size == "auto" and self.fsdp_config is not None:
             # Composer 0.32.1 sizes microbatches automatically only under FSDP1 ("Auto microbatching is

@@ -66,6 +66,12 @@ def init_process_group(timeout_s: float) -> None:
     dist.initialize_dist(get_device(None), timeout=timeout_s)
 
 
+def process_group_device() -> torch.device:
+    """Where tensors for this run's collectives live before the Trainer exists: the current CUDA device
+    (Composer's ``DeviceGPU`` selected it in ``init_process_group``; NCCL takes nothing else), else the CPU."""
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
 def count_tokens(batch: Mapping[str, torch.Tensor]) -> dict[str, int]:
     """Composer's token counts of a (micro)batch: ``total`` (non-padding, for the clock and
     throughput) and ``loss_generating`` (the weight of this batch's mean loss)."""
@@ -125,7 +131,7 @@ def fsdp2_config(cfg: FSDPConfig, world_size: int, local_world_size: int) -> Mes
         activation_checkpointing=cfg.activation_checkpointing,
         activation_cpu_offload=cfg.activation_cpu_offload,
         state_dict_type=cfg.state_dict_type,
-        mixed_precision=cfg.mixed_precision,
+        mixed_precision=cfg.composer_mixed_precision(),  # parameter dtype + fsdp_config.reduce_dtype
     )
 
 
@@ -155,11 +161,22 @@ def model_init_device(cfg: FSDPConfig | None) -> str | None:
     return None
 
 
+def aliased_parameter_names(model: torch.nn.Module) -> int:
+    """Parameter names that point at a tensor another name already holds (a tied head counts 1).
+    Sharding, meta-device initialisation or a checkpoint load that broke a tie shows as fewer."""
+    return len(list(model.named_parameters(remove_duplicate=False))) - len(list(model.named_parameters()))
+
+
 class ShardingReport(Callback):
     """At fit start, logs what this rank really holds, so a run cannot silently train unsharded:
-    ``parallel/local_param_fraction`` (local parameter elements / full model) and the mesh shape."""
+    ``parallel/local_param_fraction`` (local parameter elements / full model), the mesh shape, and
+    ``parallel/tied_params`` (``aliased_parameter_names``, the fewest on any rank: ranks other than 0
+    built their model on meta, so a tie lost there would not show on rank 0, which logs)."""
 
     def fit_start(self, state: State, logger: Logger) -> None:
+        # On the trainer's device: on a GPU the process group is NCCL, which rejects host tensors.
+        tied = state.device.tensor_to_device(torch.tensor([aliased_parameter_names(state.model)]))
+        dist.all_reduce(tied, reduce_operation="MIN")
         params = list(state.model.parameters())
         local = sum((p.to_local() if isinstance(p, DTensor) else p).numel() for p in params)
         full = sum(p.numel() for p in params)
@@ -170,5 +187,6 @@ class ShardingReport(Callback):
             shape = tuple(dt.device_mesh.shape)
             replicate, shard = shape if len(shape) == 2 else (1, shape[0])
         metrics = {"parallel/local_param_fraction": local / full, "parallel/world_size": dist.get_world_size(),
-                   "parallel/mesh_replicate": replicate, "parallel/mesh_shard": shard}
+                   "parallel/mesh_replicate": replicate, "parallel/mesh_shard": shard,
+                   "parallel/tied_params": int(tied.item())}
         logger.log_metrics(metrics)

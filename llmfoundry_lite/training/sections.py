@@ -8,6 +8,7 @@ from typing import Any
 
 SHARDING = ("FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD", "NO_SHARD")
 MIXED_PRECISION = ("DEFAULT", "PURE", "FULL")
+REDUCE_DTYPES = ("fp32", "bf16")
 STATE_DICT_TYPES = ("full", "sharded")
 WANDB_MODES = ("offline", "online", "disabled")
 
@@ -23,7 +24,17 @@ class FSDPConfig:
     """HYBRID_SHARD only: number of replica groups (the 2-D mesh is replicate x world/replicate);
     null = one group per node."""
     mixed_precision: str = "DEFAULT"
-    """FSDP mixed-precision policy: DEFAULT (fp32 reduce), PURE (low-precision all), FULL (fp32 all)."""
+    """Dtype FSDP gathers the parameters in for forward and backward: DEFAULT or PURE = the run's
+    ``precision`` (bf16 under amp_bf16; halves all-gather traffic and memory), FULL = fp32. The
+    gradient reduction dtype is ``reduce_dtype`` alone (Composer's PURE also reduced in bf16; here
+    PURE with the default ``reduce_dtype: fp32`` is DEFAULT)."""
+    reduce_dtype: str = "fp32"
+    """Dtype of the gradient reduction: FSDP2's reduce-scatter and, under HYBRID_SHARD, the all-reduce
+    across replica groups; it runs once per microbatch. fp32 (default): every rank's contribution is
+    summed and averaged in fp32, so a sum over hundreds of ranks and microbatches keeps 24 mantissa bits.
+    bf16: half the reduction traffic, but each microbatch's gradient is rounded to 8 mantissa bits
+    before it is summed (small gradients vanish beside large ones). bf16 means the run's low precision:
+    it needs ``precision: amp_bf16`` unless ``mixed_precision`` is FULL (an fp32 run reduces in fp32)."""
     activation_checkpointing: bool = False
     """Recompute each block's activations in backward (saves memory, costs ~1/3 more compute)."""
     activation_cpu_offload: bool = False
@@ -36,6 +47,7 @@ class FSDPConfig:
         for key, value, allowed in (
             ("sharding_strategy", self.sharding_strategy, SHARDING),
             ("mixed_precision", self.mixed_precision, MIXED_PRECISION),
+            ("reduce_dtype", self.reduce_dtype, REDUCE_DTYPES),
             ("state_dict_type", self.state_dict_type, STATE_DICT_TYPES),
         ):
             if value not in allowed:
@@ -43,6 +55,23 @@ class FSDPConfig:
         degree = self.data_parallel_replicate_degree
         if degree is not None and degree <= 0:
             raise ValueError(f"fsdp_config.data_parallel_replicate_degree must be positive or null, got {degree}")
+
+    def check_precision(self, precision: str) -> None:
+        """``reduce_dtype: bf16`` reduces in the run's low precision, so it needs one (bf16): refuse fp32 or
+        fp16 runs, which would silently reduce in fp32 or fp16 instead."""
+        if self.reduce_dtype == "bf16" and self.mixed_precision != "FULL" and precision not in ("auto", "amp_bf16"):
+            raise ValueError(f"fsdp_config.reduce_dtype=bf16 reduces in the run's precision, but precision={precision}; "
+                             f"use precision=amp_bf16, fsdp_config.mixed_precision=FULL, or reduce_dtype=fp32")
+
+    def composer_mixed_precision(self) -> str | dict[str, str]:
+        """The ``mixed_precision`` value Composer's FSDP2 turns into fully_shard's MixedPrecisionPolicy
+        (``composer/distributed/mosaic_parallelism.get_mixed_precision``): parameters as
+        ``mixed_precision`` says, the reduction in ``reduce_dtype``. Composer's DEFAULT is (run
+        precision, fp32) and PURE (run precision, run precision); a dict sets only what it names, so
+        FULL (no cast) keeps fp32 parameters and states the reduction."""
+        if self.mixed_precision == "FULL":
+            return {"reduce_dtype": self.reduce_dtype}
+        return "DEFAULT" if self.reduce_dtype == "fp32" else "PURE"
 
 
 @dataclass

@@ -32,7 +32,7 @@ def run_summary(trainer: Trainer, metrics_path: Path) -> dict:
         "tokens_per_s": list(speeds.values())[-1] if speeds else int(ts.token) / max(wall, 1e-9),
         "final_train_loss": list(losses.values())[-1] if losses else float("nan"),
         "final_eval_loss": float(trainer.state.eval_metrics["eval"]["LanguageCrossEntropy"].compute()),
-        "unigram_entropy": unigram_entropy(dataset),
+        "unigram_entropy": unigram_entropy(dataset, dataset.objective.special.pad),
         "samples_by_stream": _samples_by_stream(trainer),
     }
 

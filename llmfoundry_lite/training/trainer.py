@@ -26,6 +26,7 @@ from llmfoundry_lite.training import parallel
 from llmfoundry_lite.training.builders import build_callbacks, build_loggers, build_optimizer, build_scheduler
 from llmfoundry_lite.training.config import LoaderConfig, TrainConfig
 from llmfoundry_lite.training.data import build_dataloader, describe_mixture
+from llmfoundry_lite.training.shared_fs import check_shared_save_folder
 from llmfoundry_lite.training.summary import write_run_summary
 
 
@@ -100,12 +101,15 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     """
     precision = resolve_precision(cfg.precision)
     parallel.init_process_group(cfg.dist_timeout)  # before the datasets: see parallel.py, "Process group"
+    # Within seconds, before anything is built: a node-local save_folder would only fail at the restart.
+    shared = check_shared_save_folder(cfg.save_folder, parallel.process_group_device())
     per_device = cfg.device_batch_size(dist.get_world_size())
     microbatch = microbatch_size(cfg, per_device)
     tokenizer = load_run_tokenizer(cfg)
     parallelism = parallel.parallelism_config(cfg.fsdp_config)
     if dist.get_global_rank() == 0:
         print(f"parallelism: {parallel.describe(cfg.fsdp_config, dist.get_world_size(), dist.get_local_world_size())}")
+        print(shared)
     # No streaming.clean_stale_shared_memory() here: it unlinks the shared memory of EVERY streaming
     # dataset on the machine, live runs included. Local-only shards never conflict: a SIGKILLed
     # run's leftovers just make the next dataset take the next free prefix.
@@ -134,7 +138,8 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
         callbacks=callbacks, progress_bar=False, log_to_console=False,
         save_folder=cfg.save_folder, save_interval=cfg.save_interval, save_overwrite=cfg.autoresume,
         save_num_checkpoints_to_keep=cfg.save_num_checkpoints_to_keep, autoresume=cfg.autoresume,
-        load_path=cfg.load_path, dist_timeout=cfg.dist_timeout, compile_config={} if cfg.compile else None,
+        load_path=cfg.load_path, load_weights_only=not cfg.load_training_state,  # see TrainConfig.load_path
+        dist_timeout=cfg.dist_timeout, compile_config={} if cfg.compile else None,
     )
 
 

@@ -1,6 +1,12 @@
 """Fine-tuning runs end to end on CPU: from our checkpoint, full weights or LoRA, resumable, responses only."""
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -187,12 +193,17 @@ def test_a_lora_save_folder_loads_and_exports_merged(base_checkpoint, instructio
     assert (tmp_path / "adapter_cli" / "sample_generation.txt").read_text().startswith("def add(a, b):")
 
 
+RECORD_BASE_READS = "tests/finetune/record_base_reads.py"  # train.py, logging which rank reads checkpoint weights
+
+
 @pytest.mark.parametrize("parallelism", [[], ["fsdp_config={sharding_strategy: FULL_SHARD, state_dict_type: sharded}"]],
                          ids=["ddp", "fsdp2-sharded"])
-def test_lora_trains_on_two_ranks(base_checkpoint, instructions, tmp_path, parallelism):
+def test_lora_trains_on_two_ranks(base_checkpoint, instructions, tmp_path, parallelism, monkeypatch):
     from tests.training.shards import launch_ranks
 
-    args = ["train.py", f"base={base_checkpoint}", f"train_loader.data={instructions}", "train_loader.max_seq_len=64",
+    reads = tmp_path / "base_reads.log"
+    monkeypatch.setenv("BASE_READS_LOG", str(reads))
+    args = [RECORD_BASE_READS, f"base={base_checkpoint}", f"train_loader.data={instructions}", "train_loader.max_seq_len=64",
             f"save_folder={tmp_path / 'ddp'}", "global_train_batch_size=4", "max_duration=3ba", "save_interval=3ba",
             "scheduler.t_warmup=1ba", "loggers.wandb=null", "callbacks.speed_monitor.peak_flops=1e11",
             "lora={r: 4, alpha: 8, target_modules: [qkv_proj, o_proj]}", *parallelism]
@@ -213,6 +224,9 @@ def test_lora_trains_on_two_ranks(base_checkpoint, instructions, tmp_path, paral
     from llmfoundry_lite.cli.export import export_checkpoint
     from llmfoundry_lite.finetune.load import load_model
 
+    # FSDP: rank 0 alone reads the base; rank 1 builds on the meta device and receives its shard from rank 0.
+    base_file = (base_checkpoint / "latest-rank0.pt").resolve()
+    assert reads.read_text().splitlines() == [f"0 {base_file}"]
     assert latest.is_dir()
     shard_bytes = sum(f.stat().st_size for f in latest.rglob("*") if f.is_file())
     assert shard_bytes < (base_checkpoint / "latest-rank0.pt").resolve().stat().st_size / 3, shard_bytes  # adapters only
@@ -267,3 +281,172 @@ def test_an_hf_base_brings_its_own_chat_template(base_checkpoint, instructions, 
     trainer.close()
     export_checkpoint(tmp_path / "run", tmp_path / "hf", 1 << 30)
     assert AutoTokenizer.from_pretrained(str(tmp_path / "hf")).chat_template == CHATML
+    # An HF base is pinned too: once its weights change, neither export merges nor points the adapters at it.
+    from safetensors.torch import load_file, save_file
+
+    from llmfoundry_lite.finetune.peft_export import export_adapter
+
+    export_adapter(tmp_path / "run", tmp_path / "adapter")  # unchanged: fine
+    weights = load_file(hf_base / "model.safetensors")
+    weights["model.embed_tokens.weight"][0, 0] += 1.0
+    save_file(weights, hf_base / "model.safetensors", metadata={"format": "pt"})
+    changed = rf"fine-tuned from base file {hf_base.resolve()} .*but base {hf_base.resolve()} now resolves to"
+    with pytest.raises(ValueError, match=changed):
+        export_adapter(tmp_path / "run", tmp_path / "adapter_changed")
+    with pytest.raises(ValueError, match=changed):
+        export_checkpoint(tmp_path / "run", tmp_path / "hf_changed", 1 << 30)
+
+
+def _first_step_loss(base: Path, data: Path, world_size: int, global_batch: int) -> float:
+    """The loss a LoRA run logs at step 0, computed here from the base alone (adapters start with B = 0):
+    the token mean over the first global batch, each rank's rows dealt as Composer's sampler deals them."""
+    import dataclasses
+
+    from torch.utils.data import DistributedSampler
+
+    from llmfoundry_lite.finetune.base import load_base
+    from llmfoundry_lite.finetune.data import FinetuneDataset
+    from llmfoundry_lite.models.loss import token_sum_loss
+
+    cfg = load_config(FinetuneConfig, None, [f"base={base}", f"train_loader.data={data}", "train_loader.max_seq_len=64"])
+    model, tokenizer = load_base(str(base))
+    model.cfg = dataclasses.replace(model.cfg, doc_mask=True)  # packed rows: the trainer switches it on
+    dataset = FinetuneDataset(cfg.train_loader, tokenizer, None)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for rank in range(world_size):
+            sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=cfg.train_loader.shuffle,
+                                         seed=cfg.seed, drop_last=True)
+            rows = [dataset[i] for i in list(sampler)[:global_batch // world_size]]
+            batch = {k: torch.stack([torch.as_tensor(r[k]) for r in rows]) for k in rows[0]}
+            loss_sum, tokens = token_sum_loss(model(batch["input_ids"], segment_ids_BT=batch["segment_ids"]),
+                                              batch["labels"])
+            total, count = total + float(loss_sum), count + int(tokens)
+    return total / count
+
+
+def _start_ranks(args: list[str], log: Path) -> subprocess.Popen:
+    composer = Path(sys.executable).parent / "composer"
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([str(composer), "-n", "2", *args], cwd=ROOT, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+@pytest.mark.slow
+def test_lora_under_fsdp2_resumes_from_a_sharded_checkpoint_after_sigkill(base_checkpoint, instructions, tmp_path,
+                                                                           monkeypatch):
+    """The sharded checkpoint holds adapters only; the resumed run re-reads the base (rank 0 alone) and must
+    continue to exactly the per-step losses and adapters of an uninterrupted run."""
+    from llmfoundry_lite.callbacks.metrics_file import read_metrics
+    from llmfoundry_lite.models.checkpoint_io import iter_model_state, locate_checkpoint
+
+    loss, steps = "loss/train/total", 10
+    reads = tmp_path / "base_reads.log"
+    monkeypatch.setenv("BASE_READS_LOG", str(reads))
+
+    def args(save: Path) -> list[str]:
+        return [RECORD_BASE_READS, f"base={base_checkpoint}", f"train_loader.data={instructions}",
+                "train_loader.max_seq_len=64", f"save_folder={save}", "global_train_batch_size=4",
+                f"max_duration={steps}ba", "save_interval=2ba", "scheduler.t_warmup=1ba", "optimizer.lr=3e-3",
+                "loggers.wandb=null", "loggers.console_log_interval=1ba", "callbacks.speed_monitor.peak_flops=1e11",
+                "lora={r: 4, alpha: 8, dropout: 0.0, target_modules: [qkv_proj, o_proj]}",
+                "fsdp_config={sharding_strategy: FULL_SHARD, state_dict_type: sharded}"]
+
+    ref_dir, run_dir = tmp_path / "ref", tmp_path / "killed"
+    victim = _start_ranks(args(run_dir), tmp_path / "killed.log")
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not (metrics.exists() and max(read_metrics(metrics, loss), default=-1) >= 3):
+        assert victim.poll() is None and time.monotonic() < deadline, (tmp_path / "killed.log").read_text()[-3000:]
+        time.sleep(0.05)
+    os.killpg(victim.pid, signal.SIGKILL)  # the whole job at once, as when a node dies
+    victim.wait()
+    assert max(read_metrics(metrics, loss)) < steps - 1, "the victim finished before the kill"
+    assert (run_dir / "latest-rank0.pt").resolve().is_dir()  # a sharded (DCP) checkpoint
+    resumed_from = int((run_dir / "latest-rank0.pt").resolve().name.split("-ba")[1])
+    lines_before = len(metrics.read_text().splitlines())
+
+    resumed = _start_ranks(args(run_dir), tmp_path / "resumed.log")
+    assert resumed.wait(timeout=400) == 0, (tmp_path / "resumed.log").read_text()[-3000:]
+    reference = _start_ranks(args(ref_dir), tmp_path / "ref.log")
+    assert reference.wait(timeout=400) == 0, (tmp_path / "ref.log").read_text()[-3000:]
+
+    new_steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()[lines_before:] if loss in line]
+    assert resumed_from >= 2 and new_steps == list(range(resumed_from, steps))  # resumed, did not restart
+    ref_losses, run_losses = read_metrics(ref_dir / "metrics.jsonl", loss), read_metrics(metrics, loss)
+    assert list(ref_losses) == list(range(steps))
+    assert run_losses == ref_losses  # exact, every step
+    assert ref_losses[steps - 1] < ref_losses[0]
+    # Rank 1 never read the base, yet step 0 (the base alone) scores the global batch as the base does here.
+    assert ref_losses[0] == pytest.approx(_first_step_loss(base_checkpoint, instructions, 2, 4), rel=1e-5)
+    ref_ckpt, run_ckpt = locate_checkpoint(ref_dir), locate_checkpoint(run_dir)
+    run_adapters = dict(iter_model_state(run_ckpt))
+    ref_adapters = dict(iter_model_state(ref_ckpt))
+    assert ref_adapters.keys() == run_adapters.keys() and all("lora_" in k for k in ref_adapters)
+    for name, value in ref_adapters.items():
+        assert torch.equal(value, run_adapters[name]), name
+    # Three launches (victim, resumed, reference): each read the base on rank 0 only.
+    base_file = (base_checkpoint / "latest-rank0.pt").resolve()
+    assert reads.read_text().splitlines() == [f"0 {base_file}"] * 3
+
+
+def test_the_base_is_pinned_and_resume_and_export_refuse_a_changed_one(base_checkpoint, tiny_shards, instructions,
+                                                                      tmp_path, capsys):
+    """A run records the checkpoint file its base folder resolved to and the sha256 of its weights; once the
+    folder's newest checkpoint is another one (the base trained on), or the file is overwritten, resuming
+    and exporting the LoRA run refuse, naming both; unchanged, both work."""
+    from llmfoundry_lite.cli.export import export_checkpoint, main
+    from llmfoundry_lite.finetune.load import load_model
+    from llmfoundry_lite.training.config import TrainConfig
+    from llmfoundry_lite.training.trainer import build_trainer
+
+    base = tmp_path / "base"
+    shutil.copytree(base_checkpoint, base, symlinks=True)
+    recorded = (base / "latest-rank0.pt").resolve()
+    lora = ["lora={r: 4, alpha: 8, dropout: 0.0, target_modules: [qkv_proj]}", "eval_loader=null",
+            "save_interval=1ba", "scheduler.name=constant_with_warmup"]
+    trainer, _ = _run(_cfg(base, instructions, tmp_path / "run", *lora, "max_duration=2ba"))
+    trainer.close()
+    # Unchanged: export and resume work.
+    export_checkpoint(tmp_path / "run", tmp_path / "hf", 1 << 30)
+    trainer, _ = _run(_cfg(base, instructions, tmp_path / "run", *lora, "max_duration=3ba"))
+    assert int(trainer.state.timestamp.batch) == 3
+    trainer.close()
+
+    def refused(name_now: Path) -> None:
+        names = rf"fine-tuned from base file {recorded} \(weights sha256 [0-9a-f]{{16}}….*now resolves to {name_now}"
+        with pytest.raises(ValueError, match=names):
+            export_checkpoint(tmp_path / "run", tmp_path / "hf_changed", 1 << 30)
+        with pytest.raises(ValueError, match=names):
+            load_model(str(tmp_path / "run"))
+        with pytest.raises(SystemExit) as exit_:
+            main([str(tmp_path / "run"), "--output", str(tmp_path / "hf_cli")])
+        assert exit_.value.code == 2 and f"error: {tmp_path / 'run'}" in capsys.readouterr().err
+        with pytest.raises(ValueError, match=names + r".*Resume with base=" + str(recorded)):
+            _run(_cfg(base, instructions, tmp_path / "run", *lora, "max_duration=4ba"))
+
+    # The recorded file overwritten in place (same name, other weights).
+    state = torch.load(recorded, map_location="cpu", weights_only=False)
+    state["state"]["model"]["model.embed.weight"][0, 0] += 1.0
+    torch.save(state, recorded)
+    refused(recorded)
+    shutil.copy2((base_checkpoint / "latest-rank0.pt").resolve(), recorded)  # back to the original weights
+    # The base trained one more batch: its folder now resolves to a newer checkpoint.
+    more = build_trainer(load_config(TrainConfig, ROOT / "yamls/code-tiny.yaml", tiny_overrides(
+        tiny_shards, base, max_duration="3ba", eval_interval="3ba", save_interval="1ba")))
+    more.fit()
+    more.close()
+    newer = (base / "latest-rank0.pt").resolve()
+    assert newer != recorded and recorded.exists()
+    refused(newer)
+    # Pointed at the recorded file itself, the run resumes.
+    trainer, _ = _run(_cfg(recorded, instructions, tmp_path / "run", *lora, "max_duration=4ba"))
+    assert int(trainer.state.timestamp.batch) == 4
+    trainer.close()
+    # What the first run recorded: the file its folder resolved to (not the folder) and its weights' hash.
+    from llmfoundry_lite.finetune.base import load_base, weights_sha256
+
+    info = torch.load(tmp_path / "run" / "ep0-ba2-rank0.pt", map_location="cpu", weights_only=False)
+    info = info["state"]["callbacks"]["FinetuneInfo"]
+    assert info["base"] == str(base) and info["base_file"] == str(recorded)
+    assert info["base_sha256"] == weights_sha256(load_base(str(recorded))[0])

@@ -101,6 +101,35 @@ def test_flex_equals_dense_sdpa_in_outputs_and_gradients(name):
         torch.testing.assert_close(flex, dense, atol=1e-5, rtol=1e-5)
 
 
+def test_dense_mask_with_gqa_hands_sdpa_equal_head_counts_with_the_same_result(monkeypatch):
+    # torch 2.7's SDPA serves enable_gqa=True with an attn_mask by the math kernel only: attend repeats
+    # the KV heads first, so the call SDPA receives has H heads everywhere (and no enable_gqa).
+    seg_BT, prefix_B, n_kv = CASES["gqa"]
+    B, T = seg_BT.shape
+    torch.manual_seed(0)
+    q = torch.randn(B, 4, T, 16, requires_grad=True)
+    k, v = (torch.randn(B, n_kv, T, 16, requires_grad=True) for _ in range(2))
+    mask = build_mask("sdpa", True, seg_BT, prefix_B, B, T, CPU)
+    weight = torch.linspace(-1, 1, 16)
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    before = sdpa(q, k, v, attn_mask=mask, enable_gqa=True)  # the call attend made before
+    before_grads = torch.autograd.grad((before * weight).sum(), (q, k, v))
+    calls = []
+
+    def recording(q_, k_, v_, attn_mask=None, is_causal=False, enable_gqa=False, **kw):
+        calls.append((q_.shape[1], k_.shape[1], v_.shape[1], attn_mask is not None, enable_gqa))
+        return sdpa(q_, k_, v_, attn_mask=attn_mask, is_causal=is_causal, enable_gqa=enable_gqa, **kw)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
+    after = attend(q, k, v, mask, is_causal=True)
+    assert calls == [(4, 4, 4, True, False)]
+    torch.testing.assert_close(after, before, atol=1e-6, rtol=1e-6)
+    for new, old in zip(torch.autograd.grad((after * weight).sum(), (q, k, v)), before_grads, strict=True):
+        torch.testing.assert_close(new, old, atol=1e-6, rtol=1e-6)
+    attend(q, k, v, None, is_causal=True)  # no mask: the causal flash path keeps the KV heads grouped
+    assert calls[-1] == (4, n_kv, n_kv, False, True)
+
+
 @pytest.mark.parametrize("name", ["doc-and-prefix", "rows-differ"])
 def test_flex_model_equals_sdpa_model_in_logits_and_weight_gradients(name):
     seg_BT, prefix_B, n_kv = CASES[name]
@@ -180,3 +209,21 @@ def test_compiled_flex_on_cuda_matches_dense_sdpa_in_bf16():
     dense = attend(q, k, v, build_mask("sdpa", True, seg_BT, prefix_B, B, T, dev), is_causal=True)
     flex = attend(q, k, v, build_mask("flex", True, seg_BT, prefix_B, B, T, dev), is_causal=True)
     torch.testing.assert_close(flex.float(), dense.float(), atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_dense_mask_with_gqa_runs_on_the_memory_efficient_kernel():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    seg_BT, prefix_B, n_kv = CASES["longer-than-one-block"]
+    dev = torch.device("cuda")
+    B, T = seg_BT.shape
+    mask = build_mask("sdpa", True, seg_BT.to(dev), prefix_B.to(dev), B, T, dev)
+    torch.manual_seed(0)
+    q = torch.randn(B, 4, T, 64, device=dev, dtype=torch.bfloat16)
+    k, v = (torch.randn(B, n_kv, T, 64, device=dev, dtype=torch.bfloat16) for _ in range(2))
+    reference = attend(q, k, v, mask, is_causal=True)
+    with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION]):  # refuses a call it cannot serve instead of falling back
+        efficient = attend(q, k, v, mask, is_causal=True)
+    torch.testing.assert_close(efficient.float(), reference.float(), atol=0, rtol=0)

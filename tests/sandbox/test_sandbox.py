@@ -366,3 +366,24 @@ def test_a_killed_zygote_is_replaced_and_close_keeps_the_sandbox_usable():
 def test_a_sandbox_that_cannot_be_set_up_says_why(tmp_path):
     with pytest.raises(SandboxUnavailable, match="bwrap did not start: bwrap: Can't find source path"):
         Sandbox(FAST, binds=(tmp_path / "missing",))
+
+
+def test_a_host_process_with_over_1024_open_descriptors_can_still_run_programs():
+    """A long test session or a busy server holds many descriptors, so the sandbox's pipes, pidfds and
+    zygote socket get numbers above 1024, which select() refuses ("filedescriptor out of range")."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < 2048")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        assert max(held) >= 1024
+        with Sandbox(FAST) as sb:
+            assert probe(sb, "    return True\n").result == "passed"
+            assert probe(sb, "    import time\n    time.sleep(5)\n").result == "timed out"
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

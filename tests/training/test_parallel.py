@@ -31,7 +31,7 @@ def test_bad_replicate_degrees_are_refused_not_degraded():
 def test_fsdp2_config_states_every_choice():
     full = fsdp2_config(FSDPConfig(state_dict_type="sharded", mixed_precision="PURE", activation_checkpointing=True), 1, 1)
     assert (full.reshard_after_forward, full.state_dict_type, full.mixed_precision, full.activation_checkpointing) == (
-        True, "sharded", "PURE", True)
+        True, "sharded", "DEFAULT", True)  # PURE parameters, fsdp_config.reduce_dtype (fp32) for the reduction
     # Composer builds the mesh from these degrees (and overwrites device_mesh with it).
     assert (full.data_parallel_replicate_degree, full.data_parallel_shard_degree) == (None, -1)
     hybrid = fsdp2_config(FSDPConfig(sharding_strategy="HYBRID_SHARD"), 64, 8)
