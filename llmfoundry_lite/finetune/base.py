@@ -23,8 +23,10 @@ from tokenizers import Tokenizer
 
 from llmfoundry_lite.finetune.hf_chat import JinjaChat, read_chat_template
 from llmfoundry_lite.models.checkpoint_io import locate_checkpoint, read_run_info
+from llmfoundry_lite.models.hf_export import hf_model_config
 from llmfoundry_lite.models.load import load_for_inference, run_tokenizer
 from llmfoundry_lite.models.transformer import Transformer
+from llmfoundry_lite.tokenizer import load_tokenizer
 
 # HF Llama config features our decoder does not implement: loading them would give wrong logits.
 UNSUPPORTED = {
@@ -121,14 +123,18 @@ def base_on_meta(path: str) -> tuple[Transformer, Tokenizer]:
     """The base's decoder built on the meta device (no weights read, no memory) and its tokenizer: an FSDP
     rank other than 0 receives its shard of rank 0's weights (``training/parallel.py``, Initialisation).
 
-    Only our checkpoints (their ``RunInfo`` holds the model config); an HF base is read on every rank."""
+    The shape comes from the checkpoint's ``RunInfo``, or from an HF base's ``config.json`` (checked as
+    ``load_base`` checks it, so every rank refuses the same unsupported base)."""
     if is_hf_dir(path):
-        return load_base(path)
-    ckpt = locate_checkpoint(path)
-    info = read_run_info(ckpt)
+        check_hf_config(Path(path))
+        cfg, tokenizer = hf_model_config(path), load_tokenizer(Path(path))
+    else:
+        ckpt = locate_checkpoint(path)
+        info = read_run_info(ckpt)
+        cfg, tokenizer = info.model_cfg, run_tokenizer(info.tokenizer_json, ckpt.path)
     with torch.device("meta"):
-        model = Transformer(info.model_cfg)
-    return model.train(), run_tokenizer(info.tokenizer_json, ckpt.path)
+        model = Transformer(cfg)
+    return model.train(), tokenizer
 
 
 def base_chat_template(path: str) -> JinjaChat | None:

@@ -265,19 +265,27 @@ def _hf_eos_id(value: int | list[int] | None, path: str | Path) -> int:
     return int(ids[0])
 
 
+def hf_model_config(path: str | Path) -> ModelConfig:
+    """Our ``ModelConfig`` for a Llama directory, read from its ``config.json`` alone (no weights)."""
+    from transformers import LlamaConfig
+
+    c = LlamaConfig.from_pretrained(str(path))
+    default_ffn = ModelConfig(d_model=c.hidden_size, n_heads=c.num_attention_heads).ffn_dim
+    return ModelConfig(
+        d_model=c.hidden_size, n_layers=c.num_hidden_layers, n_heads=c.num_attention_heads,
+        n_kv_heads=c.num_key_value_heads, vocab_size=c.vocab_size, max_seq_len=c.max_position_embeddings,
+        ffn_hidden_size=None if c.intermediate_size == default_ffn else c.intermediate_size, rope_theta=c.rope_theta,
+        norm_eps=c.rms_norm_eps, tie_embeddings=bool(c.tie_word_embeddings), init_std=c.initializer_range,
+        eos_id=_hf_eos_id(c.eos_token_id, path),
+    )
+
+
 def from_hf(path: str | Path) -> Transformer:
     """Our ``Transformer`` with the weights of an exported (or any compatible) Llama directory."""
     from transformers import LlamaForCausalLM
 
+    cfg = hf_model_config(path)
     hf = LlamaForCausalLM.from_pretrained(str(path), dtype=torch.float32)
-    c = hf.config
-    default_ffn = ModelConfig(d_model=c.hidden_size, n_heads=c.num_attention_heads).ffn_dim
-    cfg = ModelConfig(
-        d_model=c.hidden_size, n_layers=c.num_hidden_layers, n_heads=c.num_attention_heads,
-        n_kv_heads=c.num_key_value_heads, vocab_size=c.vocab_size, max_seq_len=c.max_position_embeddings,
-        ffn_hidden_size=None if c.intermediate_size == default_ffn else c.intermediate_size, rope_theta=c.rope_theta, norm_eps=c.rms_norm_eps,
-        tie_embeddings=bool(c.tie_word_embeddings), init_std=c.initializer_range, eos_id=_hf_eos_id(c.eos_token_id, path),
-    )
     model = Transformer(cfg)
     ours = from_hf_state(hf.state_dict(), model)
     missing, _ = model.load_state_dict(ours, strict=False)

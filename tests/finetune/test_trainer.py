@@ -119,6 +119,28 @@ def test_hf_base_with_unsupported_features_is_refused(tmp_path):
         check_hf_config(tmp_path)
 
 
+def test_an_hf_base_is_built_on_meta_without_reading_its_weights(base_checkpoint, tmp_path, monkeypatch):
+    """An FSDP rank other than 0 builds an HF base from its config.json alone (the shape rank 0 loads) and
+    receives rank 0's weights; before, every rank read the whole fp32 base."""
+    from llmfoundry_lite.cli.export import export_checkpoint
+    from llmfoundry_lite.finetune.base import base_on_meta, load_base
+    from llmfoundry_lite.models import hf_export
+
+    hf_base = tmp_path / "hf_base"
+    export_checkpoint(base_checkpoint, hf_base, 1 << 30)
+    loaded, tokenizer = load_base(str(hf_base))
+    monkeypatch.setattr(hf_export, "from_hf", lambda path: pytest.fail(f"rank read the weights of {path}"))
+    meta, meta_tokenizer = base_on_meta(str(hf_base))
+    assert meta.cfg == loaded.cfg and meta.training
+    assert {p.device.type for p in meta.parameters()} == {"meta"}
+    assert [(n, p.shape) for n, p in meta.named_parameters()] == [(n, p.shape) for n, p in loaded.named_parameters()]
+    assert meta_tokenizer.get_vocab() == tokenizer.get_vocab()
+    config = json.loads((hf_base / "config.json").read_text())
+    (hf_base / "config.json").write_text(json.dumps({**config, "attention_bias": True}))
+    with pytest.raises(ValueError, match="unsupported Llama features attention_bias=True"):
+        base_on_meta(str(hf_base))  # refused on every rank, as rank 0's load_base refuses it
+
+
 def test_a_lora_save_folder_loads_and_exports_merged(base_checkpoint, instructions, tmp_path):
     from llmfoundry_lite.finetune.load import load_model
     from llmfoundry_lite.models.load import load_for_inference
