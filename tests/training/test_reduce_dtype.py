@@ -3,6 +3,8 @@ reaches FSDP2's reduce-scatter after Composer wraps the model (not only what the
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 import torch.distributed as torch_dist
@@ -39,9 +41,12 @@ def reduce_dtypes_of_one_step(cfg: FSDPConfig, precision: Precision) -> set[torc
     seen: set[torch.dtype] = set()
     original = _fsdp_param_group.foreach_reduce
 
-    def recording(fsdp_params, unsharded_grads, group, stream, orig_dtype, reduce_dtype, *args, **kwargs):
-        seen.add(reduce_dtype or unsharded_grads[0].dtype)  # what foreach_reduce itself resolves
-        return original(fsdp_params, unsharded_grads, group, stream, orig_dtype, reduce_dtype, *args, **kwargs)
+    signature = inspect.signature(original)  # by name: torch 2.11 added reduce_scatter_comm, 2.15 dropped orig_dtype
+
+    def recording(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs).arguments
+        seen.add(bound["reduce_dtype"] or bound["unsharded_grads"][0].dtype)  # what foreach_reduce itself resolves
+        return original(*args, **kwargs)
 
     _fsdp_param_group.foreach_reduce = recording
     try:
