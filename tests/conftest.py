@@ -11,14 +11,27 @@ from llmfoundry_lite.sandbox import Sandbox, SandboxConfig
 
 
 @pytest.fixture(scope="session")
-def spark():
-    """One local[2] Spark session for the whole run (starting one costs ~15 s); engines must reuse it
-    (``getOrCreate``) and leave it running."""
+def spark_cluster(tmp_path_factory):
+    """A Spark standalone cluster on 127.0.0.1 (master and worker JVMs, the worker in its own work dir)
+    for the whole run: ``tests/spark_cluster.py``."""
+    from tests.spark_cluster import SparkCluster
+
+    with SparkCluster(tmp_path_factory.mktemp("spark-cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def spark(spark_cluster):
+    """One session on the test cluster for the whole run (an application's executors start in seconds);
+    engines must reuse it (``getOrCreate``) and leave it running. Executors run in the worker's work dir,
+    not in this process's working directory."""
     os.environ["PYSPARK_PYTHON"] = sys.executable
     from pyspark.sql import SparkSession
 
-    session = (SparkSession.builder.master("local[2]").appName("tests")
-               .config("spark.sql.shuffle.partitions", "4").config("spark.ui.enabled", "false").getOrCreate())
+    builder = SparkSession.builder.appName("tests")
+    for key, value in spark_cluster.conf().items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()

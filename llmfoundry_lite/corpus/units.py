@@ -1,12 +1,21 @@
-"""Units of work of the filter and shard stages: whole row groups of the input files, named by what they were made from.
+"""Units of work of the data-prep stages, named by what they were made from; each holds about ``unit_bytes``.
 
 A Parquet file is cut, from its metadata and without reading it, into runs of consecutive
 row groups holding at least ``unit_bytes`` of uncompressed data (a stand-in for the token
 count: tokens ≈ bytes / 3.5 for code) — a unit never splits a row group, so each group is
-read exactly once. A JSONL file or a source directory is one unit. Units are listed in input
-order and the merged index follows that order, so which worker ran which unit cannot change
-a byte; each unit's name hashes its input file's identity (path, size, mtime) and its rows,
-so a finished unit is reused exactly when its input is unchanged.
+read exactly once (pyarrow can start reading only at a row group: N units over one group would
+decode it N times). A JSONL file larger than ``unit_bytes`` is cut into byte ranges of about
+``unit_bytes``, each starting at a line: the planner reads the file once, streaming, to place
+the cuts and count the lines before each (a record's ``row`` is its line number in the file
+whatever the cuts: ids and dedup order depend on it). A ``.jsonl.gz`` file cannot be cut (a
+gzip stream is read from its start) and a source directory is one unit. Units are listed in
+input order and the merged index follows that order, so which worker ran which unit cannot
+change a byte; each unit's name hashes its input file's identity (path, size, mtime) and its
+rows, so a finished unit is reused exactly when its input is unchanged.
+
+Memory per task is bounded whatever the unit's size: ``iter_unit`` streams a unit, Parquet
+rows a batch of about ``unit_bytes / BATCHES_PER_UNIT`` at a time (``readers.parquet_batches``;
+one huge row group included) and JSONL or source files one record at a time.
 """
 
 from __future__ import annotations
@@ -19,18 +28,27 @@ from dataclasses import dataclass
 from llmfoundry_lite.corpus.identity import file_identity, identity_key
 from llmfoundry_lite.corpus.readers import (
     KNOWN_COLUMNS,
+    PARQUET_BATCH_BYTES,
     InputError,
     InputShard,
     iter_documents,
     list_input_shards,
-    normalize,
+    normalized_batches,
+    open_parquet,
+    parquet_batches,
+    read_jsonl,
 )
-from llmfoundry_lite.corpus.uris import parquet_source
+from llmfoundry_lite.corpus.uris import open_binary
+
+BATCHES_PER_UNIT = 8  # a Parquet unit is read in batches of about unit_bytes / this (Python's copy of a batch
+# can take up to 4x its UTF-8 bytes, so a batch this size keeps a task near unit_bytes)
+SCAN_BLOCK = 4 << 20  # bytes read at a time when a JSONL file's lines are counted
 
 
 @dataclass(frozen=True)
 class Unit:
-    """Row groups ``groups`` (rows ``[start, stop)``) of one input file; ``stop`` None: the whole file."""
+    """Rows ``[start, stop)`` of one input file: Parquet row groups ``groups``, or the JSONL lines starting in
+    bytes ``byte_range``; ``stop`` None: the whole file (a small or gzipped JSONL file, a source directory)."""
 
     index: int
     shard: InputShard
@@ -40,77 +58,129 @@ class Unit:
     groups: tuple[int, ...] = ()
     tag: str = ""
     """What else decides the unit's results (a source's filter overrides); enters the name when set."""
+    byte_range: tuple[int, int] | None = None
+    batch_bytes: int = PARQUET_BATCH_BYTES
+    """Uncompressed bytes of Parquet rows read at a time (``unit_bytes / BATCHES_PER_UNIT``); no say in results."""
 
     @property
     def name(self) -> str:
-        made_of = f"{self.input_key}\0{self.start}-{self.stop}" + (f"\0{self.tag}" if self.tag else "")
+        made_of = f"{self.input_key}\0{self.start}-{self.stop}"
+        if self.byte_range is not None:
+            made_of += f"\0bytes {self.byte_range[0]}-{self.byte_range[1]}"
+        made_of += f"\0{self.tag}" if self.tag else ""
         return "unit-" + hashlib.sha256(made_of.encode()).hexdigest()[:16]
 
 
 def _parquet_groups(path: str) -> list[tuple[int, int]]:
     """``(rows, uncompressed bytes)`` of every row group of ``path``."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        meta = pq.ParquetFile(parquet_source(path)).metadata
-    except (pa.ArrowException, OSError) as err:
-        raise InputError(f"{path}: not a readable Parquet file ({err})") from None
+    meta = open_parquet(path).metadata
     return [(meta.row_group(g).num_rows, meta.row_group(g).total_byte_size) for g in range(meta.num_row_groups)]
 
 
-def plan_units(inputs: list[str], unit_bytes: int, identities: dict[str, dict] | None = None) -> list[Unit]:
+def _parquet_units(shard: InputShard, unit_bytes: int) -> list[tuple[int, int, tuple[int, ...]]]:
+    """``(start row, stop row, row groups)`` of each unit of a Parquet file: runs of whole row groups."""
+    out: list[tuple[int, int, tuple[int, ...]]] = []
+    start, size, groups, offset = 0, 0, [], 0
+    for g, (rows, nbytes) in enumerate(_parquet_groups(shard.path)):
+        groups.append(g)
+        size += nbytes
+        offset += rows
+        if size >= unit_bytes:
+            out.append((start, offset, tuple(groups)))
+            start, size, groups = offset, 0, []
+    if groups:
+        out.append((start, offset, tuple(groups)))
+    return out
+
+
+def _jsonl_cuts(path: str, unit_bytes: int) -> tuple[list[tuple[int, int]], int, int]:
+    """Where a JSONL file is cut: ``(byte offset, line number)`` of the first line of each range (the first line
+    starting ``unit_bytes`` or more after the range before began), the file's size and its number of lines."""
+    cuts = [(0, 0)]
+    pos = newlines = 0
+    last = b"\n"
+    with open_binary(path) as fh:
+        for block in iter(lambda: fh.read(SCAN_BLOCK), b""):
+            counted = 0  # block[:counted] is in ``newlines``
+            i = cuts[-1][0] + unit_bytes - 1 - pos  # a cut follows the first newline at or after this index
+            while i < len(block):
+                j = block.find(b"\n", max(i, 0))
+                if j < 0:
+                    break
+                newlines += block.count(b"\n", counted, j + 1)
+                counted = j + 1
+                cuts.append((pos + j + 1, newlines))
+                i = j + unit_bytes
+            newlines += block.count(b"\n", counted)
+            pos += len(block)
+            last = block[-1:]
+    if cuts[-1][0] == pos:  # the file ends with the newline that made the last cut: nothing after it
+        cuts.pop()
+    return cuts, pos, newlines + (last != b"\n")
+
+
+def _jsonl_units(shard: InputShard, unit_bytes: int) -> list[tuple[int, int | None, tuple[int, int] | None]]:
+    """``(start row, stop row, byte range)`` of each unit of a JSONL file; one whole-file unit unless it is cut."""
+    if shard.path.endswith(".gz"):
+        return [(0, None, None)]
+    cuts, size, lines = _jsonl_cuts(shard.path, unit_bytes)
+    if len(cuts) == 1:
+        return [(0, None, None)]
+    ends = [*cuts[1:], (size, lines)]
+    return [(row, stop_row, (byte, stop_byte)) for (byte, row), (stop_byte, stop_row) in zip(cuts, ends, strict=True)]
+
+
+def plan_units(inputs: list[str], unit_bytes: int, identities: dict[str, dict] | None = None,
+               layout: str = "auto") -> list[Unit]:
     """The units covering every input document, in input order.
 
     ``identities``: ``file_identity`` by shard path when the caller already has them (a source
-    directory's identity walks its whole tree; computing it twice per run is waste)."""
+    directory's identity walks its whole tree; computing it twice per run is waste). ``layout``:
+    how a directory input is read (``list_input_shards``). A JSONL file is read here only when it is
+    larger than ``unit_bytes`` (to cut it); a Parquet file's footer is read, a source tree not at all."""
     units: list[Unit] = []
-    for shard in list_input_shards(inputs):
+    batch_bytes = max(1, unit_bytes // BATCHES_PER_UNIT)
+    for shard in list_input_shards(inputs, layout):
         identity = identities[shard.path] if identities is not None else file_identity(shard)
         key = identity_key(identity)
-        if shard.kind != "parquet":
+        if shard.kind == "parquet":
+            for start, stop, groups in _parquet_units(shard, unit_bytes):
+                units.append(Unit(len(units), shard, key, start, stop, groups, batch_bytes=batch_bytes))
+        elif shard.kind == "jsonl" and identity["size"] > unit_bytes:
+            for start, stop, byte_range in _jsonl_units(shard, unit_bytes):
+                units.append(Unit(len(units), shard, key, start, stop, byte_range=byte_range))
+        else:
             units.append(Unit(len(units), shard, key))
-            continue
-        start, size, groups = 0, 0, []
-        offset = 0
-        for g, (rows, nbytes) in enumerate(_parquet_groups(shard.path)):
-            groups.append(g)
-            size += nbytes
-            offset += rows
-            if size >= unit_bytes:
-                units.append(Unit(len(units), shard, key, start, offset, tuple(groups)))
-                start, size, groups = offset, 0, []
-        if groups:
-            units.append(Unit(len(units), shard, key, start, offset, tuple(groups)))
     return units
 
 
 def _parquet_groups_docs(unit: Unit, skips: Counter, extras: frozenset[str]) -> Iterator[dict]:
-    """Normalized documents of the unit's row groups (``row`` counts from the file's first row)."""
-    import pyarrow.parquet as pq
-
+    """Normalized documents of the unit's row groups (``row`` counts from the file's first row), streamed."""
     path = unit.shard.path
-    pf = pq.ParquetFile(parquet_source(path))
+    pf = open_parquet(path)
     names = pf.schema_arrow.names
     if "content" not in names:
         raise InputError(f"{path}: missing column 'content' (found: {', '.join(sorted(names))})")
-    table = pf.read_row_groups(list(unit.groups), columns=[c for c in names if c in KNOWN_COLUMNS or c in extras])
-    if table.num_rows != unit.stop - unit.start:
-        raise InputError(f"{path}: row groups {unit.groups} hold {table.num_rows} rows, planned "
+    meta = pf.metadata
+    rows = sum(meta.row_group(g).num_rows for g in unit.groups if g < meta.num_row_groups)
+    if max(unit.groups) >= meta.num_row_groups or rows != unit.stop - unit.start:
+        raise InputError(f"{path}: row groups {unit.groups} hold {rows} rows, planned "
                          f"{unit.stop - unit.start}; the file changed since the units were planned")
-    for i, row in enumerate(table.to_pylist()):
-        doc = normalize(row, path, unit.start + i, skips, extras)
-        if doc is not None:
-            yield doc
+    columns = [c for c in names if c in KNOWN_COLUMNS or c in extras]
+    yield from normalized_batches(parquet_batches(pf, list(unit.groups), columns, unit.batch_bytes), path, unit.start,
+                                  skips, extras)
 
 
 def iter_unit(unit: Unit, skips: Counter, extras: frozenset[str] = frozenset()) -> Iterator[dict]:
     """The normalized documents of one unit, in file order; ``extras``: input columns to carry in ``extra``."""
+    if unit.byte_range is not None:
+        return read_jsonl(unit.shard.path, skips, extras, unit.byte_range, unit.start)
     if unit.stop is None:
         return iter_documents(unit.shard, skips, extras=extras)
     return _parquet_groups_docs(unit, skips, extras)
 
 
 def unit_rows(unit: Unit) -> int | None:
-    """Rows the unit covers (None for a JSONL file or source directory: only its reader knows)."""
-    return None if unit.stop is None else unit.stop - unit.start
+    """Records the unit's reader accounts for (documents + skips): a Parquet unit's rows; None for JSONL (blank
+    lines are passed over uncounted) and source directories: only their readers know."""
+    return None if unit.shard.kind != "parquet" else unit.stop - unit.start

@@ -10,6 +10,7 @@ included); an object-store output is built in a staging directory and published 
 
 from __future__ import annotations
 
+import os
 import re
 from typing import IO, Any
 from urllib.parse import unquote, urlparse
@@ -19,12 +20,15 @@ DBFS_MOUNT = "/dbfs"
 
 
 def local_path(path: str) -> str | None:
-    """The POSIX path ``path`` names (plain path, ``file://`` or ``dbfs:/``), or None for a remote URI."""
+    """The absolute POSIX path ``path`` names (plain path, ``file://`` or ``dbfs:/``), or None for a remote URI.
+
+    A relative path is made absolute here, on the driver, against its working directory: executors of a
+    cluster run in directories of their own, where the same relative name means another place."""
     if path.startswith("file://"):
         return unquote(urlparse(path).path)
     if path.startswith("dbfs:/"):
         return DBFS_MOUNT + "/" + path[len("dbfs:/"):].lstrip("/")
-    return None if SCHEME.match(path) else path
+    return None if SCHEME.match(path) else os.path.abspath(path)
 
 
 def remote_fs(uri: str) -> tuple[Any, str]:

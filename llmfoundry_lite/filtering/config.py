@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from llmfoundry_lite.corpus.readers import LAYOUTS
 from llmfoundry_lite.filtering.pii import PIIConfig
 from llmfoundry_lite.validate import require_positive
 
@@ -251,6 +252,10 @@ class SourceConfig:
     filter: dict[str, Any] = field(default_factory=dict)
     """Overrides of the filter config for this source's documents, nested like the config itself
     (``{heuristics: {max_line_length: 2000}}``); dedup and scheduling keys are global and refused."""
+    layout: str = "auto"
+    """How this source's directories are read: ``auto`` (a directory holding only Parquet/JSONL files, bar
+    hidden files, job markers and dataset cards, is a table directory; any other a source tree:
+    ``corpus/readers.py``), ``table`` (only its tables) or ``source`` (a source tree, its tables files of it)."""
 
 
 @dataclass
@@ -285,9 +290,10 @@ class FilterConfig:
     batch_rows: int = 1000
     """Rows per Parquet write batch; bounds each worker's memory together with max_doc_bytes."""
     unit_bytes: int = 64 << 20
-    """Uncompressed bytes of whole Parquet row groups per task of passes 1 and 3 (a unit never splits a row
-    group; a JSONL file or source directory is one unit): parallelism follows row groups, not files, and a
-    worker holds one unit's rows at a time. It decides the ``part-NNNNN`` layout, so it is part of the config."""
+    """Bytes of input per task of passes 1 and 3: runs of whole Parquet row groups (a larger row group is one
+    unit, read in batches), byte ranges of a JSONL file cut at line starts (``.jsonl.gz`` and source directories
+    are one unit each; ``corpus/units.py``): parallelism follows data, not files, and a worker holds about this
+    much of one unit at a time. It decides the ``part-NNNNN`` layout, so it is part of the config."""
     store_rejected_content: bool = True
     """Write rejected documents' content to ``rejected/`` for audit; false leaves it empty (decisions and
     provenance are always written)."""
@@ -325,6 +331,8 @@ class FilterConfig:
         for name, source in self.sources.items():
             if not source.input:
                 raise ValueError(f"sources.{name}.input: list the source's files or directories")
+            if source.layout not in LAYOUTS:
+                raise ValueError(f"sources.{name}.layout: unknown layout {source.layout!r}; choose from {list(LAYOUTS)}")
             shared = sorted(set(source.filter) & set(SOURCE_GLOBAL_KEYS))
             if shared:
                 raise ValueError(f"sources.{name}.filter may not set {shared}: they hold for the whole run")

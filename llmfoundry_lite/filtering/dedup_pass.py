@@ -28,13 +28,23 @@ if TYPE_CHECKING:
     from llmfoundry_lite.filtering.config import DedupConfig, FilterConfig
 
 class PassUnit(NamedTuple):
-    """What pass 2 needs of one unit: its pass-1 name, its input file's index in this run, that file's key
-    and the name of the source it belongs to ('' in a single-source run)."""
+    """What pass 2 needs of one unit: its pass-1 name, its input file's index in this run, that file's key,
+    the name of the source it belongs to ('' in a single-source run) and how many records pass 1 wrote."""
 
     name: str
     file_index: int
     file_key: str
-    source: str = ""
+    source: str
+    records: int
+
+
+def check_records(found: int, units: list[PassUnit], how: str) -> None:
+    """Pass 2 must see every record pass 1 wrote: a shortfall would silently drop nothing from the missing rows."""
+    expected = sum(u.records for u in units)
+    if found != expected:
+        raise RuntimeError(f"pass 2 {how} {found} pass-1 records, but pass 1 wrote {expected} in "
+                           f"{len(units)} units: rows were lost between the passes (no dedup decision is "
+                           f"written from an incomplete read)")
 
 
 def cross_source_counts(pairs: Counter, units: list[PassUnit]) -> dict[str, int]:
@@ -59,12 +69,14 @@ def exact_local(work: Path, units: list[PassUnit]) -> dict[int, list[int]]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    ords, hashes = [], []
+    ords, hashes, read = [], [], 0
     for index, path in pass1_files(work, units):
         table = pq.read_table(path, columns=["row", "reason", "content_hash"])
+        read += table.num_rows
         table = table.filter(pc.equal(table["reason"], ""))
         ords.append((index << ORDINAL_SHIFT) | table["row"].to_numpy())
         hashes += table["content_hash"].to_pylist()
+    check_records(read, units, "read")
     return exact_clusters(np.concatenate(ords) if ords else np.zeros(0, np.int64), hashes)
 
 

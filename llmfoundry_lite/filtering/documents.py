@@ -21,7 +21,7 @@ from llmfoundry_lite.filtering.autogen import autogen_rule
 from llmfoundry_lite.filtering.dedup import content_hash, minhash_signature
 from llmfoundry_lite.filtering.heuristics import LineStats, heuristics_reason, line_stats
 from llmfoundry_lite.filtering.parse import parse_error
-from llmfoundry_lite.filtering.permissions import license_verdict, opt_out_list
+from llmfoundry_lite.filtering.permissions import Permissions
 from llmfoundry_lite.filtering.records import PII_TYPES
 
 if TYPE_CHECKING:
@@ -69,15 +69,6 @@ DOC_FILTERS: dict[str, FilterFn] = {"autogen": _autogen, "heuristics": _heuristi
                                     "decontam": _decontam}
 
 
-def metadata_rejection(doc: dict, cfg: FilterConfig) -> tuple[str, str] | None:
-    """License and opt-out verdicts: decided from the row's metadata, before any content filter."""
-    verdict = license_verdict(doc.get("licenses"), cfg.license)
-    if verdict is None:
-        opt_out = opt_out_list(cfg.opt_out)
-        verdict = opt_out.verdict(doc["repository_name"], doc["path"]) if len(opt_out) else None
-    return verdict
-
-
 def scrub(text: str, cfg: FilterConfig) -> tuple[str, dict[str, int]]:
     """Redact PII with the PII package (``scrub_pii``); counts keyed by ``PII_TYPES``."""
     from llmfoundry_lite.filtering.pii import scrub_pii
@@ -86,9 +77,14 @@ def scrub(text: str, cfg: FilterConfig) -> tuple[str, dict[str, int]]:
     return redacted, {t: int(found.get(t, 0)) for t in PII_TYPES}
 
 
-def first_rejection(doc: dict, stats: LineStats, cfg: FilterConfig) -> tuple[str, str] | None:
-    """``(reason, detail)`` of the first enabled filter that rejects ``doc``, or None."""
-    verdict = metadata_rejection(doc, cfg)
+def first_rejection(doc: dict, stats: LineStats, cfg: FilterConfig,
+                    permissions: Permissions | None = None) -> tuple[str, str] | None:
+    """``(reason, detail)`` of the first enabled filter that rejects ``doc``, or None.
+
+    ``permissions``: ``cfg``'s license and opt-out lists compiled by the task; None compiles them for
+    this one document (a caller that checks many passes them)."""
+    # License and opt-out verdicts are decided from the row's metadata, before any content filter.
+    verdict = (permissions or Permissions.compile(cfg)).verdict(doc)
     if verdict is not None:
         return verdict
     if doc["size"] > cfg.max_doc_bytes:
@@ -108,8 +104,9 @@ def redacted(doc: dict, cfg: FilterConfig) -> tuple[str, dict[str, int]]:
     return scrub(doc["content"], cfg)
 
 
-def process_document(doc: dict, cfg: FilterConfig) -> tuple[dict, np.ndarray | None]:
-    """Filter, redact and fingerprint one normalized document.
+def process_document(doc: dict, cfg: FilterConfig, permissions: Permissions) -> tuple[dict, np.ndarray | None]:
+    """Filter, redact and fingerprint one normalized document (``permissions``: ``Permissions.compile(cfg)``,
+    built once per task).
 
     Returns the pass-1 record (``row``, ``id``, ``lang``, ``size`` — after redaction when kept —,
     ``reason`` — empty while the document is still a candidate — ``detail``, line statistics,
@@ -117,7 +114,7 @@ def process_document(doc: dict, cfg: FilterConfig) -> tuple[dict, np.ndarray | N
     when rejected, near-dedup is off, or it has no tokens).
     """
     stats = line_stats(doc["content"])
-    verdict = first_rejection(doc, stats, cfg)
+    verdict = first_rejection(doc, stats, cfg, permissions)
     record = {"row": doc["row"], "id": doc["id"], "lang": doc["lang"], "size": doc["size"]}
     counts = dict.fromkeys(PII_TYPES, 0)
     signature = None

@@ -6,32 +6,20 @@ owners opted out ("Am I in The Stack?"). Both are decided from metadata only, be
 content filter runs, and each rejection is counted under its own reason: ``license_not_allowed``,
 ``license_missing``, ``opt_out``. Entries compare case-insensitively (SPDX ids and GitHub names
 are case-insensitive).
+
+Both lists are compiled into frozensets once per task (:meth:`Permissions.compile`, called where a
+unit starts: ``shards.filter_shard``), so a document costs a few set lookups whatever the lists'
+length. Each task reads the list files itself, where it runs: an executor never relies on what the
+driver read, and an updated file is seen by the next task of a long-lived worker.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import os
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from llmfoundry_lite.filtering.config import LicenseConfig, OptOutConfig
-
-
-def license_verdict(licenses: list[str] | None, cfg: LicenseConfig) -> tuple[str, str] | None:
-    """``(reason, detail)`` when the licenses are not acceptable under ``cfg``, else None."""
-    if not cfg.allow:
-        return None
-    if not licenses:
-        return ("license_missing", "no license information") if cfg.no_license == "reject" else None
-    allowed = {a.lower() for a in cfg.allow}
-    ok = [lic.lower() in allowed for lic in licenses]
-    if any(ok) if cfg.match == "any" else all(ok):
-        return None
-    return "license_not_allowed", f"licenses {licenses} (match={cfg.match})"
+    from llmfoundry_lite.filtering.config import FilterConfig, LicenseConfig, OptOutConfig
 
 
 class OptOutList:
@@ -73,20 +61,44 @@ def read_list_file(path: str) -> tuple[list[str], list[str]]:
     return repos, paths
 
 
-@functools.lru_cache(maxsize=4)
-def _cached(key: str) -> OptOutList:
-    cfg = json.loads(key)
-    repos, paths = list(cfg["repositories"]), list(cfg["paths"])
-    for f in cfg["files"]:
+def opt_out_list(cfg: OptOutConfig) -> OptOutList:
+    """The merged opt-out list of ``cfg``: its inline entries and the files it names, read now."""
+    repos, paths = list(cfg.repositories), list(cfg.paths)
+    for f in cfg.files:
         more_repos, more_paths = read_list_file(f)
         repos += more_repos
         paths += more_paths
     return OptOutList(repos, paths)
 
 
-def opt_out_list(cfg: OptOutConfig) -> OptOutList:
-    """The merged opt-out list of ``cfg``, read once per process while the config and its files are the
-    same (a file's size and mtime are part of the key: an updated list is re-read in a long-lived
-    worker, a notebook or a reused Spark Python worker)."""
-    stamps = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in cfg.files]
-    return _cached(json.dumps({**asdict(cfg), "stamps": stamps}, sort_keys=True))
+class Permissions:
+    """The license allow list and the opt-out list of one config, compiled for one task."""
+
+    def __init__(self, license_cfg: LicenseConfig, opt_out: OptOutList) -> None:
+        self.allowed = frozenset(a.lower() for a in license_cfg.allow)
+        self.match = license_cfg.match
+        self.reject_missing = license_cfg.no_license == "reject"
+        self.opt_out = opt_out
+
+    @classmethod
+    def compile(cls, cfg: FilterConfig) -> Permissions:
+        """``cfg``'s lists, read and normalized once: call it once per task, not per document."""
+        return cls(cfg.license, opt_out_list(cfg.opt_out))
+
+    def license_verdict(self, licenses: list[str] | None) -> tuple[str, str] | None:
+        """``(reason, detail)`` when the licenses are not acceptable, else None (always None without an allow list)."""
+        if not self.allowed:
+            return None
+        if not licenses:
+            return ("license_missing", "no license information") if self.reject_missing else None
+        ok = [lic.lower() in self.allowed for lic in licenses]
+        if all(ok) if self.match == "all" else any(ok):
+            return None
+        return "license_not_allowed", f"licenses {licenses} (match={self.match})"
+
+    def verdict(self, doc: dict) -> tuple[str, str] | None:
+        """The license verdict of ``doc``, else its opt-out verdict, else None."""
+        verdict = self.license_verdict(doc.get("licenses"))
+        if verdict is None and len(self.opt_out):
+            verdict = self.opt_out.verdict(doc["repository_name"], doc["path"])
+        return verdict

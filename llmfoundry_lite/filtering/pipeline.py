@@ -32,9 +32,10 @@ from llmfoundry_lite.corpus.identity import file_identity, identity_key, inputs_
 from llmfoundry_lite.corpus.publish import publish, staging_dir
 from llmfoundry_lite.corpus.readers import check_schema, list_input_shards
 from llmfoundry_lite.corpus.units import Unit, plan_units
+from llmfoundry_lite.corpus.uris import local_path
 from llmfoundry_lite.filtering.config import FilterConfig, config_hash, fingerprint, source_config, source_digest
 from llmfoundry_lite.filtering.dedup_pass import PassUnit, global_dedup
-from llmfoundry_lite.filtering.shards import filter_shard, finalize_shard
+from llmfoundry_lite.filtering.shards import file_kinds, filter_shard, finalize_shard
 
 CLAIM_FILE = "filter_config.json"
 
@@ -177,6 +178,9 @@ def _prune(work: Path, out: Path, units: list[Unit]) -> None:
     for f in (work / "final").glob("*.json"):
         if int(f.stem) >= len(units):
             f.unlink()
+    for folder in (out / "kept", out / "rejected", work / "final"):  # what attempts that died left half-written
+        for f in folder.glob(".*.tmp"):
+            f.unlink()
 
 
 def run_filter(cfg: FilterConfig, progress: bool = True) -> dict:
@@ -198,13 +202,25 @@ class SourcePlan(NamedTuple):
     inputs: list[str]
     cfg: FilterConfig
     tag: str  # hash of its overrides, part of its units' names ('' for none)
+    layout: str = "auto"  # how its directories are read (``list_input_shards``)
+
+
+def _files_for_tasks(cfg: FilterConfig) -> FilterConfig:
+    """``cfg`` with its list and benchmark files named absolutely, here on the driver: tasks read them where
+    they run, and an executor's working directory is not the driver's (remote URIs stay as given)."""
+    def absolute(files: list[str]) -> list[str]:
+        return [local_path(f) or f for f in files]
+
+    return dataclasses.replace(cfg, opt_out=dataclasses.replace(cfg.opt_out, files=absolute(cfg.opt_out.files)),
+                               decontam=dataclasses.replace(cfg.decontam, files=absolute(cfg.decontam.files)))
 
 
 def source_plans(cfg: FilterConfig) -> list[SourcePlan]:
-    """The run's sources in priority order."""
+    """The run's sources in priority order, each with the config its tasks run under."""
     if not cfg.sources:
-        return [SourcePlan("", list(cfg.input), cfg, "")]
-    return [SourcePlan(name, list(src.input), source_config(cfg, name), source_digest(cfg, name))
+        return [SourcePlan("", list(cfg.input), _files_for_tasks(cfg), "")]
+    return [SourcePlan(name, list(src.input), _files_for_tasks(source_config(cfg, name)), source_digest(cfg, name),
+                       src.layout)
             for name, src in cfg.sources.items()]
 
 
@@ -213,7 +229,7 @@ def _run_filter(cfg: FilterConfig, progress: bool, as_given: FilterConfig) -> di
     plans = source_plans(cfg)
     if not any(p.inputs for p in plans):
         raise ValueError("input: give at least one Parquet/JSONL file or directory (--input PATH ...)")
-    shards = [s for p in plans for s in list_input_shards(p.inputs)]
+    shards = [s for p in plans for s in list_input_shards(p.inputs, p.layout)]
     for shard in shards:
         check_schema(shard)  # a wrong schema anywhere stops the run before any work
     identities = {s.path: file_identity(s) for s in shards}
@@ -225,7 +241,7 @@ def _run_filter(cfg: FilterConfig, progress: bool, as_given: FilterConfig) -> di
     units: list[Unit] = []
     unit_plans: list[SourcePlan] = []
     for p in plans:  # units numbered across sources in priority order: part-NNNNN follows that order
-        for u in plan_units(p.inputs, cfg.unit_bytes, identities):
+        for u in plan_units(p.inputs, cfg.unit_bytes, identities, p.layout):
             units.append(dataclasses.replace(u, index=len(units), tag=p.tag))
             unit_plans.append(p)
     sources = [[p.name for p in unit_plans]] if cfg.sources else []  # a renamed source renames its counts
@@ -252,14 +268,16 @@ def _run_passes(cfg: FilterConfig, units: list[Unit], unit_plans: list[SourcePla
                 keys: list[str], progress: bool) -> dict:
     out, work = Path(cfg.output), str(Path(cfg.output) / "work")
     file_index = {key: i for i, key in enumerate(keys)}
-    plan = [PassUnit(u.name, file_index[u.input_key], u.input_key, p.name) for u, p in zip(units, unit_plans, strict=True)]
     tasks = [(i, u, identities[u.shard.path]) for i, u in enumerate(units)]
     with make_engine(cfg, progress) as engine:  # each unit runs under its source's config
         first = engine.map(filter_shard, [(*t, p.cfg, work) for t, p in zip(tasks, unit_plans, strict=True)],
                            "filter", tick=True)
+        plan = [PassUnit(u.name, file_index[u.input_key], u.input_key, p.name, f["records"])
+                for u, p, f in zip(units, unit_plans, first, strict=True)]
         dedup = global_dedup(cfg, work, plan, engine)
-        final = engine.map(finalize_shard, [(*t, p.cfg, work, str(out)) for t, p in zip(tasks, unit_plans, strict=True)],
-                           "write")
+        kinds = file_kinds(units, first)  # a JSONL file cut into units writes one set of columns
+        final = engine.map(finalize_shard, [(*t, p.cfg, work, str(out), kinds[t[1].input_key])
+                                            for t, p in zip(tasks, unit_plans, strict=True)], "write")
     stats = build_stats(cfg, first, dedup, final)
     stats["input_files"] = len(keys)
     if cfg.sources:

@@ -1,8 +1,10 @@
 """Layouts of the filter stage's files and the writer that puts them in place atomically.
 
-- pass-1 records (``work/pass1/<input key>.parquet``): one row per admitted document with
-  its decision, line statistics, PII counts and normalized-content hash — no content; pass 3
-  re-reads the input for that.
+- pass-1 records (``work/pass1/<unit>.parquet``): one row per admitted document with its input
+  file's key, its decision, line statistics, PII counts and normalized-content hash — no content;
+  pass 3 re-reads the input for that. The key is in the data so that pass 2 ties every row to its
+  file by value: a file *name* as Spark reports it (``input_file_name()``) is not the name Python
+  writes (percent-encoding, symlinks), and a join on those strings silently matched nothing.
 - ``kept/`` and ``rejected/``: the normalized Stack columns, the computed columns, and every
   other input column unchanged (``provenance``): The Stack's licenses, stars, head sha, dates,
   issue/fork groups, or any column a user's own Parquet brings, with its Arrow type. JSONL
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmfoundry_lite.corpus.readers import NORMALIZED
 from llmfoundry_lite.corpus.uris import parquet_source
+from llmfoundry_lite.spark_session import attempt_tmp
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -39,11 +42,15 @@ def _stats_fields() -> list:
             pa.field("content_hash", pa.string())]
 
 
+PASS1_FORMAT = 2  # pass-1 files of another format (1: no ``key`` column) are redone, not read
+
+
 def pass1_schema() -> pa.Schema:
-    """Decisions of pass 1, keyed by ``row`` (the record's index in its input file)."""
+    """Decisions of pass 1, keyed by ``(key, row)``: the input file's identity key and the record's index in it."""
     import pyarrow as pa
 
-    return pa.schema([pa.field("row", pa.int64()), pa.field("id", pa.string()), pa.field("lang", pa.string()),
+    return pa.schema([pa.field("row", pa.int64()), pa.field("key", pa.string()), pa.field("id", pa.string()),
+                      pa.field("lang", pa.string()),
                       pa.field("size", pa.int64()), pa.field("reason", pa.string()), pa.field("detail", pa.string()),
                       *_stats_fields()])
 
@@ -77,19 +84,31 @@ def _kind(value: Any) -> str:
     return "string" if isinstance(value, str) else JSON_TEXT
 
 
+def _join(old: str, new: str) -> str:
+    """The kind that holds values of kinds ``old`` and ``new`` ("null": none seen); order does not matter."""
+    if old == "null" or old == new:
+        return new
+    if new == "null":
+        return old
+    return "float64" if {old, new} == {"int64", "float64"} else JSON_TEXT
+
+
 def merge_kinds(kinds: dict[str, str], extra: dict[str, Any]) -> None:
     """Fold one JSONL row's extra values into the per-key type inference ``kinds``."""
     for key, value in extra.items():
         if key in COMPUTED:
             continue
-        new = kinds.get(key, "null") if value is None else _kind(value)
-        old = kinds.get(key, "null")
-        if old == "null" or old == new:
-            kinds[key] = new
-        elif {old, new} == {"int64", "float64"}:
-            kinds[key] = "float64"
-        elif new != "null":
-            kinds[key] = JSON_TEXT
+        kinds[key] = _join(kinds.get(key, "null"), "null" if value is None else _kind(value))
+
+
+def merge_kind_maps(maps: list[dict[str, str]]) -> dict[str, str]:
+    """The kinds of a whole JSONL file from those of its units, in file order: what ``merge_kinds`` gives
+    folding every row of the file (a file cut into byte ranges writes the same columns in every part)."""
+    merged: dict[str, str] = {}
+    for kinds in maps:
+        for key, kind in kinds.items():
+            merged[key] = _join(merged.get(key, "null"), kind)
+    return merged
 
 
 def jsonl_extra_fields(kinds: dict[str, str]) -> list[pa.Field]:
@@ -112,13 +131,14 @@ def jsonl_value(value: Any, kind: str) -> Any:
 
 
 class BatchWriter:
-    """Parquet writer that buffers rows and renames the file into place on ``close``."""
+    """Parquet writer that buffers rows in a file of this task attempt's own and renames it into place on
+    ``close`` (``spark_session.attempt_tmp``: a speculative or retried attempt never writes into it)."""
 
     def __init__(self, path: Path, schema: pa.Schema, batch_rows: int) -> None:
         import pyarrow.parquet as pq
 
         self.path, self.schema, self.batch_rows = path, schema, batch_rows
-        self.tmp = path.with_name(path.name + ".tmp")
+        self.tmp = attempt_tmp(path)
         self.writer = pq.ParquetWriter(self.tmp, schema, compression="zstd")
         self.rows: list[dict] = []
         self.bytes = 0
@@ -142,8 +162,18 @@ class BatchWriter:
         os.replace(self.tmp, self.path)
 
 
+def write_npy(path: Path, array: Any) -> None:
+    """``numpy.save`` to ``path``, atomically and attempt-safe like ``write_json``."""
+    import numpy as np
+
+    tmp = attempt_tmp(path)
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
+
+
 def write_json(path: Path, data: dict) -> None:
-    """Write ``data`` atomically (a reader sees the old file or the whole new one)."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Write ``data`` atomically (a reader sees the old file or the whole new one; attempts never share a tmp)."""
+    tmp = attempt_tmp(path)
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
     os.replace(tmp, path)

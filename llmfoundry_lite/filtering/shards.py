@@ -31,17 +31,21 @@ from llmfoundry_lite.corpus.readers import ALL_EXTRAS, InputShard
 from llmfoundry_lite.corpus.units import Unit, iter_unit, unit_rows
 from llmfoundry_lite.filtering.dedup_pass import read_decisions
 from llmfoundry_lite.filtering.documents import decontam_benchmark, process_document, redacted
+from llmfoundry_lite.filtering.permissions import Permissions
 from llmfoundry_lite.filtering.records import (
     COMPUTED,
+    PASS1_FORMAT,
     PII_TYPES,
     BatchWriter,
     jsonl_extra_fields,
     jsonl_value,
+    merge_kind_maps,
     merge_kinds,
     output_schema,
     parquet_extra_fields,
     pass1_schema,
     write_json,
+    write_npy,
 )
 
 if TYPE_CHECKING:
@@ -73,19 +77,23 @@ def filter_shard(index: int, unit: Unit, identity: dict, cfg: FilterConfig, work
     out = Path(work) / "pass1"
     key, shard = unit.name, unit.shard
     if (out / f"{key}.done").exists():
-        return json.loads((out / f"{key}.json").read_text())
+        done = json.loads((out / f"{key}.json").read_text())
+        if done.get("format") == PASS1_FORMAT:
+            return done
     skips: Counter = Counter()
-    counts: dict[str, Any] = {"shard": shard.path, "rows": [unit.start, unit.stop], "identity": identity,
-                              "seen": 0, "lang_before": {}}
+    counts: dict[str, Any] = {"format": PASS1_FORMAT, "shard": shard.path, "rows": [unit.start, unit.stop],
+                              "identity": identity, "seen": 0, "lang_before": {}}
     decontaminated: Counter = Counter()
     kinds: dict[str, str] = {}
     candidates = rejected = 0
     writer = BatchWriter(out / f"{key}.parquet", pass1_schema(), cfg.batch_rows)
     rows, signatures = [], []
     extras = ALL_EXTRAS if shard.kind == "jsonl" else frozenset()
+    permissions = Permissions.compile(cfg)  # the license and opt-out lists, read once per task
     position = 0
     for position, doc in enumerate(iter_unit(unit, skips, extras), 1):
-        record, signature = process_document(doc, cfg)
+        record, signature = process_document(doc, cfg, permissions)
+        record["key"] = unit.input_key  # pass 2 ties the row to its file by this value (records.py)
         writer.add(record)
         _count(counts, doc["lang"], doc["size"])
         if "extra" in doc:
@@ -105,9 +113,9 @@ def filter_shard(index: int, unit: Unit, identity: dict, cfg: FilterConfig, work
     _check_rows(unit, position, skips)
     check_unchanged(shard, identity)  # a file that grew while it was read must not be recorded as read
     sig = np.stack(signatures) if signatures else np.zeros((0, cfg.dedup.num_perm), np.uint32)
-    np.save(out / f"{key}.sig.npy", sig)
-    np.save(out / f"{key}.row.npy", np.asarray(rows, dtype=np.int64))
-    counts.update(skipped=dict(skips), decontaminated=dict(decontaminated), jsonl_kinds=kinds)
+    write_npy(out / f"{key}.sig.npy", sig)
+    write_npy(out / f"{key}.row.npy", np.asarray(rows, dtype=np.int64))
+    counts.update(skipped=dict(skips), decontaminated=dict(decontaminated), jsonl_kinds=kinds, records=position)
     counts["seen"] += sum(skips.values())
     write_json(out / f"{key}.json", counts)
     (out / f"{key}.done").touch()
@@ -116,11 +124,21 @@ def filter_shard(index: int, unit: Unit, identity: dict, cfg: FilterConfig, work
     return json.loads((out / f"{key}.json").read_text())
 
 
-def _extras(shard: InputShard, pass1: dict) -> tuple[list[pa.Field], dict[str, str]]:
-    """The carried-through input columns of ``shard`` and, for JSONL, their inferred kinds."""
+def file_kinds(units: list[Unit], first: list[dict]) -> dict[str, dict[str, str]]:
+    """By input file key: the kinds of its JSONL extra columns merged over its units' pass-1 counts ``first``, so
+    every part of a file cut into byte ranges has the columns and types the file read whole would give."""
+    by_file: dict[str, list[dict[str, str]]] = {}
+    for unit, counts in zip(units, first, strict=True):
+        by_file.setdefault(unit.input_key, []).append(counts.get("jsonl_kinds", {}))
+    return {key: merge_kind_maps(maps) for key, maps in by_file.items()}
+
+
+def _extras(shard: InputShard, pass1: dict, kinds: dict[str, str] | None) -> tuple[list[pa.Field], dict[str, str]]:
+    """The carried-through input columns of ``shard`` and, for JSONL, their inferred kinds (``kinds``: the whole
+    file's, from ``file_kinds``; None: this unit's own)."""
     if shard.kind == "parquet":
         return parquet_extra_fields(shard.path), {}
-    kinds = pass1.get("jsonl_kinds", {})
+    kinds = pass1.get("jsonl_kinds", {}) if kinds is None else kinds
     return jsonl_extra_fields(kinds), kinds
 
 
@@ -137,10 +155,12 @@ def _output_row(doc: dict, record: dict, decision: tuple | None, rejected: bool,
     return row
 
 
-def finalize_shard(index: int, unit: Unit, identity: dict, cfg: FilterConfig, work: str, output: str) -> dict:
+def finalize_shard(index: int, unit: Unit, identity: dict, cfg: FilterConfig, work: str, output: str,
+                   kinds: dict[str, str] | None = None) -> dict:
     """Pass 3 for one unit: re-read it, apply the decisions, write kept/rejected parts; returns counts.
 
     Reused only when the same rows of the same input file met the same dedup decisions in an earlier attempt.
+    ``kinds``: the JSONL extra columns of the unit's whole file (``file_kinds``; None: the unit's own).
     """
     import pyarrow.parquet as pq
 
@@ -159,7 +179,7 @@ def finalize_shard(index: int, unit: Unit, identity: dict, cfg: FilterConfig, wo
     pass1 = json.loads((Path(work) / "pass1" / f"{key}.json").read_text())
     # row -> (reason, id of the representative, cluster size) for this file's cluster members.
     members = {r["row"]: (r["reason"], r["representative_id"], r["cluster_size"]) for r in decisions}
-    fields, kinds = _extras(shard, pass1)
+    fields, kinds = _extras(shard, pass1, kinds)
     extra_names = [f.name for f in fields]
     writers = {False: BatchWriter(parts[0], output_schema(False, fields), cfg.batch_rows),
                True: BatchWriter(parts[1], output_schema(True, fields), cfg.batch_rows)}

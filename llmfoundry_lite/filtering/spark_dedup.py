@@ -1,8 +1,8 @@
 """Pass 2 on Spark: exact and near dedup as DataFrame jobs — nothing grows on the driver.
 
 - **Candidates**: the pass-1 record files are read by executors; each row's ordinal is
-  ``input index << 40 | row``, the index joined from a (file → index) table as small as the
-  input list.
+  ``input index << 40 | row``, the index joined by the input key every row carries from a
+  (key → index) table as small as the input list; the joined rows must number what pass 1 wrote.
 - **Exact**: ``groupBy(content_hash)`` → smallest ordinal and size per hash → joined back.
 - **Near**: executors load each file's signatures and emit one ``(band, band key, ordinal)``
   row per band; candidates dropped as exact duplicates are removed by an anti-join (no
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmfoundry_lite.filtering.dedup import ORDINAL_SHIFT, band_keys
+from llmfoundry_lite.spark_session import spark_path
 
 if TYPE_CHECKING:
     from llmfoundry_lite.filtering.config import FilterConfig
@@ -43,15 +44,22 @@ def _band_rows(item: tuple[int, str, str], cfg: Any) -> Iterator[tuple[int, int,
 
 
 def _candidates(spark: Any, work: Path, units: list) -> Any:
+    """Every pass-1 record as ``(ordinal, key, row, id, reason, content_hash)``; fails unless all were read.
+
+    A row's file is the ``key`` it carries (``records.py``), joined with the (key → input index) table of
+    this run — never a file name as Spark reports it, which need not be the name Python wrote."""
     from pyspark.sql import functions as F
 
-    files = [str(work / "pass1" / f"{u.name}.parquet") for u in units]
-    index = spark.createDataFrame([(Path(f).resolve().as_uri(), u.file_index, u.file_key)
-                                   for f, u in zip(files, units, strict=True)], "file string, shard long, key string")
-    return (spark.read.parquet(*files).select("row", "id", "reason", "content_hash")
-            .withColumn("file", F.input_file_name()).join(F.broadcast(index), "file")
+    from llmfoundry_lite.filtering.dedup_pass import check_records
+
+    files = [spark_path(work / "pass1" / f"{u.name}.parquet") for u in units]
+    index = spark.createDataFrame(sorted({(u.file_key, u.file_index) for u in units}), "key string, shard long")
+    docs = (spark.read.parquet(*files).select("key", "row", "id", "reason", "content_hash")
+            .join(F.broadcast(index), "key")
             .withColumn("ordinal", F.shiftleft(F.col("shard"), ORDINAL_SHIFT) + F.col("row"))
-            .select("ordinal", "key", "row", "id", "reason", "content_hash"))
+            .select("ordinal", "key", "row", "id", "reason", "content_hash")).cache()
+    check_records(docs.count(), units, "joined")
+    return docs
 
 
 def connected_components(spark: Any, edges: Any, scratch: Path) -> Any:
@@ -60,8 +68,8 @@ def connected_components(spark: Any, edges: Any, scratch: Path) -> Any:
 
     shutil.rmtree(scratch, ignore_errors=True)
     current = edges.select(F.greatest("a", "b").alias("a"), F.least("a", "b").alias("b")).where("a != b").distinct()
-    current.write.parquet(str(scratch / "edges"))
-    current = spark.read.parquet(str(scratch / "edges"))
+    current.write.parquet(spark_path(scratch / "edges"))
+    current = spark.read.parquet(spark_path(scratch / "edges"))
     for step in range(MAX_CC_ROUNDS):
         # large star: every neighbour above a node is linked to the smallest of the node's closed neighbourhood
         sym = current.union(current.select(F.col("b").alias("a"), F.col("a").alias("b")))
@@ -75,8 +83,8 @@ def connected_components(spark: Any, edges: Any, scratch: Path) -> Any:
                  .union(low.select("a", F.col("m").alias("b"))))
         path = scratch / f"round-{step:03d}"
         small.select(F.greatest("a", "b").alias("a"), F.least("a", "b").alias("b")).distinct() \
-            .write.mode("overwrite").parquet(str(path))
-        nxt = spark.read.parquet(str(path))
+            .write.mode("overwrite").parquet(spark_path(path))
+        nxt = spark.read.parquet(spark_path(path))
         if nxt.count() == current.count() and nxt.exceptAll(current).isEmpty():  # both are sets
             return nxt.select(F.col("a").alias("node"), F.col("b").alias("root"))
         current = nxt
@@ -106,7 +114,7 @@ def spark_dedup(spark: Any, cfg: FilterConfig, work: Path, units: list) -> dict:
     ``units``: ``dedup_pass.PassUnit`` of this run (pass-1 name, input file index, file key)."""
     from pyspark.sql import functions as F
 
-    docs = _candidates(spark, work, units).cache()
+    docs = _candidates(spark, work, units)
     cand = docs.where(F.col("reason") == "")
     empty = spark.createDataFrame([], "node long, root long")
     exact = empty
@@ -136,7 +144,7 @@ def spark_dedup(spark: Any, cfg: FilterConfig, work: Path, units: list) -> dict:
                  .join(docs.select(F.col("ordinal").alias("node"), "key", "row"), "node")
                  .select("key", "row", "reason", "representative_id", F.col("size").alias("cluster_size")))
     decisions.repartition("key").sortWithinPartitions("row").write.mode("overwrite") \
-        .partitionBy("key").parquet(str(work / "dedup"))
+        .partitionBy("key").parquet(spark_path(work / "dedup"))
     summary = {
         "exact_clusters": sizes["exact"].count(),
         "near_clusters": sizes["near"].count(),
@@ -147,7 +155,7 @@ def spark_dedup(spark: Any, cfg: FilterConfig, work: Path, units: list) -> dict:
         from llmfoundry_lite.filtering.dedup import ORDINAL_SHIFT
 
         files = spark.createDataFrame(sorted({(u.file_index, u.source) for u in units}), "file long, source string")
-        pairs = (dropped.select(F.shiftRight("node", ORDINAL_SHIFT).alias("file"), F.shiftRight("root", ORDINAL_SHIFT).alias("rep"))
+        pairs = (dropped.select(F.shiftright("node", ORDINAL_SHIFT).alias("file"), F.shiftright("root", ORDINAL_SHIFT).alias("rep"))
                  .join(files, "file").withColumnRenamed("source", "member_source")
                  .join(files.select(F.col("file").alias("rep"), F.col("source").alias("rep_source")), "rep")
                  .where("member_source != rep_source").groupBy("member_source", "rep_source").count().collect())

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from llmfoundry_lite.corpus.publish import publish, staging_dir
 from llmfoundry_lite.corpus.units import Unit, plan_units
+from llmfoundry_lite.corpus.uris import local_path
 from llmfoundry_lite.shards.config import RUNTIME_KEYS, ShardsConfig, shards_fingerprint
 from llmfoundry_lite.shards.manifest import LAYOUT_NOTE, MANIFEST_FILE, write_shards_manifest
 from llmfoundry_lite.shards.pack import SPLIT_RULES, SPLITS
@@ -56,6 +57,8 @@ def _reset_if_stale(out: Path, config_fp: str, units: list[Unit], overwrite: boo
     for record in (out / UNITS_DIR).glob("unit-*.json") if (out / UNITS_DIR).is_dir() else []:
         if record.stem not in live:
             record.unlink()
+    for tmp in (out / UNITS_DIR).glob(".*.tmp") if (out / UNITS_DIR).is_dir() else []:  # died before its rename
+        tmp.unlink()
     plan.parent.mkdir(parents=True, exist_ok=True)
     plan.write_text(json.dumps({"fingerprint": config_fp}))
 
@@ -135,7 +138,10 @@ def build_shards(cfg: ShardsConfig) -> dict:
     An object-store ``output`` is built in ``staging`` and published when the shards are complete.
     """
     build_dir, remote = staging_dir(cfg.output, cfg.staging, "shards.output", shared=cfg.engine == "spark")
-    manifest = _build_shards(dataclasses.replace(cfg, output=build_dir, staging=""))
+    tokenizer = local_path(cfg.tokenizer)  # absolute, here on the driver: executors run in other directories
+    if tokenizer is None:
+        raise ValueError(f"shards.tokenizer must be a local or shared directory (or file://, dbfs:/), got {cfg.tokenizer}")
+    manifest = _build_shards(dataclasses.replace(cfg, output=build_dir, staging="", tokenizer=tokenizer))
     if remote is not None:
         manifest["published"] = publish(build_dir, remote, marker=MANIFEST_FILE, exclude=(UNITS_DIR,))
     return manifest

@@ -66,7 +66,7 @@ class StackConfig:
 
 def filter_sources(cfg: StackConfig) -> dict[str, SourceConfig]:
     """The sources as the filter sees them (inputs and overrides; the shard layout is the stack's)."""
-    return {name: SourceConfig(list(src.input), dict(src.filter)) for name, src in cfg.sources.items()}
+    return {name: SourceConfig(list(src.input), dict(src.filter), src.layout) for name, src in cfg.sources.items()}
 
 
 def _stage(name: str, log: bool) -> float:

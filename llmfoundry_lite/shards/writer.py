@@ -1,8 +1,9 @@
 """Write one unit of work: read its documents, tokenize, split, pack, write MDS.
 
-A unit writes ``<split>/<unit>.tmp/`` for each split with its own ``MDSWriter``,
-renames them to ``<split>/<unit>/`` when complete, and only then records
-``.units/<unit>.json``. A unit without that record is redone from scratch on the
+A unit writes ``<split>/.<unit>.<attempt>.tmp/`` for each split with its own ``MDSWriter`` (a
+directory no other attempt of the unit writes: ``spark_session.attempt_tmp``), renames them to
+``<split>/<unit>/`` when complete — unless another attempt's complete directory is already there, which
+is then kept (``publish_dir``) — and only then records ``.units/<unit>.json``. A unit without that record is redone from scratch on the
 next run, so a killed run resumes at unit granularity (one MDSWriter run cannot be
 resumed, so it is never asked to). Tokens are stored as ``uint16`` when every id fits
 (vocabularies up to 65,536: half the bytes of ``int32``), else ``int32``.
@@ -11,16 +12,17 @@ resumed, so it is never asked to). Tokens are stored as ``uint16`` when every id
 from __future__ import annotations
 
 import json
-import shutil
+import os
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from llmfoundry_lite.corpus.identity import InputChangedError, file_identity, identity_key
-from llmfoundry_lite.corpus.units import Unit, iter_unit
+from llmfoundry_lite.corpus.units import Unit, iter_unit, unit_rows
 from llmfoundry_lite.shards.config import ShardsConfig
 from llmfoundry_lite.shards.pack import SPLITS, Packer, split_key, split_of
+from llmfoundry_lite.spark_session import attempt_tmp, publish_dir
 from llmfoundry_lite.tokenizer.io import encode_texts, load_manifest, load_tokenizer
 
 ENCODE_BATCH_DOCS = 64
@@ -57,7 +59,6 @@ class _SplitWriter:
         if samples and self.writer is None:
             from streaming import MDSWriter
 
-            shutil.rmtree(self.folder, ignore_errors=True)
             self.writer = MDSWriter(
                 out=str(self.folder),
                 columns=columns(self.vocab_size, self.cfg.max_seq_len),
@@ -91,11 +92,11 @@ def _check_no_specials(ids: list[list[int]], num_special: int, unit: Unit) -> No
 def _check_accounting(unit: Unit, record: dict) -> None:
     """Every row of a Parquet range is written to a split or counted as skipped (JSONL and
     source directories have no row count to check against; their readers count skips)."""
-    if unit.stop is None:
+    rows = unit_rows(unit)
+    if rows is None:
         return
     written = record["train"]["docs"] + record["val"]["docs"]
     skipped = sum(record["skips"].values())
-    rows = unit.stop - unit.start
     if written + skipped != rows:
         raise RuntimeError(f"{unit.name}: document accounting broken: {written} written + {skipped} skipped != {rows} rows")
 
@@ -106,7 +107,7 @@ def write_unit(unit: Unit, cfg: ShardsConfig) -> dict:
     tok = load_tokenizer(cfg.tokenizer)
     tmanifest = load_manifest(cfg.tokenizer)
     eos_id, pad_id, num_special = tmanifest["eos_id"], tmanifest["pad_id"], tmanifest["num_special"]
-    writers = {s: _SplitWriter(cfg, out / s / f"{unit.name}.tmp", eos_id, tmanifest["vocab_size"]) for s in SPLITS}
+    writers = {s: _SplitWriter(cfg, attempt_tmp(out / s / unit.name), eos_id, tmanifest["vocab_size"]) for s in SPLITS}
     skips: Counter = Counter()
     batch: list[dict] = []
 
@@ -140,13 +141,11 @@ def write_unit(unit: Unit, cfg: ShardsConfig) -> dict:
         record[split] = w.close(pad_id)
     _check_accounting(unit, record)
     for split, w in writers.items():
-        final = out / split / unit.name
-        shutil.rmtree(final, ignore_errors=True)
-        if w.writer is not None:
-            w.folder.rename(final)
+        if w.writer is not None:  # a complete directory already there is this unit's (its name is its input's)
+            publish_dir(w.folder, out / split / unit.name)
     path = unit_record_path(out, unit)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
+    tmp = attempt_tmp(path)
     tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
-    tmp.rename(path)
+    os.replace(tmp, path)
     return record

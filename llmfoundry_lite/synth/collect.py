@@ -28,6 +28,7 @@ from pathlib import Path
 from llmfoundry_lite.corpus.identity import check_unchanged, file_identity
 from llmfoundry_lite.corpus.readers import list_input_shards
 from llmfoundry_lite.corpus.units import Unit, iter_unit, plan_units
+from llmfoundry_lite.spark_session import attempt_tmp
 from llmfoundry_lite.synth.checks import REASONS
 from llmfoundry_lite.synth.config import SynthConfig
 from llmfoundry_lite.synth.pairs import Pair, document_pairs
@@ -83,7 +84,7 @@ def _run_unit(unit: Unit, identity: dict, cfg: SynthConfig, path: Path) -> UnitR
     """Worker: extract, check the file did not change meanwhile, store the result atomically."""
     result = extract_unit(unit, cfg)
     check_unchanged(unit.shard, identity)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp = attempt_tmp(path)  # a speculative copy of this unit may run at once, on another host (same pid too)
     tmp.write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
     os.replace(tmp, path)
     return result

@@ -83,8 +83,9 @@ class SynthConfig:
     max_response_chars: int = 4000
     """Longest response in characters (reason ``response_too_long``)."""
     near_dup_threshold: float = 0.5
-    """A pair whose MinHash-estimated Jaccard similarity with an earlier kept pair reaches this is dropped
-    (reason ``near_duplicate``); shingles and permutations are the filter stage's (``filtering/dedup.py``)."""
+    """A pair whose MinHash-estimated Jaccard similarity with a kept pair that opened one of its LSH buckets
+    reaches this is dropped (reason ``near_duplicate``; the rule: ``synth/corpus_checks.py``); shingles and
+    permutations are the filter stage's (``filtering/dedup.py``)."""
     unsafe_modules: list[str] = field(default_factory=lambda: list(UNSAFE_MODULES))
     """Root modules that make a function ``unsafe_api`` when it imports them or uses a module-level import of them."""
     unsafe_calls: list[str] = field(default_factory=lambda: list(UNSAFE_CALLS))
@@ -103,7 +104,8 @@ class SynthConfig:
     depend on it."""
     unit_bytes: int = 64 << 20
     """Extraction's unit of work (``synth/collect.py``): runs of whole Parquet row groups of at least this
-    many uncompressed bytes; a JSONL file or a source tree is one unit. Finished units are reused by a rerun."""
+    many uncompressed bytes, or byte ranges of a JSONL file cut at line starts (a ``.jsonl.gz`` file or a source
+    tree is one unit: ``corpus/units.py``). Finished units are reused by a rerun."""
     report: bool = True
     """Draw the X-ray PNGs into ``<output>/report/``."""
     heldout_fraction: float = 0.1

@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
+from llmfoundry_lite.corpus.uris import local_path
 from llmfoundry_lite.sandbox import Sandbox
 from llmfoundry_lite.synth.collect import collect_pairs
 from llmfoundry_lite.synth.config import SynthConfig
@@ -87,6 +88,10 @@ def run_synthesis(cfg: SynthConfig) -> dict:
 
     Raises ``SandboxUnavailable`` (its message says how to fix it) before reading anything when
     the sandbox cannot be set up: verification is never skipped silently."""
+    output = local_path(cfg.output)  # absolute, here on the driver: Spark executors run in other directories
+    if output is None:
+        raise ValueError(f"output must be a local or shared path (or file://, dbfs:/), got {cfg.output}")
+    cfg = replace(cfg, output=output)
     workers = cfg.workers if cfg.engine == "local" else 1  # on Spark the executors open their own
     with Sandbox(cfg.sandbox, workers=workers) as sandbox:
         sandbox.close()  # its probe passed; the pre-started spares would otherwise idle through extraction

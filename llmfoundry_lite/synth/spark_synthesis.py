@@ -5,15 +5,15 @@
   Only counts come back; the pairs stay in the unit files, which executors read back, each pair
   numbered ``unit index << 32 | position`` — the local engine's input order.
 - **Decontamination**: per partition, the filter stage's matcher (built once per executor process).
-- **Near-dedup** (the local greedy rule, distributed): executors compute each pair's MinHash
-  signature; pairs with identical signatures collapse onto their first; the rest emit one row per
-  LSH band (datasketch's bands x rows for ``near_dup_threshold``, as ``MinHashLSH`` picks them
-  locally); every two pairs sharing a bucket whose signatures agree on at least the threshold's
-  share of values is an edge; connected components of the edges come from the filter stage's
-  large/small-star joins; each component is walked in input order on one executor — a pair is
-  dropped when an earlier *kept* pair of its component is its neighbour, as ``MinHashLSH`` queries
-  only kept pairs. A pair identical to an earlier one takes that one's fate (it, or what dropped it).
-  The only quadratic step is inside one bucket, on an executor.
+- **Near-dedup** (the local rule of ``corpus_checks``, distributed): executors compute each pair's
+  MinHash signature; pairs with identical signatures collapse onto their first; the rest emit one
+  row per LSH band (the local bucket keys); each bucket's smallest ordinal is joined back, giving
+  star edges ``(first, member)`` — at most one per member and band, so linear in bucket size
+  (``candidate_pairs``); an edge whose signatures agree on at least the threshold's share of values
+  is kept; connected components of the edges come from the filter stage's large/small-star joins;
+  each component is walked in input order on one executor — a pair is dropped when an earlier
+  *kept* pair is its neighbour (its neighbours before it are its buckets' firsts, as locally). A
+  pair identical to an earlier one takes that one's fate (it, or what dropped it).
 - **Verification**: each partition opens its own sandbox and runs its pairs' programs; per-partition
   ``VerifyTally`` objects merge into the ``verify`` section.
 - **Split**: pairs per group are counted by Spark and walked in ``split.group_key`` order with
@@ -35,10 +35,10 @@ import shutil
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
-from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmfoundry_lite.spark_session import attempt_tmp, spark_path
 from llmfoundry_lite.synth.collect import load_unit, merge_counts, plan_extract, unit_counts
 from llmfoundry_lite.synth.outcome import Outcome, Stopwatch
 from llmfoundry_lite.synth.report import RowTally
@@ -83,19 +83,14 @@ def _signatures(items: Iterable[tuple[int, Pair]]) -> Iterator[tuple[int, bytear
             yield ordinal, bytearray(sig.tobytes())
 
 
-def lsh_shape(threshold: float, num_perm: int) -> tuple[int, int]:
-    """Bands and rows ``MinHashLSH`` uses for ``threshold`` (the local rule's index)."""
-    from datasketch import MinHashLSH
+def _band_rows(row: Any, shape: Any) -> Iterator[tuple[int, bytearray, int]]:
+    import numpy as np
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    return lsh.b, lsh.r
+    from llmfoundry_lite.synth.corpus_checks import bucket_keys
 
-
-def _band_rows(row: Any, bands: int, rows: int) -> Iterator[tuple[int, bytearray, int]]:
-    sig = bytes(row["sig"])
-    width = 4 * rows  # uint32 values
-    for band in range(bands):
-        yield band, bytearray(sig[band * width:(band + 1) * width]), row["ordinal"]
+    sig = np.frombuffer(bytes(row["sig"]), dtype=np.uint32)
+    for band, key in enumerate(bucket_keys(sig, shape)):
+        yield band, bytearray(key), row["ordinal"]
 
 
 def _similar(row: Any, threshold: float) -> bool:
@@ -122,11 +117,27 @@ def _greedy(component: tuple[int, Iterable[tuple[int, int]]]) -> Iterator[tuple[
             kept.add(node)
 
 
+def candidate_pairs(distinct: Any, threshold: float) -> Any:
+    """DataFrame ``(a, b)`` of the pairs to compare: each LSH bucket's first (smallest) ordinal ``a`` with
+    each other member ``b`` — star edges, at most one per member and band (``corpus_checks.lsh_shape``).
+
+    ``distinct``: ``(ordinal, sig)`` rows with pairwise different signatures."""
+    from pyspark.sql import functions as F
+
+    from llmfoundry_lite.filtering.config import DedupConfig
+    from llmfoundry_lite.synth.corpus_checks import lsh_config
+
+    shape = lsh_config(threshold, DedupConfig())
+    bands = distinct.rdd.flatMap(lambda r: _band_rows(r, shape)).toDF("band int, bkey binary, ordinal long")
+    first = bands.groupBy("band", "bkey").agg(F.min("ordinal").alias("a"))
+    return (bands.join(first, ["band", "bkey"]).where(F.col("ordinal") != F.col("a"))
+            .select("a", F.col("ordinal").alias("b")).distinct())
+
+
 def near_duplicate_pairs(spark: Any, pairs: Any, threshold: float, scratch: Path) -> Any:
     """DataFrame ``(ordinal, duplicate_of)`` of the pairs the local rule drops as near-duplicates."""
     from pyspark.sql import functions as F
 
-    from llmfoundry_lite.filtering.config import DedupConfig
     from llmfoundry_lite.filtering.spark_dedup import connected_components
 
     sigs = pairs.mapPartitions(_signatures).toDF("ordinal long, sig binary")
@@ -134,19 +145,15 @@ def near_duplicate_pairs(spark: Any, pairs: Any, threshold: float, scratch: Path
     same = (sigs.join(firsts, "sig").where(F.col("ordinal") != F.col("first"))
             .select("ordinal", "first"))
     distinct = firsts.select(F.col("first").alias("ordinal"), "sig")
-    distinct.write.mode("overwrite").parquet(str(scratch / "sigs"))
-    distinct = spark.read.parquet(str(scratch / "sigs"))
-    bands, rows = lsh_shape(threshold, DedupConfig().num_perm)
-    buckets = (distinct.rdd.flatMap(lambda r: _band_rows(r, bands, rows)).toDF("band int, bkey binary, ordinal long")
-               .groupBy("band", "bkey").agg(F.sort_array(F.collect_list("ordinal")).alias("members"))
-               .where(F.size("members") > 1))
-    candidates = (buckets.rdd.flatMap(lambda r: combinations(r["members"], 2)).toDF("a long, b long").distinct())
+    distinct.write.mode("overwrite").parquet(spark_path(scratch / "sigs"))
+    distinct = spark.read.parquet(spark_path(scratch / "sigs"))
+    candidates = candidate_pairs(distinct, threshold)
     left = distinct.select(F.col("ordinal").alias("a"), F.col("sig").alias("sig_a"))
     right = distinct.select(F.col("ordinal").alias("b"), F.col("sig").alias("sig_b"))
     edges = (candidates.join(left, "a").join(right, "b").rdd.filter(lambda r: _similar(r, threshold))
              .map(lambda r: (r["a"], r["b"])).toDF("a long, b long"))
-    edges.write.mode("overwrite").parquet(str(scratch / "edges"))
-    edges = spark.read.parquet(str(scratch / "edges"))
+    edges.write.mode("overwrite").parquet(spark_path(scratch / "edges"))
+    edges = spark.read.parquet(spark_path(scratch / "edges"))
     members = connected_components(spark, edges, scratch / "cc")  # (node, root) for every non-root node
     roots = members.union(members.select(F.col("root").alias("node"), "root")).distinct()
     dropped = (edges.join(roots.select(F.col("node").alias("a"), "root"), "a").rdd
@@ -227,14 +234,11 @@ def _verify(items: Iterable[tuple[int, Pair]], cfg: SynthConfig) -> Iterator[tup
 
 def _write_part(index: int, rows: Iterable[tuple[int, tuple[Pair, bool]]], work: str) -> Iterator[tuple]:
     """Write one sorted partition's rows to ``work/part-<index>.<output>.jsonl``; yields its index, its
-    ``RowTally`` and its heldout row count. Each attempt writes its own files and renames them at the end,
-    so a retried or speculative copy of the task never interleaves with another."""
-    from pyspark import TaskContext
-
-    context = TaskContext.get()
-    attempt = f"{context.stageId()}.{context.attemptNumber()}" if context is not None else "0"
+    ``RowTally`` and its heldout row count. Each attempt writes files of its own (``attempt_tmp``: named by
+    its ``taskAttemptId``; ``attemptNumber`` restarts when a stage is resubmitted) and renames them at the
+    end, so a retried or speculative copy of the task never interleaves with another."""
     final = {name: Path(work) / f"part-{index:06d}.{name}.jsonl" for name in OUTPUTS}
-    tmp = {name: path.with_name(f"{path.name}.tmp{attempt}") for name, path in final.items()}
+    tmp = {name: attempt_tmp(path) for name, path in final.items()}
     files = {name: open(path, "w", encoding="utf-8") for name, path in tmp.items()}
     tally, heldout_rows = RowTally(), 0
     try:
@@ -289,8 +293,8 @@ def spark_synthesis(cfg: SynthConfig, sandbox: Sandbox, watch: Stopwatch) -> Out
         clean = flagged.filter(lambda kv: kv[1][1] is None).mapValues(lambda v: v[0])
         watch.lap("decontam")
         duplicates = near_duplicate_pairs(spark, clean, cfg.near_dup_threshold, scratch)
-        duplicates.write.parquet(str(scratch / "duplicates"))
-        duplicates = spark.read.parquet(str(scratch / "duplicates"))
+        duplicates.write.parquet(spark_path(scratch / "duplicates"))
+        duplicates = spark.read.parquet(spark_path(scratch / "duplicates"))
         dropped["near_duplicate"] = duplicates.count()
         survivors = clean.subtractByKey(duplicates.rdd.map(lambda r: (r["ordinal"], None)))
         watch.lap("near_dup")

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from llmfoundry_lite.sandbox import ExecResult, Sandbox
+from llmfoundry_lite.spark_session import attempt_tmp
 
 CHUNK_SPAN = 64
 """Programs per stored chunk, on average."""
@@ -79,7 +80,7 @@ def _load(path: Path, stamp: int) -> list[ExecResult] | None:
 
 
 def _store(path: Path, results: list[ExecResult], stamp: int) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp = attempt_tmp(path)  # another executor may store the same chunk at once (spark_session.py)
     tmp.write_bytes(pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL))
     _mark(tmp, stamp)
     os.replace(tmp, path)

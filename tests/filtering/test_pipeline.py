@@ -70,7 +70,7 @@ def test_resume_after_a_crash_loses_and_duplicates_nothing(filter_cfg, monkeypat
     assert (out / "kept" / "part-00000.parquet").stat().st_mtime_ns == first_kept  # finished unit reused
     ids = [r["id"] for r in read_dir(out / "kept") + read_dir(out / "rejected")]
     assert len(ids) == len(set(ids)) == 10 and stats["kept"] == 3
-    assert not list((out / "kept").glob("*.tmp"))
+    assert not list((out / "kept").glob("*.tmp")) and not list((out / "kept").glob(".*.tmp"))
 
 
 def test_rerun_with_same_config_reuses_and_other_config_is_refused(filter_cfg):
@@ -100,10 +100,10 @@ def test_kill_during_the_filter_pass_then_rerun_gives_the_clean_result(filter_cf
     run_filter(clean, progress=False)
     real = shards.process_document
 
-    def die_in_second_shard(doc, cfg):
+    def die_in_second_shard(doc, cfg, permissions):
         if doc["path"] == "src/long.py":
             raise KeyboardInterrupt("killed")
-        return real(doc, cfg)
+        return real(doc, cfg, permissions)
 
     cfg = filter_cfg()
     monkeypatch.setattr(shards, "process_document", die_in_second_shard)
@@ -111,7 +111,7 @@ def test_kill_during_the_filter_pass_then_rerun_gives_the_clean_result(filter_cf
         run_filter(cfg, progress=False)
     work = tmp_path / "out" / "work" / "pass1"
     assert len(list(work.glob("*.done"))) == 1
-    assert len(list(work.glob("*.parquet.tmp"))) == 1  # the half-written unit, never renamed into place
+    assert len(list(work.glob(".*.parquet.*.tmp"))) == 1  # the half-written unit, never renamed into place
     monkeypatch.setattr(shards, "process_document", real)
     run_filter(cfg, progress=False)
     for sub in ("kept", "rejected"):

@@ -15,6 +15,7 @@ from llmfoundry_lite.corpus.units import plan_units
 from llmfoundry_lite.shards import build as build_mod
 from llmfoundry_lite.shards.build import build_shards
 from llmfoundry_lite.shards.pack import split_key, split_of
+from llmfoundry_lite.spark_session import attempt_tmp
 from llmfoundry_lite.tokenizer import load_tokenizer
 
 from .conftest import ASSET_TOKENIZER, shard_cfg, tree_bytes
@@ -55,7 +56,7 @@ def test_manifest_describes_the_shards(corpus_dir, tmp_path):
     on_disk = json.loads((tmp_path / "shards" / "manifest.json").read_text())
     assert on_disk["vocab_size"] == 1024 and on_disk["max_seq_len"] == 64
     assert (on_disk["eos_id"], on_disk["pad_id"]) == (0, 1)
-    assert on_disk["units"] == 4 + 5 + 1  # one per row group (unit_bytes=1): 20 rows / 6, 17 rows / 4; one JSONL file
+    assert on_disk["units"] == 4 + 5 + 9  # unit_bytes=1: one per row group (20 rows / 6, 17 rows / 4), per JSONL line
     assert m["splits"]["train"]["docs"] + m["splits"]["val"]["docs"] == 46
     assert on_disk["columns"] == {"tokens": "ndarray:uint16:64"}
     assert on_disk["split_rule"]["split_by"] == "repository" and "repository_name" in on_disk["split_rule"]["rule"]
@@ -81,8 +82,9 @@ def test_resume_after_crash_redoes_only_unfinished_units(corpus_dir, tmp_path, m
     def crash_on_fourth(unit, cfg):
         calls.append(unit.name)
         if len(calls) == 4:
-            (out / "train" / f"{unit.name}.tmp").mkdir(parents=True)
-            (out / "train" / f"{unit.name}.tmp" / "shard.00000.mds").write_bytes(b"half written")
+            half = attempt_tmp(out / "train" / unit.name)  # where a killed attempt was writing
+            half.mkdir(parents=True)
+            (half / "shard.00000.mds").write_bytes(b"half written")
             raise KeyboardInterrupt("killed")
         return real(unit, cfg)
 
@@ -95,7 +97,7 @@ def test_resume_after_crash_redoes_only_unfinished_units(corpus_dir, tmp_path, m
     shutil.copytree(clean / "train" / sixth, out / "train" / sixth)
     monkeypatch.setattr(build_mod, "write_unit", real)
     m = build_shards(shard_cfg(corpus_dir, out))
-    assert m["units_run"] == 10 - 3 and m["reused"] is False
+    assert m["units_run"] == 18 - 3 and m["reused"] is False
     assert tree_bytes(out) == tree_bytes(clean)
 
 
@@ -104,7 +106,7 @@ def test_rerun_reuses_and_config_change_rebuilds(corpus_dir, tmp_path):
     again = build_shards(shard_cfg(corpus_dir, tmp_path / "s", workers=2))
     assert again["reused"] is True and again["fingerprint"] == first["fingerprint"]
     changed = build_shards(shard_cfg(corpus_dir, tmp_path / "s", max_seq_len=32))
-    assert changed["reused"] is False and changed["units_run"] == 10
+    assert changed["reused"] is False and changed["units_run"] == 18
     assert json.loads((tmp_path / "s" / "manifest.json").read_text())["max_seq_len"] == 32
 
 

@@ -1,4 +1,4 @@
-"""``engine=spark`` (pyspark local[2]) writes exactly what the local engine writes, and its near-dedup is the local rule."""
+"""``engine=spark`` on the test cluster (tests/spark_cluster.py) writes exactly what the local engine writes, and its near-dedup is the local rule."""
 
 import json
 import random
@@ -75,11 +75,13 @@ def _comparable(stats: dict) -> dict:
     return stats
 
 
-def test_spark_engine_writes_what_the_local_engine_writes(spark, tmp_path, keep_untested=False):
+def test_spark_engine_writes_what_the_local_engine_writes(spark, tmp_path, monkeypatch, keep_untested=False):
+    """Also with the paths given relative to the driver's directory: executors run in their workers' own."""
     inputs = _corpus(tmp_path)
     runs = {}
-    for engine in ("local", "spark"):
-        cfg = SynthConfig(input=[str(inputs)], output=str(tmp_path / engine), engine=engine, workers=2,
+    monkeypatch.chdir(tmp_path)
+    for engine, where in (("local", [str(inputs), str(tmp_path / "local")]), ("spark", ["in", "spark"])):
+        cfg = SynthConfig(input=[where[0]], output=where[1], engine=engine, workers=2,
                           heldout_fraction=0.3, keep_untested=keep_untested, sandbox=FAST)
         runs[engine] = run_synthesis(cfg)
     local, on_spark = runs["local"], runs["spark"]
