@@ -133,12 +133,11 @@ def file_kinds(units: list[Unit], first: list[dict]) -> dict[str, dict[str, str]
     return {key: merge_kind_maps(maps) for key, maps in by_file.items()}
 
 
-def _extras(shard: InputShard, pass1: dict, kinds: dict[str, str] | None) -> tuple[list[pa.Field], dict[str, str]]:
-    """The carried-through input columns of ``shard`` and, for JSONL, their inferred kinds (``kinds``: the whole
-    file's, from ``file_kinds``; None: this unit's own)."""
+def _extras(shard: InputShard, kinds: dict[str, str]) -> tuple[list[pa.Field], dict[str, str]]:
+    """The carried-through input columns of ``shard`` and, for JSONL, their kinds (``kinds``: the whole file's,
+    from ``file_kinds``)."""
     if shard.kind == "parquet":
         return parquet_extra_fields(shard.path), {}
-    kinds = pass1.get("jsonl_kinds", {}) if kinds is None else kinds
     return jsonl_extra_fields(kinds), kinds
 
 
@@ -156,11 +155,11 @@ def _output_row(doc: dict, record: dict, decision: tuple | None, rejected: bool,
 
 
 def finalize_shard(index: int, unit: Unit, identity: dict, cfg: FilterConfig, work: str, output: str,
-                   kinds: dict[str, str] | None = None) -> dict:
+                   kinds: dict[str, str]) -> dict:
     """Pass 3 for one unit: re-read it, apply the decisions, write kept/rejected parts; returns counts.
 
     Reused only when the same rows of the same input file met the same dedup decisions in an earlier attempt.
-    ``kinds``: the JSONL extra columns of the unit's whole file (``file_kinds``; None: the unit's own).
+    ``kinds``: the JSONL extra columns of the unit's whole file (``file_kinds``).
     """
     import pyarrow.parquet as pq
 
@@ -176,10 +175,9 @@ def finalize_shard(index: int, unit: Unit, identity: dict, cfg: FilterConfig, wo
         if previous["stamp"] == stamp:
             return previous["counts"]
     check_unchanged(shard, identity)
-    pass1 = json.loads((Path(work) / "pass1" / f"{key}.json").read_text())
     # row -> (reason, id of the representative, cluster size) for this file's cluster members.
     members = {r["row"]: (r["reason"], r["representative_id"], r["cluster_size"]) for r in decisions}
-    fields, kinds = _extras(shard, pass1, kinds)
+    fields, kinds = _extras(shard, kinds)
     extra_names = [f.name for f in fields]
     writers = {False: BatchWriter(parts[0], output_schema(False, fields), cfg.batch_rows),
                True: BatchWriter(parts[1], output_schema(True, fields), cfg.batch_rows)}
