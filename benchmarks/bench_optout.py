@@ -29,7 +29,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from llmfoundry_lite.filtering.config import FilterConfig, LicenseConfig, OptOutConfig
-from llmfoundry_lite.filtering.permissions import OptOutList, Permissions, read_list_file
+from llmfoundry_lite.filtering.list_files import read_list_files
+from llmfoundry_lite.filtering.permissions import OptOutList, Permissions, parse_list_file
 
 
 def peer_license_verdict(licenses: list[str] | None, cfg: LicenseConfig) -> tuple[str, str] | None:
@@ -50,7 +51,7 @@ def _peer_cached(key: str) -> OptOutList:
     cfg = json.loads(key)
     repos, paths = list(cfg["repositories"]), list(cfg["paths"])
     for f in cfg["files"]:
-        more_repos, more_paths = read_list_file(f)
+        more_repos, more_paths = parse_list_file(Path(f).read_bytes(), f)
         repos += more_repos
         paths += more_paths
     return OptOutList(repos, paths)
@@ -97,7 +98,7 @@ def time_peer(docs: list[dict], cfg: FilterConfig) -> tuple[float, list]:
 
 def time_ours(docs: list[dict], cfg: FilterConfig) -> tuple[float, list]:
     start = time.perf_counter()
-    permissions = Permissions.compile(cfg)  # once per task
+    permissions = Permissions.compile(cfg, read_list_files(cfg.opt_out.files))  # read on the driver, compiled once per task
     verdicts = [permissions.verdict(d) for d in docs]
     return time.perf_counter() - start, verdicts
 

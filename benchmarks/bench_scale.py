@@ -1,15 +1,19 @@
-"""How the filter stage grows with the corpus: local engine vs Spark ``local[2]`` at 1x, 4x and 16x.
+"""How the filter stage grows with the corpus: the local engine vs Spark on a standalone cluster, 1x–16x.
 
 Builds synthetic Stack-like corpora (Parquet files of 10,000 rows with The Stack's column names;
 each document a Python module of 40–120 lines drawn from a fixed vocabulary of identifiers), with
 a realistic share of duplicates: 8% exact copies (re-indented), 12% near copies (an earlier
-document with ~5% of its lines rewritten) — both across files. Each run is a fresh interpreter
-(``python -c run_filter``) whose own peak RSS is the driver's; a sampler polls the process tree
-every 0.1 s for the largest Python worker (pool workers locally, Spark's Python workers) and the
-Spark JVM. Filters: autogen, line heuristics, exact + near dedup; PII, parse and decontamination
-are switched off so the per-document cost is small and the stage's scaling (dedup, I/O, what
-the driver holds) dominates the fit. The last line fits ``time ∝ docs^k`` and ``driver RSS ∝
-docs^k`` by least squares on log-log.
+document with ~5% of its lines rewritten) — both across files — and 3% variants of one boilerplate
+file that differ in a single literal (vendored ``setup.py``/``__init__`` copies): they share every
+LSH band, so one bucket holds 3% of the corpus (375 documents at 1x, 6,000 at 16x), the hot bucket a
+quadratic pairing would choke on. Each run is a fresh interpreter (``python -c run_filter``) whose
+own peak RSS is the driver's Python; a sampler polls its process tree every 0.1 s for the largest
+Python worker (pool workers locally) and the JVM. Spark runs on a standalone cluster on loopback
+(``tests/spark_cluster.py``: a master and two worker JVMs, executors in their own processes), so the
+JVM in the driver's tree is the driver's alone. Filters: autogen, line heuristics, exact + near dedup;
+PII, parse and decontamination are switched off so the per-document cost is small and the stage's
+scaling (dedup, I/O, what the driver holds) dominates the fit. The last lines fit ``time ∝ docs^k``
+and ``driver memory ∝ docs^k`` (Python + JVM for Spark) by least squares on log-log.
 
     .venv/bin/python benchmarks/bench_scale.py [--base 12500] [--scales 1 4 16] [--out runs/bench/scale]
 """
@@ -30,6 +34,9 @@ from pathlib import Path
 
 import psutil
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: its test cluster
+from tests.spark_cluster import SparkCluster  # noqa: E402
+
 ROWS_PER_FILE = 10_000
 WORDS = [f"{a}{b}" for a in ("get", "set", "load", "save", "parse", "emit", "scan", "fold", "map", "sum", "read",
                               "send", "pack", "sort", "find", "make", "drop", "join", "push", "pull")
@@ -47,8 +54,7 @@ stats = run_filter(cfg, progress=False)
 print(json.dumps({"seconds": time.perf_counter() - t, "kept": stats["kept"], "seen": stats["seen"],
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
-OVERRIDES = ["pii.enabled=false", "parse.enabled=false", "decontam.enabled=false", "report=false",
-             "spark_python=" + sys.executable]
+OVERRIDES = ["pii.enabled=false", "parse.enabled=false", "decontam.enabled=false", "report=false"]
 
 
 def _module(rng: random.Random) -> list[str]:
@@ -61,8 +67,17 @@ def _module(rng: random.Random) -> list[str]:
     return lines
 
 
+def _boilerplate(i: int) -> list[str]:
+    """One vendored file in many copies, each with its own version string: near-identical, one hot LSH bucket."""
+    lines = ["from setuptools import setup, find_packages\n", "\n", f"VERSION = \"1.{i}.0\"\n", "\n"]
+    lines += [f"def {w}(config, limit=10):\n    return config.get({w!r}, limit)\n\n" for w in WORDS[:24]]
+    lines += ["setup(name=\"vendored\", version=VERSION, packages=find_packages(), zip_safe=False)\n"]
+    return lines
+
+
 def build_corpus(out: Path, docs: int, seed: int = 0) -> None:
-    """``docs`` Stack-format rows in ``out/part-NNNNN.parquet``: 80% unique, 8% exact, 12% near copies."""
+    """``docs`` Stack-format rows in ``out/part-NNNNN.parquet``: 77% unique, 8% exact and 12% near copies,
+    3% variants of one boilerplate file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -78,6 +93,8 @@ def build_corpus(out: Path, docs: int, seed: int = 0) -> None:
             lines = list(rng.choice(pool))
             for k in rng.sample(range(len(lines)), max(1, len(lines) // 20)):
                 lines[k] = f"    return {rng.choice(WORDS)}({rng.randrange(1000)})\n"
+        elif r < 0.23:
+            lines = _boilerplate(i)
         else:
             lines = _module(rng)
             pool.append(lines) if len(pool) < 5000 else pool.__setitem__(rng.randrange(5000), lines)
@@ -113,14 +130,14 @@ class Sampler(threading.Thread):
             time.sleep(0.1)
 
 
-def run_engine(corpus: Path, out: Path, engine: str) -> dict:
+def run_engine(corpus: Path, out: Path, engine: str, spark_conf: dict[str, str]) -> dict:
     shutil.rmtree(out, ignore_errors=True)
-    flags = {"input": [str(corpus)], "output": str(out), "engine": engine, "workers": 2}
-    extra = ["spark_master=local[2]"] if engine == "spark" else []
-    # What a user passes with spark-submit: shuffle partitions sized for two local cores, not Spark's 200.
-    env = {**os.environ, "PYSPARK_SUBMIT_ARGS": "--conf spark.sql.shuffle.partitions=8 --conf spark.ui.enabled=false "
-                                                "pyspark-shell"}
-    proc = subprocess.Popen([sys.executable, "-c", RUN, json.dumps(flags), *OVERRIDES, *extra],
+    flags = {"input": [str(corpus)], "output": str(out.resolve()), "engine": engine, "workers": 2}
+    # What a user passes with spark-submit: the cluster, and shuffle partitions sized for two cores, not 200.
+    conf = {**spark_conf, "spark.sql.shuffle.partitions": "8"} if engine == "spark" else {}
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable,  # the executors' interpreter: this venv
+           "PYSPARK_SUBMIT_ARGS": " ".join(f"--conf {k}={v}" for k, v in conf.items()) + " pyspark-shell"}
+    proc = subprocess.Popen([sys.executable, "-c", RUN, json.dumps(flags), *OVERRIDES],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     sampler = Sampler(proc.pid)
     sampler.start()
@@ -145,31 +162,37 @@ def main() -> None:
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--out", default="runs/bench/scale")
     args = parser.parse_args()
-    root = Path(args.out)
+    root = Path(args.out).resolve()
     results: dict[str, list[dict]] = {"local": [], "spark": []}
     print(f"{'scale':>5}{'docs':>9}{'engine':>8}{'kept':>9}{'wall s':>9}{'docs/s':>9}{'driver MB':>11}"
           f"{'worker MB':>11}{'JVM MB':>9}", flush=True)
-    for scale in args.scales:
-        docs = args.base * scale
-        corpus = root / f"corpus-{scale}x"
-        if not (corpus / "done").exists():
-            shutil.rmtree(corpus, ignore_errors=True)
-            build_corpus(corpus, docs)
-            (corpus / "done").touch()
-        for engine in results:
-            r = run_engine(corpus, root / f"out-{scale}x-{engine}", engine)
-            results[engine].append({"docs": docs, **r})
-            print(f"{scale:>4}x{docs:>9,}{engine:>8}{r['kept']:>9,}{r['seconds']:>9.1f}{docs / r['seconds']:>9.0f}"
-                  f"{r['rss_mb']:>11.0f}{r['worker_mb']:>11.0f}{r['jvm_mb']:>9.0f}", flush=True)
+    with SparkCluster(root / "cluster", worker_cores=1, worker_memory="2g", executor_memory="1536m") as cluster:
+        spark_conf = cluster.conf()
+        for scale in args.scales:
+            docs = args.base * scale
+            corpus = root / f"corpus-{scale}x"
+            done = corpus.with_name(corpus.name + ".done")  # beside it: a file inside would make it a source tree
+            if not done.exists():
+                shutil.rmtree(corpus, ignore_errors=True)
+                build_corpus(corpus, docs)
+                done.touch()
+            for engine in results:
+                r = run_engine(corpus, root / f"out-{scale}x-{engine}", engine, spark_conf)
+                results[engine].append({"docs": docs, **r})
+                print(f"{scale:>4}x{docs:>9,}{engine:>8}{r['kept']:>9,}{r['seconds']:>9.1f}"
+                      f"{docs / r['seconds']:>9.0f}{r['rss_mb']:>11.0f}{r['worker_mb']:>11.0f}{r['jvm_mb']:>9.0f}",
+                      flush=True)
     kept = {e: [r["kept"] for r in rs] for e, rs in results.items()}
     if kept["local"] != kept["spark"]:
         raise SystemExit(f"engines disagree on the kept counts: {kept}")
     xs = [r["docs"] for r in results["local"]]
     t = {e: exponent(xs, [r["seconds"] for r in rs]) for e, rs in results.items()}
-    m = {e: exponent(xs, [r["rss_mb"] for r in rs]) for e, rs in results.items()}
+    m = {e: exponent(xs, [r["rss_mb"] + r["jvm_mb"] for r in rs]) for e, rs in results.items()}
+    jvm = exponent(xs, [r["jvm_mb"] for r in results["spark"]])
     (root / "results.json").write_text(json.dumps(results, indent=1))
-    print(f"scale: time exponent local {t['local']:.2f} spark {t['spark']:.2f}; "
-          f"driver memory exponent local {m['local']:.2f} spark {m['spark']:.2f}")
+    print(f"scale: time exponent local {t['local']:.2f} spark {t['spark']:.2f} (target <= 1.1)")
+    print(f"scale: driver memory exponent (Python + JVM) local {m['local']:.2f} spark {m['spark']:.2f} "
+          f"(target <= 0.2; the Spark driver's JVM alone {jvm:.2f})")
 
 
 if __name__ == "__main__":

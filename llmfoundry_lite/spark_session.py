@@ -113,9 +113,17 @@ class SparkScope:
             self.spark.stop()
 
     def map(self, fn: Callable, tasks: list[tuple]) -> list:
-        """``[fn(*task) for task in tasks]``, one Spark task per item; only the small results come back."""
+        """``[fn(*task) for task in tasks]``, one Spark task per item; only the small results come back.
+
+        The task list goes to the executors as one broadcast (pickled once: an object several tasks share,
+        such as a config or the list files the driver read, is one copy), not as one serialized copy per
+        partition held by the driver; each task gets its index."""
         if not tasks:
             return []
-        indexed = list(enumerate(tasks))
-        out = self.spark.sparkContext.parallelize(indexed, len(indexed)).map(lambda it: (it[0], fn(*it[1]))).collect()
+        context = self.spark.sparkContext
+        shared = context.broadcast(tasks)
+        try:
+            out = context.parallelize(range(len(tasks)), len(tasks)).map(lambda i: (i, fn(*shared.value[i]))).collect()
+        finally:
+            shared.unpersist()
         return [result for _, result in sorted(out, key=lambda r: r[0])]

@@ -28,17 +28,21 @@ def default_problems_path() -> Path:
 
 def read_jsonl(path: str | Path) -> list[dict]:
     """Records of a JSONL file (``.gz`` decompressed); blank lines skipped, bad lines named."""
-    p = Path(path)
-    opener = gzip.open if p.suffix == ".gz" else open
+    return parse_jsonl(Path(path).read_bytes(), str(path))
+
+
+def parse_jsonl(data: bytes, name: str) -> list[dict]:
+    """Records of the bytes of JSONL file ``name`` (gzip-compressed when ``name`` ends in ``.gz``); blank lines
+    skipped, bad lines named."""
+    text = (gzip.decompress(data) if name.endswith(".gz") else data).decode("utf-8")
     records = []
-    with opener(p, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{p}:{lineno}: not valid JSON ({err.msg})") from None
+    for lineno, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 may sit inside a string
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{name}:{lineno}: not valid JSON ({err.msg})") from None
     return records
 
 

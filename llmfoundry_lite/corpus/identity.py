@@ -11,8 +11,9 @@ leaving a result that matches neither version.
 
 A remote object is identified from metadata alone (``STORE_VERSION_FIELDS``: Hugging Face's LFS sha256 and
 blob id, S3's ETag and VersionId, GCS's generation and md5Hash): identifying and checking it reads none of its
-bytes. Only an object whose store reports no version field is read to be identified: once per run, on the
-driver, to hash its bytes; the checks after that compare its size.
+bytes. Only an object whose store reports no version field is read to be identified: once per run, where its
+units are planned (``units.plan_files``: a task, on Spark an executor), to hash its bytes; the checks after
+that compare its size.
 """
 
 from __future__ import annotations

@@ -15,7 +15,10 @@ with ``out=(local, remote)``:
 
 Bookkeeping folders (the filter's ``work/``, the shards' ``.units/``) stay in staging: keep the
 staging directory to resume or to rerun incrementally; without it the stage starts over.
-The upload streams file by file (memory bounded by fsspec's block size, not by the tree).
+The upload streams file by file (memory bounded by fsspec's block size, not by the tree). Given an
+engine's map (``publish(..., map_fn=)``; Spark's executors), tasks over groups of files hash and upload
+them, and the caller only lists, compares, deletes, and writes the marker and ``_published.json`` after
+every task has returned.
 """
 
 from __future__ import annotations
@@ -23,12 +26,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from llmfoundry_lite.corpus.units import MapFn, task_groups
 from llmfoundry_lite.corpus.uris import local_path, remote_fs
 
 PUBLISHED_FILE = "_published.json"
+PUBLISH_FILES_PER_TASK = 16  # most files one task hashes or uploads (``units.task_groups``)
 STAGING_ROOT = Path("~/.cache/llmfoundry_lite/staging")
 
 
@@ -85,14 +91,52 @@ def _read_published(fs: Any, root: str) -> dict[str, str]:
         return json.loads(f.read())["files"]
 
 
-def publish(staging: str, uri: str, marker: str, exclude: tuple[str, ...] = ()) -> dict[str, int]:
-    """Upload the finished tree ``staging`` to ``uri``; returns counts (uploaded, unchanged, deleted)."""
+def _hash_group(staging: str, rels: list[str]) -> list[str]:
+    """A task: the sha256 of each of ``rels`` (paths below ``staging``)."""
+    return [_sha256(Path(staging) / rel) for rel in rels]
+
+
+def _upload(fs: Any, root: str, staging: str, rels: list[str]) -> None:
+    for rel in rels:
+        fs.makedirs(f"{root}/{rel}".rsplit("/", 1)[0], exist_ok=True)
+        fs.put_file(str(Path(staging) / rel), f"{root}/{rel}")
+
+
+def _upload_group(staging: str, uri: str, rels: list[str]) -> int:
+    """A task: upload ``rels`` (paths below ``staging``) to the same paths below ``uri``."""
+    fs, root = remote_fs(uri)
+    _upload(fs, root.rstrip("/"), staging, rels)
+    return len(rels)
+
+
+def _inline(fn: Callable, tasks: list[tuple]) -> list:
+    return [fn(*task) for task in tasks]
+
+
+def _in_tasks(fs: Any, map_fn: MapFn | None) -> MapFn:
+    """Where the files are hashed and uploaded: ``map_fn``'s tasks, or here. A store that lives in one process
+    (fsspec's ``memory://``) is always written from here: a task elsewhere would fill a store of its own."""
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    return _inline if map_fn is None or isinstance(fs, MemoryFileSystem) else map_fn
+
+
+def publish(staging: str, uri: str, marker: str, exclude: tuple[str, ...] = (),
+            map_fn: MapFn | None = None) -> dict[str, int]:
+    """Upload the finished tree ``staging`` to ``uri``; returns counts (uploaded, unchanged, deleted).
+
+    ``map_fn`` (an engine's map, ``SparkScope.map``): hash and upload the files in its tasks, over groups of
+    files, instead of here; this process then only lists the files, compares them with ``_published.json``,
+    deletes, and writes the marker and ``_published.json`` last (``staging`` must be seen by the tasks)."""
     fs, root = remote_fs(uri)
     root = root.rstrip("/")
     local = _files(Path(staging), (*exclude, PUBLISHED_FILE))
     if marker not in local:
         raise ValueError(f"publish {staging}: the stage left no {marker}; nothing is published unfinished")
-    digests = {rel: _sha256(path) for rel, path in local.items()}
+    run = _in_tasks(fs, map_fn)
+    rels = sorted(local)
+    groups = task_groups(rels, PUBLISH_FILES_PER_TASK)
+    digests = dict(zip(rels, (d for ds in run(_hash_group, [(staging, g) for g in groups]) for d in ds), strict=True))
     before = _read_published(fs, root)
     remote_now = {p[len(root) + 1:] for p in fs.find(root)} if fs.exists(root) else set()
     changed = sorted(rel for rel in local if rel not in remote_now or before.get(rel) != digests[rel])
@@ -108,9 +152,9 @@ def publish(staging: str, uri: str, marker: str, exclude: tuple[str, ...] = ()) 
             counts["unchanged"] -= 1
     for rel in stale:
         fs.rm(f"{root}/{rel}")
-    for rel in sorted(changed, key=lambda r: r == marker):  # the marker last
-        fs.makedirs(f"{root}/{rel}".rsplit("/", 1)[0], exist_ok=True)
-        fs.put_file(str(local[rel]), f"{root}/{rel}")
+    parts = [rel for rel in changed if rel != marker]
+    run(_upload_group, [(staging, uri, g) for g in task_groups(parts, PUBLISH_FILES_PER_TASK)])
+    _upload(fs, root, staging, [marker])  # the marker last: every task above has returned
     with fs.open(f"{root}/{PUBLISHED_FILE}", "wb") as f:
         f.write(json.dumps({"marker": marker, "files": digests}, indent=1, sort_keys=True).encode())
     return counts

@@ -13,6 +13,11 @@ input order and the merged index follows that order, so which worker ran which u
 change a byte; each unit's name hashes its input file's identity (path, size, mtime) and its
 rows, so a finished unit is reused exactly when its input is unchanged.
 
+The caller (a Spark driver) only lists the inputs and numbers the units in input order (``number_units``):
+the per-file work of planning (checking a schema, identifying a file, reading a footer, scanning a JSONL file
+for its cuts) runs in tasks of an engine's map over groups of files (``plan_files``; on Spark, in executors),
+each returning an identity and a few cut tuples per file.
+
 Memory per task is bounded whatever the unit's size: ``iter_unit`` streams a unit, Parquet
 rows a batch of about ``unit_bytes / BATCHES_PER_UNIT`` at a time (``readers.parquet_batches``;
 one huge row group included) and JSONL or source files one record at a time.
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from llmfoundry_lite.corpus.identity import file_identity, identity_key
@@ -31,6 +36,7 @@ from llmfoundry_lite.corpus.readers import (
     PARQUET_BATCH_BYTES,
     InputError,
     InputShard,
+    check_schema,
     iter_documents,
     list_input_shards,
     normalized_batches,
@@ -43,6 +49,8 @@ from llmfoundry_lite.corpus.uris import open_binary
 BATCHES_PER_UNIT = 8  # a Parquet unit is read in batches of about unit_bytes / this (Python's copy of a batch
 # can take up to 4x its UTF-8 bytes, so a batch this size keeps a task near unit_bytes)
 SCAN_BLOCK = 4 << 20  # bytes read at a time when a JSONL file's lines are counted
+PLAN_FILES_PER_TASK = 32  # most input files one planning task identifies and cuts (``task_groups``)
+PLAN_SPREAD = 64  # planning tasks that a run of few files is spread over before tasks take several files
 
 
 @dataclass(frozen=True)
@@ -130,28 +138,102 @@ def _jsonl_units(shard: InputShard, unit_bytes: int) -> list[tuple[int, int | No
     return [(row, stop_row, (byte, stop_byte)) for (byte, row), (stop_byte, stop_row) in zip(cuts, ends, strict=True)]
 
 
+Cut = tuple[int, int | None, tuple[int, ...], tuple[int, int] | None]
+"""One unit of a file before it is numbered: start row, stop row, Parquet row groups, JSONL byte range."""
+MapFn = Callable[[Callable, list[tuple]], list]
+"""An engine's map: ``map_fn(fn, tasks)`` is ``[fn(*task) for task in tasks]``, run anywhere, in task order."""
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    """One input file as its planning task found it: its identity and the cuts of its units."""
+
+    shard: InputShard
+    identity: dict
+    cuts: tuple[Cut, ...]
+
+
+def task_groups(items: list, most: int, spread: int = PLAN_SPREAD) -> list[list]:
+    """``items`` in consecutive groups, one task each: one item per task while there are at most ``spread``
+    items, then as many per task as spread them over ``spread`` tasks, never more than ``most``: tiny files do
+    not each cost a task, and past ``spread * most`` items the tasks grow in number, not in size."""
+    size = min(most, max(1, -(-len(items) // spread)))
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _cuts(shard: InputShard, identity: dict, unit_bytes: int) -> list[Cut]:
+    if shard.kind == "parquet":
+        return [(start, stop, groups, None) for start, stop, groups in _parquet_units(shard, unit_bytes)]
+    if shard.kind == "jsonl" and identity["size"] > unit_bytes:
+        return [(start, stop, (), byte_range) for start, stop, byte_range in _jsonl_units(shard, unit_bytes)]
+    return [(0, None, (), None)]
+
+
+def _plan_group(shards: list[InputShard], unit_bytes: int, check: bool,
+                known: list[dict | None]) -> list[tuple[dict, list[Cut]]] | InputError:
+    """One planning task: per file, its schema check (``check``), identity (unless ``known``) and cuts.
+
+    An unusable input comes back as its ``InputError`` (the driver raises it as it is, not wrapped in the
+    engine's task failure); any other error fails the task."""
+    out = []
+    try:
+        for shard, identity in zip(shards, known, strict=True):
+            if check:
+                check_schema(shard)
+            identity = identity or file_identity(shard)
+            out.append((identity, _cuts(shard, identity, unit_bytes)))
+    except InputError as err:
+        return err
+    return out
+
+
+def _inline(fn: Callable, tasks: list[tuple]) -> list:
+    return [fn(*task) for task in tasks]
+
+
+def plan_files(shards: list[InputShard], unit_bytes: int, map_fn: MapFn | None = None, check: bool = False,
+               identities: dict[str, dict] | None = None) -> list[PlannedFile]:
+    """Identity and unit cuts of every file of ``shards`` (in order), worked out in tasks of ``map_fn`` over
+    groups of files (``task_groups``; in this process without one): the caller holds only the small results.
+
+    ``check``: ``check_schema`` each file first (an unusable one raises its ``InputError`` here, the first in
+    input order). ``identities``: ``file_identity`` by path, when the caller already has them."""
+    groups = task_groups(shards, PLAN_FILES_PER_TASK)
+    tasks = [(group, unit_bytes, check, [identities[s.path] if identities is not None else None for s in group])
+             for group in groups]
+    files: list[PlannedFile] = []
+    for group, result in zip(groups, (map_fn or _inline)(_plan_group, tasks), strict=True):
+        if isinstance(result, InputError):
+            raise result
+        files.extend(PlannedFile(s, identity, tuple(cuts)) for s, (identity, cuts) in zip(group, result, strict=True))
+    return files
+
+
+def number_units(files: list[PlannedFile], unit_bytes: int, first: int = 0, tag: str = "") -> list[Unit]:
+    """The units of planned ``files`` in input order, numbered from ``first``; ``tag``: ``Unit.tag``."""
+    batch_bytes = max(1, unit_bytes // BATCHES_PER_UNIT)
+    units: list[Unit] = []
+    for f in files:
+        key = identity_key(f.identity)
+        for start, stop, groups, byte_range in f.cuts:
+            units.append(Unit(first + len(units), f.shard, key, start, stop, groups, tag, byte_range,
+                              batch_bytes if f.shard.kind == "parquet" else PARQUET_BATCH_BYTES))
+    return units
+
+
 def plan_units(inputs: list[str], unit_bytes: int, identities: dict[str, dict] | None = None,
-               layout: str = "auto") -> list[Unit]:
+               layout: str = "auto", map_fn: MapFn | None = None) -> list[Unit]:
     """The units covering every input document, in input order.
 
-    ``identities``: ``file_identity`` by shard path when the caller already has them (a source
-    directory's identity walks its whole tree; computing it twice per run is waste). ``layout``:
-    how a directory input is read (``list_input_shards``). A JSONL file is read here only when it is
-    larger than ``unit_bytes`` (to cut it); a Parquet file's footer is read, a source tree not at all."""
-    units: list[Unit] = []
-    batch_bytes = max(1, unit_bytes // BATCHES_PER_UNIT)
-    for shard in list_input_shards(inputs, layout):
-        identity = identities[shard.path] if identities is not None else file_identity(shard)
-        key = identity_key(identity)
-        if shard.kind == "parquet":
-            for start, stop, groups in _parquet_units(shard, unit_bytes):
-                units.append(Unit(len(units), shard, key, start, stop, groups, batch_bytes=batch_bytes))
-        elif shard.kind == "jsonl" and identity["size"] > unit_bytes:
-            for start, stop, byte_range in _jsonl_units(shard, unit_bytes):
-                units.append(Unit(len(units), shard, key, start, stop, byte_range=byte_range))
-        else:
-            units.append(Unit(len(units), shard, key))
-    return units
+    Here the inputs are only listed and the units numbered: reading footers, scanning JSONL files and
+    identifying files is per-file work, run in tasks of ``map_fn`` (an engine's map: ``SparkScope.map`` puts it
+    on executors) over groups of files, or in this process without one (``plan_files``). ``identities``:
+    ``file_identity`` by shard path when the caller already has them (a source directory's identity walks its
+    whole tree; computing it twice per run is waste). ``layout``: how a directory input is read
+    (``list_input_shards``). A JSONL file is read only when it is larger than ``unit_bytes`` (to cut it); a
+    Parquet file's footer is read, a source tree not at all (but for its identity)."""
+    return number_units(plan_files(list_input_shards(inputs, layout), unit_bytes, map_fn, identities=identities),
+                        unit_bytes)
 
 
 def _parquet_groups_docs(unit: Unit, skips: Counter, extras: frozenset[str]) -> Iterator[dict]:

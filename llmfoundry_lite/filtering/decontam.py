@@ -20,7 +20,6 @@ numpy calls whatever its size, which dominates for files of a few KB;
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import zlib
 from dataclasses import dataclass
@@ -28,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from llmfoundry_lite.corpus.benchmarks import default_problems_path, read_jsonl
+from llmfoundry_lite.corpus.benchmarks import default_problems_path, parse_jsonl, read_jsonl
 from llmfoundry_lite.filtering.config import DecontamConfig
+from llmfoundry_lite.filtering.list_files import FileContents, read_list_files, shipped
 
 HUMANEVAL = "HumanEval"
 HUMANEVAL_FIELDS = ("prompt", "canonical_solution")
@@ -58,11 +58,11 @@ class Hit:
     """The matched tokens joined by single spaces, for the rejection detail."""
 
 
-def _rows(path: str, fields: list[str]) -> list[tuple[str, str, str, str]]:
-    """Benchmark texts of one JSONL(.gz) file; ValueError naming it when it yields none."""
+def _rows(path: str, data: bytes, fields: list[str]) -> list[tuple[str, str, str, str]]:
+    """Benchmark texts of one JSONL(.gz) file (its bytes ``data``); ValueError naming it when it yields none."""
     name = Path(path).name.removesuffix(".gz").removesuffix(".jsonl")
     try:
-        records = read_jsonl(path)  # its own ValueError already names file and line
+        records = parse_jsonl(data, path)  # its own ValueError already names file and line
     except (OSError, EOFError, UnicodeDecodeError, zlib.error) as err:
         raise ValueError(f"decontam.files: cannot read {path}: {err}") from err
     texts = []
@@ -76,8 +76,9 @@ def _rows(path: str, fields: list[str]) -> list[tuple[str, str, str, str]]:
     return texts
 
 
-def load_benchmark_texts(cfg: DecontamConfig) -> list[tuple[str, str, str, str]]:
-    """``(benchmark, task_id, field, text)`` of every benchmark text ``cfg`` names, in a fixed order.
+def load_benchmark_texts(cfg: DecontamConfig, contents: FileContents | None = None) -> list[tuple[str, str, str, str]]:
+    """``(benchmark, task_id, field, text)`` of every benchmark text ``cfg`` names, in a fixed order
+    (``contents``: the bytes of ``cfg.files`` as the driver shipped them; None reads them here).
 
     HumanEval (when ``cfg.humaneval``) gives each problem's prompt, canonical solution and
     their concatenation; each file of ``cfg.files`` gives, row by row, its ``cfg.fields``
@@ -85,6 +86,8 @@ def load_benchmark_texts(cfg: DecontamConfig) -> list[tuple[str, str, str, str]]
     1-based row number (blank lines not counted). Two sources with one name would merge their
     per-benchmark counts, so that is an error too.
     """
+    if contents is None:
+        contents = read_list_files(cfg.files)
     texts: list[tuple[str, str, str, str]] = []
     sources: dict[str, str] = {}
     if cfg.humaneval:
@@ -93,7 +96,7 @@ def load_benchmark_texts(cfg: DecontamConfig) -> list[tuple[str, str, str, str]]
             texts += [(HUMANEVAL, p["task_id"], f, p[f]) for f in HUMANEVAL_FIELDS]
             texts.append((HUMANEVAL, p["task_id"], WHOLE_FIELD, p["prompt"] + p["canonical_solution"]))
     for path in cfg.files:
-        rows = _rows(path, list(cfg.fields))
+        rows = _rows(path, shipped(contents, path, "decontam.files"), list(cfg.fields))
         if rows[0][0] in sources:
             raise ValueError(f"decontam.files: {path} and {sources[rows[0][0]]} are both benchmark "
                              f"{rows[0][0]!r}; rename one file")
@@ -189,8 +192,8 @@ class Decontaminator:
     match the whole text. ``cfg.enabled`` is the filter's switch and is not consulted here;
     build it through :func:`decontaminator` so each process builds the index once."""
 
-    def __init__(self, cfg: DecontamConfig) -> None:
-        self.texts = load_benchmark_texts(cfg)
+    def __init__(self, cfg: DecontamConfig, contents: FileContents | None = None) -> None:
+        self.texts = load_benchmark_texts(cfg, contents)
         self._ngram = cfg.ngram
         self._powers = _Powers()
         self._tokens: list[list[bytes]] = []
@@ -254,29 +257,20 @@ class Decontaminator:
         raise IndexError(i)
 
 
-def _file_digest(path: str) -> str:
-    """SHA-256 of a benchmark file, recomputed only when its size or mtime changes (checked per call)."""
-    stat = Path(path).stat()
-    return _digest_of(path, stat.st_size, stat.st_mtime_ns)
+_BUILT: dict[tuple, Decontaminator] = {}  # this process's indexes, newest last
+_KEEP = 4
 
 
-@functools.lru_cache(maxsize=64)
-def _digest_of(path: str, size: int, mtime_ns: int) -> str:
-    """SHA-256 of ``path``'s bytes; size and mtime only key the cache."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-@functools.lru_cache(maxsize=4)
-def _cached(humaneval: bool, files: tuple[str, ...], fields: tuple[str, ...], ngram: int, min_tokens: int,
-            digests: tuple[str, ...]) -> Decontaminator:
-    del digests  # part of the cache key only: an edited benchmark file builds a new index
-    return Decontaminator(DecontamConfig(humaneval=humaneval, files=list(files), fields=list(fields),
-                                         ngram=ngram, min_tokens=min_tokens))
-
-
-def decontaminator(cfg: DecontamConfig) -> Decontaminator:
-    """The process's :class:`Decontaminator` for ``cfg`` (built on first use, keyed by its values and file contents)."""
-    files = tuple(cfg.files)
-    return _cached(bool(cfg.humaneval), files, tuple(cfg.fields), int(cfg.ngram), int(cfg.min_tokens),
-                   tuple(_file_digest(f) for f in files))
+def decontaminator(cfg: DecontamConfig, contents: FileContents | None = None) -> Decontaminator:
+    """The process's :class:`Decontaminator` for ``cfg``, built on first use and keyed by its values and the
+    files' bytes (an edited benchmark file builds a new index). ``contents``: the bytes of ``cfg.files`` as the
+    driver shipped them to a task (``list_files``); None reads them here — for a process that is the driver."""
+    if contents is None:
+        contents = read_list_files(cfg.files)
+    digests = tuple(hashlib.sha256(shipped(contents, f, "decontam.files")).hexdigest() for f in cfg.files)
+    key = (bool(cfg.humaneval), tuple(cfg.files), tuple(cfg.fields), int(cfg.ngram), int(cfg.min_tokens), digests)
+    if key not in _BUILT:
+        while len(_BUILT) >= _KEEP:
+            _BUILT.pop(next(iter(_BUILT)))
+        _BUILT[key] = Decontaminator(cfg, contents)
+    return _BUILT[key]

@@ -9,14 +9,15 @@ are case-insensitive).
 
 Both lists are compiled into frozensets once per task (:meth:`Permissions.compile`, called where a
 unit starts: ``shards.filter_shard``), so a document costs a few set lookups whatever the lists'
-length. Each task reads the list files itself, where it runs: an executor never relies on what the
-driver read, and an updated file is seen by the next task of a long-lived worker.
+length. The list files are read on the driver and their bytes shipped with the tasks (``list_files``):
+an executor never opens a path that names a file on the driver's machine.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from llmfoundry_lite.filtering.list_files import FileContents, shipped
 
 if TYPE_CHECKING:
     from llmfoundry_lite.filtering.config import FilterConfig, LicenseConfig, OptOutConfig
@@ -51,21 +52,26 @@ def _path_key(path: str) -> str:
     return path.strip().strip("/")
 
 
-def read_list_file(path: str) -> tuple[list[str], list[str]]:
-    """Repositories (exactly one ``/``) and paths (more) listed in ``path``; ``#`` starts a comment."""
+def parse_list_file(data: bytes, path: str) -> tuple[list[str], list[str]]:
+    """Repositories (exactly one ``/``) and paths (more) listed in the bytes of list file ``path``; ``#`` starts
+    a comment."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"opt_out.files: {path} is not UTF-8 text ({err})") from None
     repos, paths = [], []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         entry = line.split("#", 1)[0].strip()
         if entry:
             (repos if entry.strip("/").count("/") == 1 else paths).append(entry)
     return repos, paths
 
 
-def opt_out_list(cfg: OptOutConfig) -> OptOutList:
-    """The merged opt-out list of ``cfg``: its inline entries and the files it names, read now."""
+def opt_out_list(cfg: OptOutConfig, contents: FileContents) -> OptOutList:
+    """The merged opt-out list of ``cfg``: its inline entries and the files it names (their shipped bytes)."""
     repos, paths = list(cfg.repositories), list(cfg.paths)
     for f in cfg.files:
-        more_repos, more_paths = read_list_file(f)
+        more_repos, more_paths = parse_list_file(shipped(contents, f, "opt_out.files"), f)
         repos += more_repos
         paths += more_paths
     return OptOutList(repos, paths)
@@ -81,9 +87,9 @@ class Permissions:
         self.opt_out = opt_out
 
     @classmethod
-    def compile(cls, cfg: FilterConfig) -> Permissions:
-        """``cfg``'s lists, read and normalized once: call it once per task, not per document."""
-        return cls(cfg.license, opt_out_list(cfg.opt_out))
+    def compile(cls, cfg: FilterConfig, contents: FileContents) -> Permissions:
+        """``cfg``'s lists (files: their bytes in ``contents``) normalized once: once per task, not per document."""
+        return cls(cfg.license, opt_out_list(cfg.opt_out, contents))
 
     def license_verdict(self, licenses: list[str] | None) -> tuple[str, str] | None:
         """``(reason, detail)`` when the licenses are not acceptable, else None (always None without an allow list)."""

@@ -24,17 +24,19 @@ import dataclasses
 import json
 import os
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from llmfoundry_lite.config import to_yaml
-from llmfoundry_lite.corpus.identity import file_identity, identity_key, inputs_key
+from llmfoundry_lite.corpus.identity import identity_key, inputs_key
 from llmfoundry_lite.corpus.publish import publish, staging_dir
-from llmfoundry_lite.corpus.readers import check_schema, list_input_shards
-from llmfoundry_lite.corpus.units import Unit, plan_units
-from llmfoundry_lite.corpus.uris import local_path
+from llmfoundry_lite.corpus.readers import list_input_shards
+from llmfoundry_lite.corpus.units import MapFn, Unit, number_units, plan_files
 from llmfoundry_lite.filtering.config import FilterConfig, config_hash, fingerprint, source_config, source_digest
 from llmfoundry_lite.filtering.dedup_pass import PassUnit, global_dedup
+from llmfoundry_lite.filtering.documents import list_file_paths
+from llmfoundry_lite.filtering.list_files import read_list_files
 from llmfoundry_lite.filtering.shards import file_kinds, filter_shard, finalize_shard
 
 CLAIM_FILE = "filter_config.json"
@@ -189,10 +191,19 @@ def run_filter(cfg: FilterConfig, progress: bool = True) -> dict:
     An object-store ``output`` is built in ``staging`` and published when the run has finished.
     """
     build_dir, remote = staging_dir(cfg.output, cfg.staging, "output", shared=cfg.engine == "spark")
-    stats = _run_filter(dataclasses.replace(cfg, output=build_dir, staging=""), progress, as_given=cfg)
-    if remote is not None:  # the counts are for the caller; stats.json stays what a local run writes
-        stats = {**stats, "published": publish(build_dir, remote, marker="stats.json", exclude=("work",))}
+    with make_engine(cfg, progress) as engine:  # one engine plans, runs the passes and publishes
+        stats = _run_filter(dataclasses.replace(cfg, output=build_dir, staging=""), engine, as_given=cfg)
+        if remote is not None:  # the counts are for the caller; stats.json stays what a local run writes
+            published = publish(build_dir, remote, marker="stats.json", exclude=("work",),
+                                map_fn=_task_map(cfg, engine, "publish"))
+            stats = {**stats, "published": published}
     return stats
+
+
+def _task_map(cfg: FilterConfig, engine: Any, desc: str) -> MapFn | None:
+    """The engine's map for planning and publishing on Spark, so that the driver reads no input and uploads no
+    file; None for a local run: that work stays in this process (the pool is sized by pass 1's map)."""
+    return partial(engine.map, desc=desc) if cfg.engine == "spark" else None
 
 
 class SourcePlan(NamedTuple):
@@ -205,45 +216,38 @@ class SourcePlan(NamedTuple):
     layout: str = "auto"  # how its directories are read (``list_input_shards``)
 
 
-def _files_for_tasks(cfg: FilterConfig) -> FilterConfig:
-    """``cfg`` with its list and benchmark files named absolutely, here on the driver: tasks read them where
-    they run, and an executor's working directory is not the driver's (remote URIs stay as given)."""
-    def absolute(files: list[str]) -> list[str]:
-        return [local_path(f) or f for f in files]
-
-    return dataclasses.replace(cfg, opt_out=dataclasses.replace(cfg.opt_out, files=absolute(cfg.opt_out.files)),
-                               decontam=dataclasses.replace(cfg.decontam, files=absolute(cfg.decontam.files)))
-
-
 def source_plans(cfg: FilterConfig) -> list[SourcePlan]:
     """The run's sources in priority order, each with the config its tasks run under."""
     if not cfg.sources:
-        return [SourcePlan("", list(cfg.input), _files_for_tasks(cfg), "")]
-    return [SourcePlan(name, list(src.input), _files_for_tasks(source_config(cfg, name)), source_digest(cfg, name),
-                       src.layout)
+        return [SourcePlan("", list(cfg.input), cfg, "")]
+    return [SourcePlan(name, list(src.input), source_config(cfg, name), source_digest(cfg, name), src.layout)
             for name, src in cfg.sources.items()]
 
 
-def _run_filter(cfg: FilterConfig, progress: bool, as_given: FilterConfig) -> dict:
+def _run_filter(cfg: FilterConfig, engine: Any, as_given: FilterConfig) -> dict:
     out = Path(cfg.output)
     plans = source_plans(cfg)
     if not any(p.inputs for p in plans):
         raise ValueError("input: give at least one Parquet/JSONL file or directory (--input PATH ...)")
-    shards = [s for p in plans for s in list_input_shards(p.inputs, p.layout)]
-    for shard in shards:
-        check_schema(shard)  # a wrong schema anywhere stops the run before any work
-    identities = {s.path: file_identity(s) for s in shards}
-    keys = [identity_key(identities[s.path]) for s in shards]
+    listed = [list_input_shards(p.inputs, p.layout) for p in plans]
+    # Schema checks (a wrong schema anywhere stops the run before any work), identities and cuts: in tasks.
+    files = plan_files([s for shards in listed for s in shards], cfg.unit_bytes, _task_map(cfg, engine, "plan"),
+                       check=True)
+    identities = {f.shard.path: f.identity for f in files}
+    keys = [identity_key(f.identity) for f in files]
     if len(set(keys)) != len(keys):
-        twice = sorted({s.path for s, k in zip(shards, keys, strict=True) if keys.count(k) > 1})
+        twice = sorted({f.shard.path for f, k in zip(files, keys, strict=True) if keys.count(k) > 1})
         raise ValueError(f"input: the same file is listed more than once ({', '.join(twice)}); list each once"
                          + (" (a file belongs to one source)" if cfg.sources else ""))
+    # Units numbered across sources in priority order: part-NNNNN follows that order.
     units: list[Unit] = []
     unit_plans: list[SourcePlan] = []
-    for p in plans:  # units numbered across sources in priority order: part-NNNNN follows that order
-        for u in plan_units(p.inputs, cfg.unit_bytes, identities, p.layout):
-            units.append(dataclasses.replace(u, index=len(units), tag=p.tag))
+    first = 0
+    for p, shards in zip(plans, listed, strict=True):
+        for u in number_units(files[first:first + len(shards)], cfg.unit_bytes, len(units), p.tag):
+            units.append(u)
             unit_plans.append(p)
+        first += len(shards)
     sources = [[p.name for p in unit_plans]] if cfg.sources else []  # a renamed source renames its counts
     inputs = inputs_key([*identities.values(), [u.name for u in units], *sources])
     claim_output(cfg, out, as_given)
@@ -256,7 +260,7 @@ def _run_filter(cfg: FilterConfig, progress: bool, as_given: FilterConfig) -> di
     for sub in ("kept", "rejected"):
         (out / sub).mkdir(exist_ok=True)
     _prune(work, out, units)
-    stats = _run_passes(cfg, units, unit_plans, identities, keys, progress)
+    stats = _run_passes(cfg, units, unit_plans, identities, keys, engine)
     stats["inputs_key"] = inputs
     if cfg.report:
         stats["report"] = _draw_report(out, stats, cfg)
@@ -265,19 +269,21 @@ def _run_filter(cfg: FilterConfig, progress: bool, as_given: FilterConfig) -> di
 
 
 def _run_passes(cfg: FilterConfig, units: list[Unit], unit_plans: list[SourcePlan], identities: dict[str, dict],
-                keys: list[str], progress: bool) -> dict:
+                keys: list[str], engine: Any) -> dict:
     out, work = Path(cfg.output), str(Path(cfg.output) / "work")
     file_index = {key: i for i, key in enumerate(keys)}
     tasks = [(i, u, identities[u.shard.path]) for i, u in enumerate(units)]
-    with make_engine(cfg, progress) as engine:  # each unit runs under its source's config
-        first = engine.map(filter_shard, [(*t, p.cfg, work) for t, p in zip(tasks, unit_plans, strict=True)],
-                           "filter", tick=True)
-        plan = [PassUnit(u.name, file_index[u.input_key], u.input_key, p.name, f["records"])
-                for u, p, f in zip(units, unit_plans, first, strict=True)]
-        dedup = global_dedup(cfg, work, plan, engine)
-        kinds = file_kinds(units, first)  # a JSONL file cut into units writes one set of columns
-        final = engine.map(finalize_shard, [(*t, p.cfg, work, str(out), kinds[t[1].input_key])
-                                            for t, p in zip(tasks, unit_plans, strict=True)], "write")
+    # The list files, read here and shipped: tasks never open a path that names a file on the driver's machine.
+    lists = read_list_files(f for p in {p.name: p for p in unit_plans}.values() for f in list_file_paths(p.cfg))
+    # Each unit runs under its source's config.
+    first = engine.map(filter_shard, [(*t, p.cfg, work, lists) for t, p in zip(tasks, unit_plans, strict=True)],
+                       "filter", tick=True)
+    plan = [PassUnit(u.name, file_index[u.input_key], u.input_key, p.name, f["records"])
+            for u, p, f in zip(units, unit_plans, first, strict=True)]
+    dedup = global_dedup(cfg, work, plan, engine)
+    kinds = file_kinds(units, first)  # a JSONL file cut into units writes one set of columns
+    final = engine.map(finalize_shard, [(*t, p.cfg, work, str(out), kinds[t[1].input_key])
+                                        for t, p in zip(tasks, unit_plans, strict=True)], "write")
     stats = build_stats(cfg, first, dedup, final)
     stats["input_files"] = len(keys)
     if cfg.sources:

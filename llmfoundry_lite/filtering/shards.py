@@ -30,8 +30,8 @@ from llmfoundry_lite.corpus.identity import InputChangedError, check_unchanged
 from llmfoundry_lite.corpus.readers import ALL_EXTRAS, InputShard
 from llmfoundry_lite.corpus.units import Unit, iter_unit, unit_rows
 from llmfoundry_lite.filtering.dedup_pass import read_decisions
-from llmfoundry_lite.filtering.documents import decontam_benchmark, process_document, redacted
-from llmfoundry_lite.filtering.permissions import Permissions
+from llmfoundry_lite.filtering.documents import TaskLists, decontam_benchmark, process_document, redacted
+from llmfoundry_lite.filtering.list_files import FileContents
 from llmfoundry_lite.filtering.records import (
     COMPUTED,
     PASS1_FORMAT,
@@ -72,8 +72,10 @@ def _check_rows(unit: Unit, position: int, skips: Counter) -> None:
                            f"{sum(skips.values())} skipped != {rows} rows")
 
 
-def filter_shard(index: int, unit: Unit, identity: dict, cfg: FilterConfig, work: str, tick: Any = None) -> dict:
-    """Pass 1 over one unit (see module docstring); returns its counts. Skips finished units."""
+def filter_shard(index: int, unit: Unit, identity: dict, cfg: FilterConfig, work: str, lists: FileContents,
+                 tick: Any = None) -> dict:
+    """Pass 1 over one unit (see module docstring); returns its counts. Skips finished units. ``lists``: the bytes
+    of the config's list files, read on the driver (``list_files``)."""
     out = Path(work) / "pass1"
     key, shard = unit.name, unit.shard
     if (out / f"{key}.done").exists():
@@ -89,10 +91,10 @@ def filter_shard(index: int, unit: Unit, identity: dict, cfg: FilterConfig, work
     writer = BatchWriter(out / f"{key}.parquet", pass1_schema(), cfg.batch_rows)
     rows, signatures = [], []
     extras = ALL_EXTRAS if shard.kind == "jsonl" else frozenset()
-    permissions = Permissions.compile(cfg)  # the license and opt-out lists, read once per task
+    compiled = TaskLists.compile(cfg, lists)  # the license, opt-out and benchmark lists, built once per task
     position = 0
     for position, doc in enumerate(iter_unit(unit, skips, extras), 1):
-        record, signature = process_document(doc, cfg, permissions)
+        record, signature = process_document(doc, cfg, compiled)
         record["key"] = unit.input_key  # pass 2 ties the row to its file by this value (records.py)
         writer.add(record)
         _count(counts, doc["lang"], doc["size"])

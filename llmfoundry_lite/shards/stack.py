@@ -160,17 +160,28 @@ def stream_plan(cfg: StackConfig, docs: dict[str, list[str]]) -> list[tuple[str,
 
 
 def shards_stage(cfg: StackConfig, docs: dict[str, list[str]], tokenizer_dir: str, log: bool) -> dict:
-    """Stage 3: train/val MDS shards encoded with ``tokenizer_dir``: one set, or one per source (and language)."""
-    from llmfoundry_lite.shards.build import build_shards
+    """Stage 3: train/val MDS shards encoded with ``tokenizer_dir``: one set, or one per source (and language).
+
+    The streams of one source (its languages and ``other``) are written in one pass over its documents
+    (``build_shard_streams``): each document is read and tokenized once, whatever the number of languages."""
+    from llmfoundry_lite.shards.build import build_shard_streams
 
     t = _stage("stage 3: shards", log)
-    manifests = {}
-    for stream, inputs, base in stream_plan(cfg, docs):
+    plan = stream_plan(cfg, docs)
+    passes: dict[tuple[str, ...], list[int]] = {}  # the streams over the same documents share one pass
+    for i, (stream, inputs, _) in enumerate(plan):
         inputs = [p for p in inputs if p]
         if not inputs:
             raise ValueError(f"source {stream!r} kept no documents; nothing to shard")
-        scfg = dataclasses.replace(base, input=inputs, tokenizer=tokenizer_dir, progress=log and base.progress)
-        manifest = build_shards(scfg)
+        passes.setdefault(tuple(inputs), []).append(i)
+    built: dict[int, tuple[ShardsConfig, dict]] = {}
+    for inputs, members in passes.items():
+        scfgs = [dataclasses.replace(plan[i][2], input=list(inputs), tokenizer=tokenizer_dir,
+                                     progress=log and plan[i][2].progress) for i in members]
+        built.update(zip(members, zip(scfgs, build_shard_streams(scfgs), strict=True), strict=True))
+    manifests = {}
+    for i, (stream, _, _) in enumerate(plan):
+        scfg, manifest = built[i]
         tr, va = manifest["splits"]["train"], manifest["splits"]["val"]
         _done(t, f"{'reused' if manifest['reused'] else 'wrote'} {scfg.output}: train {tr['samples']:,} samples "
                  f"({tr['tokens']:,} tokens), val {va['samples']:,} samples ({va['tokens']:,} tokens)", log)

@@ -1,18 +1,22 @@
 """Write one unit of work: read its documents, tokenize, split, pack, write MDS.
 
-A unit writes ``<split>/.<unit>.<attempt>.tmp/`` for each split with its own ``MDSWriter`` (a
-directory no other attempt of the unit writes: ``spark_session.attempt_tmp``), renames them to
-``<split>/<unit>/`` when complete — unless another attempt's complete directory is already there, which
-is then kept (``publish_dir``) — and only then records ``.units/<unit>.json``. A unit without that record is redone from scratch on the
-next run, so a killed run resumes at unit granularity (one MDSWriter run cannot be
-resumed, so it is never asked to). Tokens are stored as ``uint16`` when every id fits
-(vocabularies up to 65,536: half the bytes of ``int32``), else ``int32``.
+One read of a unit serves every stream over the same input (the per-language shard sets of a source):
+each document is tokenized once and packed into each stream that takes it; a stream that does not
+counts it as ``language_not_selected``. Per stream, a unit writes ``<split>/.<unit>.<attempt>.tmp/`` for
+each split with its own ``MDSWriter`` (a directory no other attempt of the unit writes:
+``spark_session.attempt_tmp``), renames them to ``<split>/<unit>/`` when complete — unless another
+attempt's complete directory is already there, which is then kept (``publish_dir``) — and only then
+records ``.units/<unit>.json``. A unit without that record is redone from scratch on the next run, so a
+killed run resumes at unit granularity (one MDSWriter run cannot be resumed, so it is never asked to).
+Tokens are stored as ``uint16`` when every id fits (vocabularies up to 65,536: half the bytes of
+``int32``), else ``int32``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -101,51 +105,95 @@ def _check_accounting(unit: Unit, record: dict) -> None:
         raise RuntimeError(f"{unit.name}: document accounting broken: {written} written + {skipped} skipped != {rows} rows")
 
 
-def write_unit(unit: Unit, cfg: ShardsConfig) -> dict:
-    """Tokenize, pack and write one unit; return (and record) its counts."""
-    out = Path(cfg.output)
-    tok = load_tokenizer(cfg.tokenizer)
-    tmanifest = load_manifest(cfg.tokenizer)
-    eos_id, pad_id, num_special = tmanifest["eos_id"], tmanifest["pad_id"], tmanifest["num_special"]
-    writers = {s: _SplitWriter(cfg, attempt_tmp(out / s / unit.name), eos_id, tmanifest["vocab_size"]) for s in SPLITS}
-    skips: Counter = Counter()
-    batch: list[dict] = []
+def pin_tokenizer_threads() -> None:
+    """Inside a Spark task, size the tokenizer's thread pool to the task's cores (``spark.task.cpus``).
+
+    HF ``tokenizers`` encodes batches on rayon's global pool, sized by default to every logical CPU of the
+    host: 8 tasks of an 8-core executor on a 96-core host would each start 96 threads. Rayon reads
+    ``RAYON_NUM_THREADS`` once, when the pool is first used, and Python workers are reused across tasks, so
+    this runs before the tokenizer is first touched. An explicit setting (``spark.executorEnv``) is kept.
+    Outside Spark nothing changes (the local pool turns tokenizer parallelism off instead)."""
+    if "pyspark" not in sys.modules:  # a Spark Python worker has it imported; never import it for a local run
+        return
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    if context is not None:
+        os.environ.setdefault("RAYON_NUM_THREADS", str(context.cpus()))
+
+
+class _Stream:
+    """One stream (one ``ShardsConfig``) within one unit: which documents it takes, its split writers, skips."""
+
+    def __init__(self, cfg: ShardsConfig, unit: Unit, tmanifest: dict) -> None:
+        self.cfg, self.out = cfg, Path(cfg.output)
+        self.wanted, self.unwanted = frozenset(cfg.languages), frozenset(cfg.exclude_languages)
+        self.writers = {s: _SplitWriter(cfg, attempt_tmp(self.out / s / unit.name), tmanifest["eos_id"],
+                                        tmanifest["vocab_size"]) for s in SPLITS}
+        self.skips: Counter = Counter()
+
+    def takes(self, doc: dict) -> bool:
+        """Whether this stream writes ``doc``; if not, the reason is counted."""
+        if (self.wanted and doc["lang"] not in self.wanted) or doc["lang"] in self.unwanted:
+            self.skips["language_not_selected"] += 1
+            return False
+        if not doc["content"]:
+            self.skips["empty_content"] += 1
+            return False
+        return True
+
+    def add(self, doc: dict, ids: list[int]) -> None:
+        w = self.writers[split_of(split_key(doc, self.cfg.split_by), self.cfg.split_seed, self.cfg.val_fraction)]
+        w.write(w.packer.add(ids))
+
+    def finish(self, unit: Unit, read_skips: Counter, pad_id: int) -> dict:
+        """Close the writers, check the counts, put the directories in place, then record the unit."""
+        skips = Counter(read_skips)
+        skips.update(self.skips)
+        record = {"unit": unit.name, "input": unit.shard.path, "input_key": unit.input_key,
+                  "rows": [unit.start, unit.stop], "skips": dict(skips)}
+        for split, w in self.writers.items():
+            record[split] = w.close(pad_id)
+        _check_accounting(unit, record)
+        for split, w in self.writers.items():
+            if w.writer is not None:  # a complete directory already there is this unit's (its name is its input's)
+                publish_dir(w.folder, self.out / split / unit.name)
+        path = unit_record_path(self.out, unit)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = attempt_tmp(path)
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+        return record
+
+
+def write_unit(unit: Unit, cfgs: list[ShardsConfig]) -> list[dict]:
+    """Read one unit once and write it for every stream in ``cfgs`` (all with the unit's input and one
+    tokenizer): each document is tokenized once and packed into the streams that take it. Returns (and
+    records, per stream) each stream's counts, in the order of ``cfgs``."""
+    pin_tokenizer_threads()
+    tok = load_tokenizer(cfgs[0].tokenizer)
+    tmanifest = load_manifest(cfgs[0].tokenizer)
+    streams = [_Stream(cfg, unit, tmanifest) for cfg in cfgs]
+    read_skips: Counter = Counter()  # what the reader dropped: every stream counts it
+    batch: list[tuple[dict, list[_Stream]]] = []
 
     def flush() -> None:
-        ids = encode_texts(tok, [d["content"] for d in batch])
-        _check_no_specials(ids, num_special, unit)
-        for doc, doc_ids in zip(batch, ids, strict=True):
-            w = writers[split_of(split_key(doc, cfg.split_by), cfg.split_seed, cfg.val_fraction)]
-            w.write(w.packer.add(doc_ids))
+        ids = encode_texts(tok, [doc["content"] for doc, _ in batch])
+        _check_no_specials(ids, tmanifest["num_special"], unit)
+        for (doc, takers), doc_ids in zip(batch, ids, strict=True):
+            for stream in takers:
+                stream.add(doc, doc_ids)
         batch.clear()
 
-    wanted, unwanted = frozenset(cfg.languages), frozenset(cfg.exclude_languages)
-    for doc in iter_unit(unit, skips):
-        if (wanted and doc["lang"] not in wanted) or doc["lang"] in unwanted:
-            skips["language_not_selected"] += 1
-            continue
-        if not doc["content"]:
-            skips["empty_content"] += 1
-            continue
-        batch.append(doc)
-        if len(batch) >= ENCODE_BATCH_DOCS:
-            flush()
+    for doc in iter_unit(unit, read_skips):
+        takers = [s for s in streams if s.takes(doc)]  # every stream asked: each counts its own skips
+        if takers:
+            batch.append((doc, takers))
+            if len(batch) >= ENCODE_BATCH_DOCS:
+                flush()
     if batch:
         flush()
     if identity_key(file_identity(unit.shard)) != unit.input_key:
         raise InputChangedError(f"{unit.shard.path} changed while {unit.name} was written; rerun when the input "
                                 f"is complete — only the units made from it are redone")
-    record = {"unit": unit.name, "input": unit.shard.path, "input_key": unit.input_key,
-              "rows": [unit.start, unit.stop], "skips": dict(skips)}
-    for split, w in writers.items():
-        record[split] = w.close(pad_id)
-    _check_accounting(unit, record)
-    for split, w in writers.items():
-        if w.writer is not None:  # a complete directory already there is this unit's (its name is its input's)
-            publish_dir(w.folder, out / split / unit.name)
-    path = unit_record_path(out, unit)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = attempt_tmp(path)
-    tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
-    os.replace(tmp, path)
-    return record
+    return [stream.finish(unit, read_skips, tmanifest["pad_id"]) for stream in streams]

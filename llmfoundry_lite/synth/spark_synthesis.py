@@ -38,6 +38,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmfoundry_lite.filtering.list_files import read_list_files
 from llmfoundry_lite.spark_session import attempt_tmp, spark_path
 from llmfoundry_lite.synth.collect import load_unit, merge_counts, plan_extract, unit_counts
 from llmfoundry_lite.synth.outcome import Outcome, Stopwatch
@@ -63,10 +64,10 @@ def _unit_pairs(item: tuple[int, str]) -> Iterator[tuple[int, Pair]]:
         yield index << UNIT_SHIFT | j, pair
 
 
-def _decontam(items: Iterable[tuple[int, Pair]], cfg: Any) -> Iterator[tuple[int, tuple[Pair, str | None]]]:
+def _decontam(items: Iterable[tuple[int, Pair]], cfg: Any, contents: Any) -> Iterator[tuple[int, tuple[Pair, str | None]]]:
     from llmfoundry_lite.filtering.decontam import decontaminator
 
-    matcher = decontaminator(cfg) if cfg.enabled else None
+    matcher = decontaminator(cfg, contents.value) if cfg.enabled else None  # the files' bytes, broadcast by the driver
     for ordinal, pair in items:
         hit = matcher.find(pair.program) if matcher is not None else None
         yield ordinal, (pair, hit.benchmark if hit is not None else None)
@@ -287,7 +288,9 @@ def spark_synthesis(cfg: SynthConfig, sandbox: Sandbox, watch: Stopwatch) -> Out
         units = [(i, str(plan.paths[i])) for i, (_, _, n) in enumerate(done) if n]
         pairs = sc.parallelize(units, max(1, len(units))).flatMap(_unit_pairs)
         decontam = cfg.decontam
-        flagged = pairs.mapPartitions(lambda it: _decontam(it, decontam)).persist(StorageLevel.MEMORY_AND_DISK)
+        # The benchmark files, read here and broadcast: an executor never opens a path that names a driver's file.
+        contents = sc.broadcast(read_list_files(decontam.files if decontam.enabled else []))
+        flagged = pairs.mapPartitions(lambda it: _decontam(it, decontam, contents)).persist(StorageLevel.MEMORY_AND_DISK)
         by_benchmark = Counter(flagged.map(lambda kv: kv[1][1]).filter(lambda b: b is not None).countByValue())
         dropped["decontaminated"] = sum(by_benchmark.values())
         clean = flagged.filter(lambda kv: kv[1][1] is None).mapValues(lambda v: v[0])

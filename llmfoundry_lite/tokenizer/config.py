@@ -8,6 +8,10 @@ from llmfoundry_lite.validate import require_positive
 
 VOCAB_MULTIPLE = 64
 RECIPE_NAMES = ("code", "starcoder")
+ENGINES = ("local", "spark")
+DEFAULT_UNIT_BYTES = 64 << 20
+# Keys that decide where the output goes or how the sample is read, never the vocabulary (not fingerprinted).
+RUNTIME_KEYS = ("output", "overwrite", "engine", "workers", "spark_master", "spark_python", "unit_bytes")
 
 
 def round_vocab(size: int, multiple: int = VOCAB_MULTIPLE) -> int:
@@ -39,6 +43,18 @@ class TokenizerConfig:
     """A pair must occur at least this often to be merged."""
     overwrite: bool = False
     """Retrain even if ``output`` holds a tokenizer trained with the same config."""
+    engine: str = "local"
+    """Where the sample is read: ``local`` (this process, or a pool of ``workers``) or ``spark`` (one Spark task
+    per unit, merged on the executors: the driver reads no document). The sample does not depend on it."""
+    workers: int = 1
+    """Processes reading units in parallel (``engine=local``); the sample is identical for any value."""
+    unit_bytes: int = DEFAULT_UNIT_BYTES
+    """Uncompressed input bytes per unit of sampling work (whole Parquet row groups, JSONL byte ranges; as the
+    shard stage cuts them); the sample is identical for any value."""
+    spark_master: str = ""
+    """Spark master for ``engine=spark``; empty uses the active session or ``spark-submit``'s."""
+    spark_python: str = ""
+    """Interpreter for Spark's Python workers (``PYSPARK_PYTHON``); empty leaves Spark's setting alone."""
 
     def __post_init__(self) -> None:
         if not self.input:
@@ -47,7 +63,9 @@ class TokenizerConfig:
             raise ValueError(f"recipe: unknown recipe {self.recipe!r}; choose from {list(RECIPE_NAMES)}")
         if self.num_reserved < 0:
             raise ValueError(f"num_reserved must be >= 0, got {self.num_reserved}")
-        require_positive(self, ("sample_bytes", "max_doc_bytes", "min_frequency"))
+        require_positive(self, ("sample_bytes", "max_doc_bytes", "min_frequency", "workers", "unit_bytes"))
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine: unknown choice {self.engine!r}; choose from {list(ENGINES)}")
         from llmfoundry_lite.tokenizer.special import special_tokens
 
         floor = len(special_tokens(self.num_reserved)) + 256

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llmfoundry_lite.tokenizer.config import TokenizerConfig, round_vocab
+from llmfoundry_lite.tokenizer.config import RUNTIME_KEYS, TokenizerConfig, round_vocab
 from llmfoundry_lite.tokenizer.io import MANIFEST_FILE, TOKENIZER_FILE, clean_text, tokenizer_sha256
 from llmfoundry_lite.tokenizer.recipes import build_recipe
 from llmfoundry_lite.tokenizer.sample import TextSample, draw_sample, input_signature
@@ -31,11 +31,12 @@ FIRST_SENTINEL_ID = special_tokens(0).index(sentinel(0))
 
 
 def config_fingerprint(cfg: TokenizerConfig) -> str:
-    """Hash of everything that changes the trained vocabulary: config (``output``/``overwrite``
-    excluded), the names and sizes of the input files, and the untrained pipeline itself."""
+    """Hash of everything that changes the trained vocabulary: config (``RUNTIME_KEYS`` excluded: where
+    the output goes and how the sample is read), the names and sizes of the input files, and the untrained
+    pipeline itself."""
     d = dataclasses.asdict(cfg)
-    d.pop("output")
-    d.pop("overwrite")
+    for key in RUNTIME_KEYS:
+        d.pop(key)
     d["format_version"] = FORMAT_VERSION
     d["input_signature"] = input_signature(cfg.input)
     d["pipeline"] = build_recipe(cfg.recipe).to_str()  # a changed pre-tokenizer must retrain
@@ -130,10 +131,15 @@ def train_tokenizer(cfg: TokenizerConfig, log: bool = True) -> dict:
     if out.exists() and any(out.iterdir()) and not manifest_path.is_file():
         raise ValueError(f"output {out} exists and is not a tokenizer directory; choose another output=")
     vocab_size = round_vocab(cfg.vocab_size)
-    sample = draw_sample(cfg.input, cfg.sample_bytes, cfg.sample_seed, cfg.max_doc_bytes, cfg.num_reserved)
+    start = time.perf_counter()
+    sample = draw_sample(cfg.input, cfg.sample_bytes, cfg.sample_seed, cfg.max_doc_bytes, cfg.num_reserved,
+                         unit_bytes=cfg.unit_bytes, engine=cfg.engine, workers=cfg.workers,
+                         spark_master=cfg.spark_master, spark_python=cfg.spark_python)
     if not sample.texts:
         raise ValueError(f"no documents found in input {cfg.input}")
     if log:
+        engine = cfg.engine + (f", {cfg.workers} workers" if cfg.engine == "local" else "")
+        print(f"sampled {len(sample.texts)} of {sample.docs_seen} docs in {time.perf_counter() - start:.1f} s ({engine})")
         print(f"training {cfg.recipe} BPE, vocab {vocab_size}, on {len(sample.texts)} docs / {sample.bytes:,} bytes")
     start = time.perf_counter()
     tok = train_bpe(sample.texts, vocab_size, cfg.num_reserved, cfg.recipe, cfg.min_frequency)

@@ -1,12 +1,14 @@
-"""License and opt-out lists are compiled once per task (a unit), never per document."""
+"""License and opt-out lists are compiled once per task (a unit), never per document, from the bytes the driver read."""
 
 import dataclasses
 
 import pyarrow.parquet as pq
+import pytest
 
 from llmfoundry_lite.corpus.identity import file_identity
 from llmfoundry_lite.corpus.units import plan_units
 from llmfoundry_lite.filtering import permissions
+from llmfoundry_lite.filtering.list_files import read_list_files
 from llmfoundry_lite.filtering.shards import filter_shard
 from tests.filtering.stack_rows import module, stack_row, write_stack
 
@@ -43,8 +45,8 @@ def test_license_and_opt_out_lists_are_compiled_once_per_task(filter_cfg, tmp_pa
     listing = tmp_path / "opt_out.txt"  # a 20k-repository published list that names org/repo1
     listing.write_text("".join(f"someone{i}/project{i}\n" for i in range(20_000)) + "ORG/Repo1\n")
     parsed = []
-    real_read = permissions.read_list_file
-    monkeypatch.setattr(permissions, "read_list_file", lambda path: parsed.append(path) or real_read(path))
+    real_parse = permissions.parse_list_file
+    monkeypatch.setattr(permissions, "parse_list_file", lambda data, path: parsed.append(path) or real_parse(data, path))
     cfg = filter_cfg("dedup.near=false", "decontam.enabled=false")
     cfg = dataclasses.replace(
         cfg, license=dataclasses.replace(cfg.license, allow=CountingList(["MIT", "Apache-2.0"])),
@@ -52,8 +54,9 @@ def test_license_and_opt_out_lists_are_compiled_once_per_task(filter_cfg, tmp_pa
                                     repositories=CountingList([f"x{i}/y{i}" for i in range(20_000)] + ["org/repo2"])))
     (tmp_path / "work" / "pass1").mkdir(parents=True)
     CountingList.reads = 0
+    lists = read_list_files([str(listing)])
     for i, unit in enumerate(units):
-        counts = filter_shard(i, unit, file_identity(unit.shard), cfg, str(tmp_path / "work"))
+        counts = filter_shard(i, unit, file_identity(unit.shard), cfg, str(tmp_path / "work"), lists)
         assert counts["seen"] == docs
     # each list is read once per task: the allow list, the inline opt-out entries and the file
     assert (CountingList.reads, len(parsed)) == (2 * len(units), len(units))
@@ -64,15 +67,20 @@ def test_license_and_opt_out_lists_are_compiled_once_per_task(filter_cfg, tmp_pa
         assert _reasons(tmp_path / "work", unit) == expected
 
 
-def test_each_task_reads_the_list_file_it_is_given_now(filter_cfg, tmp_path):
+def test_tasks_decide_by_the_list_bytes_the_driver_shipped_not_the_file_on_their_disk(filter_cfg, tmp_path):
     units = _units(tmp_path, 8)
     listing = tmp_path / "opt_out.txt"
     listing.write_text("org/repo0\n")
     cfg = filter_cfg("dedup.near=false", "decontam.enabled=false", f"opt_out.files=[{listing}]")
     (tmp_path / "work" / "pass1").mkdir(parents=True)
-    filter_shard(0, units[0], file_identity(units[0].shard), cfg, str(tmp_path / "work"))
-    listing.write_text("org/repo3\n")  # same size: an update a (size, mtime) cache could miss within a tick
-    filter_shard(1, units[1], file_identity(units[1].shard), cfg, str(tmp_path / "work"))
+    shipped = read_list_files([str(listing)])
+    listing.write_text("org/repo3\n")  # what an executor's disk may hold under that path: another version
+    filter_shard(0, units[0], file_identity(units[0].shard), cfg, str(tmp_path / "work"), shipped)
+    listing.unlink()  # or nothing at all
+    filter_shard(1, units[1], file_identity(units[1].shard), cfg, str(tmp_path / "work"), shipped)
     first, second = (_reasons(tmp_path / "work", u) for u in units)
     assert [i for i, r in enumerate(first) if r == "opt_out"] == [0, 4]
-    assert [i for i, r in enumerate(second) if r == "opt_out"] == [3, 7]
+    assert [i for i, r in enumerate(second) if r == "opt_out"] == [0, 4]
+    (tmp_path / "work2" / "pass1").mkdir(parents=True)
+    with pytest.raises(RuntimeError, match="opt_out.files: .*opt_out.txt was not read on the driver"):
+        filter_shard(0, units[0], file_identity(units[0].shard), cfg, str(tmp_path / "work2"), {})

@@ -17,7 +17,7 @@ def test_a_late_attempt_never_deletes_or_rewrites_the_directory_a_finished_one_p
     build_shards(shard_cfg(corpus_dir, tmp_path / "ref", workers=1))
     cfg = shard_cfg(corpus_dir, tmp_path / "out", workers=1)
     unit = plan_units(cfg.input, cfg.unit_bytes)[0]
-    a, b, after_b = run_overlapping(write_unit, (unit, cfg), "llmfoundry_lite.shards.writer._SplitWriter.write",
+    a, b, after_b = run_overlapping(write_unit, (unit, [cfg]), "llmfoundry_lite.shards.writer._SplitWriter.write",
                                     "writer", tmp_path / "attempts", between=lambda: _files(tmp_path / "out"))
     assert b.returncode == 0, b.stdout[-3000:]
     assert a.returncode == 0, a.stdout[-3000:]  # the late attempt finishes too: its work was not lost

@@ -89,15 +89,15 @@ def test_foreign_output_directory_is_never_overwritten(tiny_corpus, tmp_path):
 def test_streaming_sample_equals_the_sorted_prefix_and_holds_only_the_sample():
     import random
 
-    from llmfoundry_lite.tokenizer.sample import _Budgeted, doc_key
+    from llmfoundry_lite.tokenizer.sample import Selection, doc_key
 
     rng = random.Random(0)
-    docs = [(doc_key(0, f"d{i}"), i, rng.randint(1, 500)) for i in range(3000)]
+    docs = [(int.from_bytes(doc_key(0, f"d{i}"), "big"), i, rng.randint(1, 500)) for i in range(3000)]
     budget = 20_000
-    chosen = _Budgeted(budget)
+    chosen = Selection(budget)
     peak = 0
     for key, order, size in docs:
-        chosen.offer(key, order, size, lambda o=order: f"t{o}")
+        chosen.offer((key, 0, order), size, lambda o=order: f"t{o}")
         peak = max(peak, chosen.total)
     expected, total = [], 0
     for _key, order, size in sorted(docs):
