@@ -19,7 +19,7 @@ def test_two_attempts_of_one_unit_at_once_both_finish_and_leave_whole_files(filt
     unit = plan_units([str(filter_corpus)], cfg.unit_bytes, identities)[0]
     work = tmp_path / "out" / "work"
     (work / "pass1").mkdir(parents=True)
-    a, b, _ = run_overlapping(filter_shard, (0, unit, identities[unit.shard.path], cfg, str(work)),
+    a, b, _ = run_overlapping(filter_shard, (0, unit, identities[unit.shard.path], cfg, str(work), {}),
                               "llmfoundry_lite.filtering.records.BatchWriter.flush", "writer", tmp_path / "attempts")
     assert b.returncode == 0, b.stdout[-3000:]
     assert a.returncode == 0, a.stdout[-3000:]
