@@ -22,7 +22,7 @@ from typing import Any
 from llmfoundry_lite.cli.common import fail, user_errors
 from llmfoundry_lite.config import load_config, split_cli, to_yaml
 from llmfoundry_lite.eval.config import LANGUAGE_NAMES, SELECTIONS, TASKS, GenerationConfig, HumanEvalConfig
-from llmfoundry_lite.eval.humaneval import run_infill, run_model, run_samples
+from llmfoundry_lite.eval.humaneval import MissingProblems, run_infill, run_model, run_samples
 from llmfoundry_lite.eval.languages import get_language
 from llmfoundry_lite.eval.multilingual import run_language_model, run_language_samples, write_problems
 from llmfoundry_lite.sandbox import SANDBOX_KINDS, Sandbox, SandboxConfig
@@ -137,5 +137,5 @@ def run(argv: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> None:
     """Run the command; a bad option, a missing path or a missing bwrap ends in one line."""
-    with user_errors():
+    with user_errors(MissingProblems):
         run(argv)

@@ -52,7 +52,7 @@ def score(
     summary = {
         "language": cfg.language, **(extra or {}), "samples": str(samples_path), "problems": cfg.problems or str(default_problems_path()),
         "n_problems": len(attempted), "n_samples": len(results), "scores": scores,
-        "outcomes": dict(outcomes), "unattempted_problems": len(problems) - len(attempted),
+        "outcomes": dict(outcomes),
         "sandbox": sandbox.describe(), "workers": cfg.workers,
         "execution_s": round(wall, 3), "samples_per_s": round(len(results) / wall, 2) if wall else None,
     }  # fmt: skip
@@ -66,18 +66,35 @@ def score(
         print(f"{'pass@1 vote':<12} {v['pass@1(vote)']:>6.4f}   (one sample per problem, chosen by agreement on the"
               f" docstring examples; pass@n {v['pass@n']:.4f}; {v['problems_without_examples']} problems have none)")
     print(f"outcomes: {dict(outcomes)}; {summary['samples_per_s']} samples/s with {cfg.workers} workers")
-    if summary["unattempted_problems"]:
-        print(f"note: {summary['unattempted_problems']} problems have no samples; pass@k averages the attempted ones")
     print(f"results: {results_path}\nsummary: {summary_path}")
     return summary
 
 
+class MissingProblems(ValueError):
+    """A samples file lacks problems of the set being scored (a user error: the command says which, exit 2)."""
+
+
+def require_every_problem(cfg: HumanEvalConfig, problems: dict[str, Any], samples: list[dict]) -> None:
+    """A score covers the problems it says: every problem of the set in use (all 164, or the subset the user
+    named with ``--limit`` / ``--problems``) has samples, else ``MissingProblems`` naming the missing ones. pass@k
+    averaged over whatever a file happens to hold is not the number published tables give."""
+    sampled = {s["task_id"] for s in samples}
+    missing = [t for t in problems if t not in sampled]
+    if missing:
+        named = " of the subset named by --limit/--problems" if cfg.limit is not None or cfg.problems else ""
+        shown = ", ".join(missing[:5]) + (", …" if len(missing) > 5 else "")
+        raise MissingProblems(f"--samples {cfg.samples}: no samples for {len(missing)} of the {len(problems)} problems"
+                         f"{named} ({shown}); score a subset by naming it: --limit N (the first N problems) or "
+                         f"--problems FILE (the problems that file holds)")
+
+
 def run_samples(cfg: HumanEvalConfig, sandbox: Sandbox) -> dict[str, Any]:
-    """``--samples FILE``: score an existing samples file."""
+    """``--samples FILE``: score an existing samples file (all of the problems in use: ``require_every_problem``)."""
     assert cfg.samples is not None  # guaranteed by HumanEvalConfig validation
     problems = load_problems(cfg.problems, cfg.limit)
     samples = read_samples(cfg.samples, load_problems(cfg.problems))
     samples = [s for s in samples if s["task_id"] in problems]
+    require_every_problem(cfg, problems, samples)
     return score(cfg, sandbox, problems, Path(cfg.samples), samples)
 
 

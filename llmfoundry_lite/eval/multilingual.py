@@ -56,14 +56,21 @@ def _executor(cfg: HumanEvalConfig, sandbox: Sandbox, coverage: Coverage) -> Exe
 
 
 def _extra(coverage: Coverage, skipped: list[dict]) -> dict[str, Any]:
+    """The summary's account of the translation: coverage, and per translated problem how many of the original's
+    test assertions its tests kept and how many statements were dropped (what a score in this language covers)."""
     total = len(coverage.translated) + len(coverage.untranslated)
+    tests = {t: {"kept": tr.kept, "dropped": len(tr.dropped)} for t, tr in coverage.translated.items()}
+    short = sum(1 for row in tests.values() if row["dropped"])
+    print(f"tests kept per translated problem: {min((r['kept'] for r in tests.values()), default=0)}–"
+          f"{max((r['kept'] for r in tests.values()), default=0)} assertions; {short} problems lost some "
+          f"(the summary's 'tests' lists each)")  # fmt: skip
     return {"coverage": f"{len(coverage.translated)}/{total}", "untranslated": coverage.untranslated,
-            "skipped_samples_of_untranslated_problems": len(skipped)}  # fmt: skip
+            "skipped_samples_of_untranslated_problems": len(skipped), "tests": tests}  # fmt: skip
 
 
 def run_language_samples(cfg: HumanEvalConfig, sandbox: Sandbox) -> dict[str, Any]:
     """``--language L --samples FILE``: score completions of the translated problems."""
-    from llmfoundry_lite.eval.humaneval import score
+    from llmfoundry_lite.eval.humaneval import require_every_problem, score
 
     assert cfg.samples is not None  # guaranteed by HumanEvalConfig validation
     coverage = translate_all(load_problems(cfg.problems, cfg.limit), cfg.language)
@@ -75,6 +82,7 @@ def run_language_samples(cfg: HumanEvalConfig, sandbox: Sandbox) -> dict[str, An
         print(f"note: {len(skipped)} samples of untranslated problems skipped: "
               f"{', '.join(sorted({s['task_id'] for s in skipped}))}")  # fmt: skip
     problems = {t: {} for t in coverage.translated}
+    require_every_problem(cfg, problems, wanted)
     return score(cfg, sandbox, problems, Path(cfg.samples), wanted, _executor(cfg, sandbox, coverage),
                  _extra(coverage, skipped))  # fmt: skip
 

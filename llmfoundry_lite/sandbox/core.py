@@ -34,6 +34,7 @@ from pathlib import Path
 
 from llmfoundry_lite.sandbox.boot import supervisor_code
 from llmfoundry_lite.sandbox.config import SandboxConfig
+from llmfoundry_lite.sandbox.diagnose import startup_error
 from llmfoundry_lite.sandbox.io import classify, exchange, readable
 from llmfoundry_lite.sandbox.job import Job, python_job, rlimit_spec
 from llmfoundry_lite.sandbox.pool import SparePool, finish
@@ -202,6 +203,7 @@ class Sandbox:
         launcher: list[str] = []
         popen_user: dict[str, object] = {}
         holder: list[str] | None = None
+        bwrap: str | None = None
         if cfg.kind == "bwrap":
             bwrap = find_bwrap()
             self.nested_userns = not can_disable_userns(bwrap)
@@ -222,10 +224,11 @@ class Sandbox:
         probe = self.run("")
         if not probe.passed:
             self.close()
-            raise SandboxUnavailable(
-                f"the {cfg.kind} sandbox does not work on this machine: an empty program gave "
-                f"{probe.result!r}; its output: {probe.output.strip()[-800:]!r}"
-            )
+            summary = (f"the {cfg.kind} sandbox does not work on this machine: an empty program gave "
+                       f"{probe.result!r}; its output: {probe.output.strip()[-800:]!r}")
+            if bwrap is not None:  # name the cause (sysctl, AppArmor, container seccomp) and the fix
+                summary = startup_error(summary, f"{probe.result}\n{probe.output}", bwrap)
+            raise SandboxUnavailable(summary)
 
     def describe(self) -> str:
         """One line saying how programs run: isolation, interpreter, user, limits."""

@@ -12,6 +12,7 @@ import pytest
 from llmfoundry_lite.cli.humaneval import parse_args, run
 from llmfoundry_lite.config import ConfigError
 from llmfoundry_lite.corpus.benchmarks import read_jsonl, write_jsonl
+from llmfoundry_lite.eval.problems import load_problems
 
 REPO = Path(__file__).parents[2]
 
@@ -109,9 +110,12 @@ def test_language_samples_are_scored_and_untranslated_ones_counted(tmp_path, cap
         {"task_id": "HumanEval/53", "completion": "  return x - y;\n}\n"},
         {"task_id": "HumanEval/22", "completion": "  return [];\n}\n"},  # untranslated: skipped, counted
     ])  # fmt: skip
-    summary = run(["--language", "js", "--samples", str(samples), "--k", "1,2", "--workers", "2"])
+    he = load_problems(None, None)
+    subset = write_jsonl(tmp_path / "p.jsonl", [he["HumanEval/53"], he["HumanEval/22"]])  # the subset scored, named
+    summary = run(["--language", "js", "--samples", str(samples), "--problems", str(subset), "--k", "1,2",
+                   "--workers", "2"])
     assert summary["scores"] == {"pass@1": 0.5, "pass@2": 1.0}
-    assert summary["language"] == "js" and summary["coverage"] == "156/164"
+    assert summary["language"] == "js" and summary["coverage"] == "1/2"
     assert summary["skipped_samples_of_untranslated_problems"] == 1
     assert [r["result"] for r in read_jsonl(f"{samples}_results.jsonl")] == ["passed", "failed: exit status 1"]
     assert "1 samples of untranslated problems skipped: HumanEval/22" in capsys.readouterr().out

@@ -35,9 +35,11 @@ def test_the_largest_agreeing_group_is_selected(sandbox, problems):
     assert (picked["pass@1(vote)"], picked["pass@n"], picked["problems_without_examples"]) == (1.0, 1.0, 0)
 
 
-def test_cli_reports_vote_next_to_plain_pass_at_1(tmp_path, capsys):
+def test_cli_reports_vote_next_to_plain_pass_at_1(tmp_path, capsys, problems):
     path = write_jsonl(tmp_path / "s.jsonl", [{"task_id": "HumanEval/2", "completion": c} for c in TRUNCATE])
-    summary = run(["--samples", str(path), "--select", "vote", "--k", "1,3", "--workers", "2"])
+    subset = write_jsonl(tmp_path / "p.jsonl", [problems["HumanEval/2"]])
+    summary = run(["--samples", str(path), "--problems", str(subset), "--select", "vote", "--k", "1,3",
+                   "--workers", "2"])
     assert summary["scores"]["pass@1"] == pytest.approx(2 / 3)
     assert summary["vote"]["pass@1(vote)"] == 1.0
     assert "pass@1 vote  1.0000" in capsys.readouterr().out

@@ -32,6 +32,9 @@ class Translated:
     tests: str
     stop_tokens: tuple[str, ...]
     dropped: tuple[str, ...] = ()
+    """The original's test statements that are not literal assertions, left out (as source text)."""
+    kept: int = 0
+    """The original's test assertions the translated tests hold."""
 
     def program(self, completion: str) -> str:
         """What is compiled and run: the prompt, the completion, then the tests."""
@@ -129,7 +132,8 @@ class Language(ABC):
 
     def translate(self, p: PyProblem) -> Translated:
         """The problem in this language, or Untranslatable (a type or value it cannot spell)."""
-        return Translated(p.task_id, self.name, self.prompt(p), self.test_suite(p), self.stop_tokens, tuple(p.dropped))
+        return Translated(p.task_id, self.name, self.prompt(p), self.test_suite(p), self.stop_tokens, tuple(p.dropped),
+                          len(p.tests))
 
 
 def _example_call(p: PyProblem, source: str) -> tuple | None:
