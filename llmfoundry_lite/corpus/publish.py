@@ -26,11 +26,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llmfoundry_lite.corpus.units import MapFn, task_groups
+from llmfoundry_lite.corpus.units import MapFn, inline_map, task_groups
 from llmfoundry_lite.corpus.uris import local_path, remote_fs
 
 PUBLISHED_FILE = "_published.json"
@@ -109,16 +108,12 @@ def _upload_group(staging: str, uri: str, rels: list[str]) -> int:
     return len(rels)
 
 
-def _inline(fn: Callable, tasks: list[tuple]) -> list:
-    return [fn(*task) for task in tasks]
-
-
 def _in_tasks(fs: Any, map_fn: MapFn | None) -> MapFn:
     """Where the files are hashed and uploaded: ``map_fn``'s tasks, or here. A store that lives in one process
     (fsspec's ``memory://``) is always written from here: a task elsewhere would fill a store of its own."""
     from fsspec.implementations.memory import MemoryFileSystem
 
-    return _inline if map_fn is None or isinstance(fs, MemoryFileSystem) else map_fn
+    return inline_map if map_fn is None or isinstance(fs, MemoryFileSystem) else map_fn
 
 
 def publish(staging: str, uri: str, marker: str, exclude: tuple[str, ...] = (),

@@ -187,7 +187,8 @@ def _plan_group(shards: list[InputShard], unit_bytes: int, check: bool,
     return out
 
 
-def _inline(fn: Callable, tasks: list[tuple]) -> list:
+def inline_map(fn: Callable, tasks: list[tuple]) -> list:
+    """The ``MapFn`` that runs every task here, in order (where no engine's map is given)."""
     return [fn(*task) for task in tasks]
 
 
@@ -202,7 +203,7 @@ def plan_files(shards: list[InputShard], unit_bytes: int, map_fn: MapFn | None =
     tasks = [(group, unit_bytes, check, [identities[s.path] if identities is not None else None for s in group])
              for group in groups]
     files: list[PlannedFile] = []
-    for group, result in zip(groups, (map_fn or _inline)(_plan_group, tasks), strict=True):
+    for group, result in zip(groups, (map_fn or inline_map)(_plan_group, tasks), strict=True):
         if isinstance(result, InputError):
             raise result
         files.extend(PlannedFile(s, identity, tuple(cuts)) for s, (identity, cuts) in zip(group, result, strict=True))
