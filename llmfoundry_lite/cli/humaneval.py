@@ -22,7 +22,9 @@ from typing import Any
 from llmfoundry_lite.cli.common import fail, user_errors
 from llmfoundry_lite.config import load_config, split_cli, to_yaml
 from llmfoundry_lite.eval.config import LANGUAGE_NAMES, SELECTIONS, TASKS, GenerationConfig, HumanEvalConfig
+from llmfoundry_lite.eval.execution import require_working
 from llmfoundry_lite.eval.humaneval import MissingProblems, run_infill, run_model, run_samples
+from llmfoundry_lite.eval.infra import InfrastructureFailure
 from llmfoundry_lite.eval.languages import get_language
 from llmfoundry_lite.eval.multilingual import run_language_model, run_language_samples, write_problems
 from llmfoundry_lite.sandbox import SANDBOX_KINDS, Sandbox, SandboxConfig
@@ -30,7 +32,7 @@ from llmfoundry_lite.sandbox import SANDBOX_KINDS, Sandbox, SandboxConfig
 # flag → dotted config key
 FLAG_KEYS = {
     "language": "language", "write_problems": "write_problems", "select": "select", "task": "task", "model": "model", "samples": "samples", "problems": "problems", "output": "output",
-    "limit": "limit", "k": "k", "workers": "workers", "sandbox": "sandbox.kind", "timeout": "sandbox.timeout",
+    "limit": "limit", "k": "k", "workers": "workers", "max_error_rate": "max_error_rate", "sandbox": "sandbox.kind", "timeout": "sandbox.timeout",
     "n_samples": "generation.n_samples", "temperature": "generation.temperature", "top_p": "generation.top_p",
     "max_new_tokens": "generation.max_new_tokens", "batch_size": "generation.batch_size",
     "seed": "generation.seed", "device": "generation.device",
@@ -59,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="only the first N problems")
     p.add_argument("--k", type=_k_list, help="pass@k values, e.g. 1,10,100")
     p.add_argument("--workers", type=int, help="programs run in parallel (default: cores)")
+    p.add_argument("--max-error-rate", type=float,
+                   help=f"stop once more than this share of samples could not be judged (default {HumanEvalConfig.max_error_rate:g})")
     p.add_argument("--sandbox", choices=SANDBOX_KINDS, help="bwrap (default) or none (UNISOLATED)")
     p.add_argument("--timeout", type=float, help=f"seconds per program (default {SandboxConfig.timeout:g})")
     p.add_argument("--n-samples", type=int, help=f"completions per problem (default {GenerationConfig.n_samples})")
@@ -132,10 +136,15 @@ def run(argv: list[str]) -> dict[str, Any]:
     sandbox = open_sandbox(cfg)
     print(sandbox.describe(), file=sys.stderr)
     with sandbox:
+        require_working(cfg.language, sandbox)  # a broken sandbox or toolchain stops here, before any score
         return evaluate(cfg, sandbox)
 
 
 def main(argv: list[str]) -> None:
     """Run the command; a bad option, a missing path or a missing bwrap ends in one line."""
     with user_errors(MissingProblems):
-        run(argv)
+        try:
+            run(argv)
+        except InfrastructureFailure as err:  # the machine, not the user or the model: exit 3
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(3) from None

@@ -19,6 +19,12 @@ each other only for the difference of their shares' times, which must stay below
 ``dist_timeout``. Each problem's samples are seeded by the problem's index, so the numbers
 do not depend on how many ranks ran them. The tokenizer comes from ``tokenizer`` (a directory
 with ``tokenizer.json``) or, by default, from the run's ``RunInfo`` callback.
+
+At ``Event.FIT_START`` every rank runs each language's known-good solution in its own sandbox and the
+outcome is all-reduced (a device tensor, through the trainer's device placement), so a rank whose
+sandbox or toolchain is broken stops every rank at once instead of leaving them in a later gather.
+Samples that could not be judged (``error: <cause>``) are left out of pass@k and logged as
+``.../errors``; past ``max_error_rate`` of the gathered samples every rank raises the same error.
 """
 
 from __future__ import annotations
@@ -37,13 +43,14 @@ from torch.distributed.tensor import DTensor
 
 from llmfoundry_lite.config import load_config
 from llmfoundry_lite.eval.config import GenerationConfig, HumanEvalCallbackConfig
-from llmfoundry_lite.eval.execution import execute_samples, execute_translated
+from llmfoundry_lite.eval.execution import execute_samples, execute_translated, require_working
 from llmfoundry_lite.eval.generation import sample_humaneval
+from llmfoundry_lite.eval.infra import ErrorBudget, InfrastructureFailure, error_causes
 from llmfoundry_lite.eval.languages import get_language, translate_all
 from llmfoundry_lite.eval.passk import pass_at_k
 from llmfoundry_lite.eval.problems import load_problems
 from llmfoundry_lite.models.transformer import Transformer
-from llmfoundry_lite.sandbox import Sandbox
+from llmfoundry_lite.sandbox import Sandbox, SandboxUnavailable
 from llmfoundry_lite.tokenizer import load_tokenizer, text_safe
 
 
@@ -155,6 +162,26 @@ class HumanEvalCallback(Callback):
         """pass@k of ``model`` on the first ``n_problems`` problems of ``language``, in this process alone."""
         return pass_at_k(self.sample_and_run(model, tokenizer, self.problems_of(language), language), self.cfg.k)
 
+    def reference_failure(self) -> str | None:
+        """Why this rank cannot score one of ``languages`` (its known-good solution did not pass), or None."""
+        for language in self.cfg.languages:
+            binds = () if language == "python" else get_language(language).binds()
+            try:
+                with Sandbox(self.cfg.sandbox, 1, binds) as sandbox:
+                    require_working(language, sandbox)
+            except (InfrastructureFailure, SandboxUnavailable) as err:
+                return f"rank {dist.get_global_rank()}: {err}"
+        return None
+
+    def fit_start(self, state: State, logger: Logger) -> None:
+        """Every rank checks its sandbox and toolchains; all stop together if any rank cannot score."""
+        failure = self.reference_failure()
+        failed = state.device.tensor_to_device(torch.tensor([int(failure is not None)], dtype=torch.int32))
+        dist.all_reduce(failed, reduce_operation="MAX")
+        if int(failed.item()):
+            raise InfrastructureFailure(failure or "HumanEvalCallback: another rank cannot run the languages' known-good "
+                                        "solutions in its sandbox (its error is in that rank's log); every rank stops")
+
     def batch_end(self, state: State, logger: Logger) -> None:
         batch = int(state.timestamp.batch)
         if batch == 0 or batch % self.cfg.every_n_batches:
@@ -169,8 +196,12 @@ class HumanEvalCallback(Callback):
             ran = self.sample_and_run(model, tokenizer, mine, language)
             # Python objects: pickled onto the backend's device (NCCL: the current GPU), no tensor to move.
             results = [r for part in dist.all_gather_object(ran) for r in part]
+            budget = ErrorBudget(len(results), self.cfg.max_error_rate)
+            for result in results:  # the same gathered results on every rank: all ranks raise together
+                budget.add(result)
             scores = pass_at_k(results, self.cfg.k) if results else {}  # no problem translated: nothing to score
             prefix = "humaneval/" if language == "python" else f"humaneval/{language}/"
+            metrics[prefix + "errors"] = sum(error_causes(results).values())
             metrics.update({prefix + name: value for name, value in scores.items()})
             metrics[prefix + "samples"] = len(results)
             if language != "python":

@@ -54,6 +54,11 @@ def _check_k(k: list[int], key: str) -> None:
         raise ValueError(f"{key} must be a non-empty list of positive integers, got {k}")
 
 
+def _check_rate(rate: float, key: str) -> None:
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"{key} must be between 0 and 1, got {rate}")
+
+
 @dataclass
 class HumanEvalConfig:
     """``python eval/humaneval.py``: score a samples file, or sample a model then score."""
@@ -83,6 +88,9 @@ class HumanEvalConfig:
     """pass@k values reported; those above the number of samples per problem are skipped."""
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     """Sandboxed programs run in parallel (default: the number of cores)."""
+    max_error_rate: float = 0.01
+    """The run stops once more than this share of its samples could not be judged (``error: <cause>``
+    results: sandbox or toolchain failures, excluded from pass@k and reported by cause)."""
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     """Isolation and limits of each program."""
     generation: GenerationConfig = field(default_factory=GenerationConfig)
@@ -107,6 +115,7 @@ class HumanEvalConfig:
         _check_k(self.k, "k")
         if self.workers <= 0:
             raise ValueError(f"workers must be positive, got {self.workers}")
+        _check_rate(self.max_error_rate, "max_error_rate")
         if self.limit is not None and self.limit <= 0:
             raise ValueError(f"limit must be positive or null, got {self.limit}")
 
@@ -131,6 +140,8 @@ class HumanEvalCallbackConfig:
     """Nucleus sampling mass when temperature > 0."""
     workers: int = 2
     """Parallel sandboxed programs."""
+    max_error_rate: float = 0.01
+    """An evaluation with more than this share of unjudged samples (``error: <cause>``) stops training."""
     languages: list[str] = field(default_factory=lambda: ["python"])
     """HumanEval in these languages (``python`` and the ``--language`` translations); python logs
     ``humaneval/pass@k``, another language ``humaneval/<language>/pass@k`` over its translated
@@ -144,5 +155,6 @@ class HumanEvalCallbackConfig:
         if unknown or not self.languages or len(set(self.languages)) != len(self.languages):
             raise ValueError(f"humaneval.languages={self.languages}: name each once, from {', '.join(LANGUAGE_NAMES)}")
         _check_k(self.k, "humaneval.k")
+        _check_rate(self.max_error_rate, "humaneval.max_error_rate")
         if max(self.k) > self.n_samples:
             raise ValueError(f"humaneval.k={self.k} has values above humaneval.n_samples={self.n_samples}")

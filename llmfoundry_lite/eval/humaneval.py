@@ -20,7 +20,8 @@ from typing import Any
 from llmfoundry_lite.corpus.benchmarks import default_problems_path, write_jsonl
 from llmfoundry_lite.eval.config import HumanEvalConfig
 from llmfoundry_lite.eval.execution import execute_samples, stderr_progress
-from llmfoundry_lite.eval.infill import build_infill_tasks, first_line, psm_ids, score_infill
+from llmfoundry_lite.eval.infill import build_infill_tasks, first_line, psm_prompt, score_infill
+from llmfoundry_lite.eval.infra import error_causes
 from llmfoundry_lite.eval.passk import format_table, pass_at_k
 from llmfoundry_lite.eval.problems import load_problems, read_samples
 from llmfoundry_lite.eval.selection import vote
@@ -41,7 +42,7 @@ def score(
     ``<samples>_results.jsonl`` and ``<samples>_summary.json`` (with ``extra`` fields), print the table."""
     start = time.monotonic()
     if execute is None:
-        results = execute_samples(problems, samples, sandbox, cfg.workers, stderr_progress())
+        results = execute_samples(problems, samples, sandbox, cfg.workers, stderr_progress(), cfg.max_error_rate)
     else:
         results = execute(samples)
     wall = time.monotonic() - start
@@ -49,10 +50,11 @@ def score(
     attempted = {r["task_id"] for r in results}
     scores = pass_at_k(results, cfg.k)
     outcomes = Counter(r["result"].split(":")[0] for r in results)
+    errors = error_causes(results)
     summary = {
         "language": cfg.language, **(extra or {}), "samples": str(samples_path), "problems": cfg.problems or str(default_problems_path()),
         "n_problems": len(attempted), "n_samples": len(results), "scores": scores,
-        "outcomes": dict(outcomes),
+        "outcomes": dict(outcomes), "errors": errors, "n_judged": len(results) - sum(errors.values()),
         "sandbox": sandbox.describe(), "workers": cfg.workers,
         "execution_s": round(wall, 3), "samples_per_s": round(len(results) / wall, 2) if wall else None,
     }  # fmt: skip
@@ -66,6 +68,9 @@ def score(
         print(f"{'pass@1 vote':<12} {v['pass@1(vote)']:>6.4f}   (one sample per problem, chosen by agreement on the"
               f" docstring examples; pass@n {v['pass@n']:.4f}; {v['problems_without_examples']} problems have none)")
     print(f"outcomes: {dict(outcomes)}; {summary['samples_per_s']} samples/s with {cfg.workers} workers")
+    if errors:
+        print(f"errors: {sum(errors.values())} samples could not be judged and are left out of pass@k: "
+              + ", ".join(f"{cause} ×{n}" for cause, n in errors.items()))
     print(f"results: {results_path}\nsummary: {summary_path}")
     return summary
 
@@ -113,7 +118,7 @@ def default_output(cfg: HumanEvalConfig, suffix: str) -> Path:
 def _warn_long_prompts(problems: dict[str, dict], model: Any, tokenizer: Any, max_new_tokens: int) -> None:
     """Say how many prompts + completions exceed the trained context (RoPE extends; quality drops)."""
     limit = model.cfg.max_seq_len
-    over = sum(len(tokenizer.encode(p["prompt"], add_special_tokens=False).ids) + max_new_tokens > limit
+    over = sum(len(tokenizer.encode(p["prompt"].rstrip(), add_special_tokens=False).ids) + max_new_tokens > limit
                for p in problems.values())  # fmt: skip
     if over:
         print(f"note: {over}/{len(problems)} prompts + max_new_tokens exceed the model's max_seq_len={limit}",
@@ -145,12 +150,12 @@ def run_infill(cfg: HumanEvalConfig, sandbox: Sandbox, load: Loader) -> dict[str
     tasks = build_infill_tasks(problems)
     model, tokenizer = load_for(cfg, load)
     print(f"{len(tasks)} single-line infilling tasks from {len(problems)} canonical solutions", file=sys.stderr)
-    predictions = predict_infill(model, tokenizer, [psm_ids(tokenizer, t) for t in tasks], cfg.generation,
+    predictions = predict_infill(model, tokenizer, [psm_prompt(tokenizer, t) for t in tasks], cfg.generation,
                                  stderr_progress("infilled"))  # fmt: skip
     predictions = [first_line(p) for p in predictions]
 
     def run_completions(samples: list[dict]) -> list[dict]:
-        return execute_samples(problems, samples, sandbox, cfg.workers, stderr_progress())
+        return execute_samples(problems, samples, sandbox, cfg.workers, stderr_progress(), cfg.max_error_rate)
 
     records, summary = score_infill(tasks, predictions, run_completions)
     out = write_jsonl(default_output(cfg, "_infill"), records)

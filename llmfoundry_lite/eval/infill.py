@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from llmfoundry_lite.eval.prompting import EncodedPrompt, encode_prompt
 from llmfoundry_lite.tokenizer.special import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
 
 if TYPE_CHECKING:
@@ -61,20 +62,33 @@ def first_line(text: str) -> str:
     return text if end < 0 else text[: end + 1]
 
 
-def psm_ids(tokenizer: Tokenizer, task: InfillTask) -> list[int]:
-    """``<fim_prefix> prefix <fim_suffix> suffix <fim_middle>`` as token ids.
-
-    Sentinels are inserted as ids: encoding ordinary text never produces them.
-    """
+def _sentinels(tokenizer: Tokenizer) -> dict[str, int]:
     ids = {name: tokenizer.token_to_id(name) for name in (FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE)}
     missing = [name for name, i in ids.items() if i is None]
     if missing:
         raise ValueError(f"the tokenizer lacks the FIM sentinels {missing}")
+    return ids  # type: ignore[return-value]
+
+
+def psm_ids(tokenizer: Tokenizer, task: InfillTask) -> list[int]:
+    """``<fim_prefix> prefix <fim_suffix> suffix <fim_middle>`` as token ids, the prefix whole.
+
+    Sentinels are inserted as ids: encoding ordinary text never produces them.
+    """
+    ids = _sentinels(tokenizer)
 
     def enc(text: str) -> list[int]:
         return tokenizer.encode(text, add_special_tokens=False).ids
 
     return [ids[FIM_PREFIX], *enc(task.prefix), ids[FIM_SUFFIX], *enc(task.suffix), ids[FIM_MIDDLE]]
+
+
+def psm_prompt(tokenizer: Tokenizer, task: InfillTask) -> EncodedPrompt:
+    """The PSM prompt with the prefix's trailing whitespace (the line break before the hidden line)
+    moved to the middle, which must reproduce it first: the tokens the model saw in training."""
+    ids = _sentinels(tokenizer)
+    suffix = tokenizer.encode(task.suffix, add_special_tokens=False).ids
+    return encode_prompt(tokenizer, task.prefix, [ids[FIM_PREFIX]], [ids[FIM_SUFFIX], *suffix, ids[FIM_MIDDLE]])
 
 
 def filled_completion(task: InfillTask, predicted: str) -> str:

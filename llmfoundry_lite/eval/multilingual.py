@@ -50,7 +50,8 @@ def _executor(cfg: HumanEvalConfig, sandbox: Sandbox, coverage: Coverage) -> Exe
     lang = get_language(cfg.language)
 
     def execute(samples: list[dict]) -> list[dict]:
-        return execute_translated(coverage.translated, samples, sandbox, lang, cfg.workers, stderr_progress())
+        return execute_translated(coverage.translated, samples, sandbox, lang, cfg.workers, stderr_progress(),
+                                  cfg.max_error_rate)
 
     return execute
 

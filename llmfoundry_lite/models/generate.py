@@ -24,6 +24,19 @@ def _pick(logits_BV: torch.Tensor, temperature: float, top_p: float, generator: 
     return torch.multinomial(probs_BV, 1, generator=generator).squeeze(-1)
 
 
+def _restrict(logits_BV: torch.Tensor, masks: list[torch.Tensor | None]) -> torch.Tensor:
+    """``logits_BV`` with the tokens outside each row's mask (shorter than V: the rest is outside) at -inf."""
+    if all(m is None for m in masks):
+        return logits_BV
+    logits_BV = logits_BV.clone()
+    for row, mask in enumerate(masks):
+        if mask is not None:
+            keep_V = torch.zeros(logits_BV.shape[-1], dtype=torch.bool, device=logits_BV.device)
+            keep_V[: mask.numel()] = mask.to(logits_BV.device)
+            logits_BV[row].masked_fill_(~keep_V, float("-inf"))
+    return logits_BV
+
+
 @torch.inference_mode()
 def generate(
     model: Transformer,
@@ -35,6 +48,7 @@ def generate(
     eos_id: int | None = None,
     stop: Callable[[list[int]], bool] | None = None,
     generator: torch.Generator | None = None,
+    allowed: Callable[[list[int]], torch.Tensor | None] | None = None,
 ) -> list[list[int]]:
     """Continue each row of ``input_ids`` (B, T) by up to ``max_new_tokens`` tokens.
 
@@ -43,7 +57,8 @@ def generate(
     producing ``eos_id`` (not included in its output) or once ``stop(row_new_tokens)`` is
     True (the tokens that triggered it are kept, so the caller can cut the text). Returns
     the new tokens of each row. ``generator`` seeds sampling for reproducible draws; it
-    must live on the model's device.
+    must live on the model's device. ``allowed(row_new_tokens)`` may restrict a row's next token
+    to a bool mask over the tokenizer's vocabulary (None: any token), e.g. token healing.
     """
     model.eval()
     device = next(model.parameters()).device
@@ -55,7 +70,10 @@ def generate(
     done = [False] * B
     logits_BTV = model(input_ids, cache=cache)
     for _ in range(max_new_tokens):
-        next_B = _pick(logits_BTV[:, -1], temperature, top_p, generator)
+        logits_BV = logits_BTV[:, -1]
+        if allowed is not None:
+            logits_BV = _restrict(logits_BV, [None if done[row] else allowed(out[row]) for row in range(B)])
+        next_B = _pick(logits_BV, temperature, top_p, generator)
         for row, token in enumerate(next_B.tolist()):
             if done[row]:
                 continue

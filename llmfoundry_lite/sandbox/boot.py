@@ -15,7 +15,7 @@ import marshal
 import subprocess
 from pathlib import Path
 
-MODULES = (("sandbox_kernel", "kernel.py"), ("sandbox_child", "child.py"))
+MODULES = (("sandbox_kernel", "kernel.py"), ("sandbox_memory", "memory.py"), ("sandbox_checker", "checker.py"), ("sandbox_child", "child.py"))
 """The zygote's modules (its name for each, and the file here) in the order they run; the last is its ``__main__``."""
 SOURCES = tuple((name, (Path(__file__).parent / file).read_text()) for name, file in MODULES)
 _COMPILE = ("import marshal, sys\n"

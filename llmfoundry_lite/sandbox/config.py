@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from llmfoundry_lite.validate import require_positive
 
 SANDBOX_KINDS = ("bwrap", "none")
+MEMORY_BOUNDS = ("auto", "cgroup", "fallback")
 
 
 @dataclass
@@ -24,7 +25,15 @@ class SandboxConfig:
     startup_allowance: float = 1.0
     """Extra wall-clock seconds for starting the sandbox and the interpreter."""
     memory_mb: int = 1024
-    """Address-space limit (RLIMIT_AS) of the sandboxed interpreter, in MiB."""
+    """Memory of a whole sample in MiB: RLIMIT_AS of each of its processes, and the bound of all
+    of them together (``memory_bound``)."""
+    memory_bound: str = "auto"
+    """What holds the sample's total memory (``sandbox/memory.py``): ``cgroup`` (a cgroup v2 of its
+    own per sample, ``memory.max``/``pids.max``; an error when this machine cannot give one),
+    ``fallback`` (RLIMIT_AS per process plus a watchdog summing the sample's resident memory every
+    few ms), or ``auto`` (cgroup where available, else fallback). ``Sandbox.describe()`` says which holds."""
+    cgroup_root: str | None = None
+    """A delegated cgroup v2 directory to make the sandboxes' cgroups under; None: this process's own cgroup."""
     max_processes: int = 16
     """RLIMIT_NPROC inside the sandbox: stops fork bombs."""
     max_open_files: int = 64
@@ -49,6 +58,8 @@ class SandboxConfig:
     def __post_init__(self) -> None:
         if self.kind not in SANDBOX_KINDS:
             raise ValueError(f"unknown sandbox.kind {self.kind!r}; choose from {', '.join(SANDBOX_KINDS)}")
+        if self.memory_bound not in MEMORY_BOUNDS:
+            raise ValueError(f"unknown sandbox.memory_bound {self.memory_bound!r}; choose from {', '.join(MEMORY_BOUNDS)}")
         require_positive(self, ("timeout", "memory_mb", "max_processes", "max_open_files", "max_file_mb",
                                 "tmpfs_mb", "shm_mb", "max_output_bytes"), "sandbox.")
         if self.prestart < 0:

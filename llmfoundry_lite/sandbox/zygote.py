@@ -18,6 +18,7 @@ import threading
 
 from llmfoundry_lite.sandbox.boot import BOOT
 from llmfoundry_lite.sandbox.io import Started
+from llmfoundry_lite.sandbox.memory import move
 
 
 class ZygoteDied(RuntimeError):
@@ -28,7 +29,10 @@ class Zygote:
     """One zygote process; ``fork()`` is safe to call from several threads at once."""
 
     def __init__(self, launcher: list[str], python: str, code: bytes, config: dict, env: dict[str, str],
-                 popen_user: dict[str, object]) -> None:  # fmt: skip
+                 popen_user: dict[str, object], cgroup: str | None = None) -> None:  # fmt: skip
+        """``cgroup``: the zygote's leaf of its ``Sandbox``'s cgroup v2 group (it moves there
+        before it runs a line: every sample's cgroup is made next to it), or None."""
+        self._cgroup = cgroup
         self._argv = [*launcher, python, "-I", "-S", "-c", BOOT, str(len(code))]
         self._boot = code + marshal.dumps(config, 4)
         self._env, self._popen_user = env, popen_user
@@ -50,6 +54,13 @@ class Zygote:
             theirs.close()
         self._sock = ours
         assert self._proc.stdin is not None
+        if self._cgroup is not None:  # it waits for its code on stdin: nothing forked yet
+            try:
+                move(self._proc.pid, self._cgroup)
+            except BaseException:
+                self._proc.kill()
+                self._stop()
+                raise
         with self._proc.stdin:
             self._proc.stdin.write(self._boot)  # its code, then its config, then EOF
 

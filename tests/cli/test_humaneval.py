@@ -123,12 +123,14 @@ def test_language_samples_are_scored_and_untranslated_ones_counted(tmp_path, cap
 
 @pytest.mark.parametrize(
     ("language", "generated", "completion"),
-    [("cpp", "    return 1;\n}\nint main() {}", "    return 1;\n}\n"),
-     ("java", "        return 1;\n    }\n    public static void x() {}", "        return 1;\n    }\n"),
+    [("cpp", "    return 1;\n}\nint main() {}", "    return 1;"),
+     ("java", "        return 1;\n    }\n    public static void x() {}", "        return 1;"),
      ("js", "  return 1;\n}\n\nfunction other() {}", "  return 1;\n}\n"),
-     ("sh", "    echo 1\n}\n\nother() {", "    echo 1\n}\n")],
+     ("sh", "    echo 1\n}\n\nother() {", "    echo 1")],
 )  # fmt: skip
-def test_generated_text_is_cut_and_closes_the_function(language, generated, completion):
+def test_generated_text_is_cut_before_the_stop_as_multipl_e_does(language, generated, completion):
+    """MultiPL-E: the completion ends before the stop token; the tests start with the closing brace
+    (JS's stops come after the function, so its completion closes it)."""
     from llmfoundry_lite.eval.languages import LANGUAGES
 
     assert LANGUAGES[language].finish_completion(generated) == completion

@@ -64,7 +64,7 @@ def cpp_job(programs: dict[str, tuple[Translated, str]], cfg: SandboxConfig) -> 
         n = _number(task)
         body = "".join(line + "\n" for line in t.prompt.splitlines() if not line.startswith("#include"))
         tests = t.tests.replace("int main() {", "int test_main() {", 1)
-        parts.append(f"namespace p_{n} {{\n{body}{completion}{tests}}}\n")
+        parts.append(f"namespace p_{n} {{\n{body}{completion}\n{tests}}}\n")
         cases.append(f'{{"{task}", p_{n}::test_main}}')
     headers = "".join(line + "\n" for line in next(iter(programs.values()))[0].prompt.splitlines() if line.startswith("#include"))
     source = headers + "".join(parts) + CPP_DRIVER % ", ".join(cases)

@@ -44,7 +44,8 @@ def test_runs_every_n_batches_and_logs_pass_at_k(tiny_model_and_tokenizer):
         cb.batch_end(fake_state(batch, model), logger)
     assert [b for b, _ in cb.history] == [2, 4]
     assert len(logger.logged) == 2
-    assert set(logger.logged[0]) == {"humaneval/pass@1", "humaneval/pass@2", "humaneval/seconds", "humaneval/samples"}
+    assert set(logger.logged[0]) == {"humaneval/pass@1", "humaneval/pass@2", "humaneval/seconds", "humaneval/samples",
+                                  "humaneval/errors"}
     assert logger.logged[0]["humaneval/samples"] == 4  # 2 problems x 2 samples, all on this (only) rank
     assert logger.logged[0]["humaneval/pass@1"] == 0.0  # an untrained model solves nothing
     assert model.training  # generation switched to eval mode and back

@@ -171,11 +171,14 @@ def test_early_exit_with_status_0_is_a_failure(sandbox, exit_call):
 
 
 def test_forged_verdicts_without_the_nonce_do_not_pass(sandbox):
+    # One line, exactly what the runner writes, on every fd; a verdict line without the nonce on
+    # stdout; then exit 0. Scored as samples are, the runner's line is not the candidate's to write.
     forge = ("    import os\n    for fd in range(3, 64):\n        try:\n"
-             "            os.write(fd, b'passed\\n0000 passed\\n')\n        except OSError:\n"
-             "            pass\n    print('passed')\n    os._exit(0)\n")
-    r = probe(sandbox, forge)
-    assert r.result == "failed: process ended with status 0 before check() completed"
+             "            os.write(fd, b'passed\\n')\n        except OSError:\n"
+             "            pass\n    print('0000 passed', flush=True)\n    os._exit(0)\n")
+    r = execute_samples({PROBE["task_id"]: PROBE}, [{"task_id": PROBE["task_id"], "completion": forge}], sandbox, workers=1)[0]
+    assert not r["passed"]
+    assert r["result"] == "failed: the candidate process ended with status 0 before check() completed"
 
 
 def test_spawned_shell_stays_inside(sandbox, tmp_path):
@@ -359,7 +362,7 @@ def test_a_killed_zygote_is_replaced_and_close_keeps_the_sandbox_usable():
         sb._zygote._proc.kill()
         sb._zygote._proc.wait()
         results = [probe(sb, "    return True\n") for _ in range(4)]  # the spares died with it
-    assert all(r.passed or r.result == "failed: the sandbox's supervisor ended without a verdict" for r in results)
+    assert all(r.passed or r.result == "error: the sandbox's supervisor ended without a verdict" for r in results)
     assert results[-1].passed
 
 

@@ -87,6 +87,7 @@ def test_every_callback_of_a_pretraining_run_reduces_device_tensors(strict, tiny
     assert calls[("all_reduce", "llmfoundry_lite.callbacks.numerical_health")] == 3 * 3  # sum, min, max per step
     assert calls[("all_gather_object", "llmfoundry_lite.callbacks.loss_spike")] == spikes
     assert calls[("all_gather_object", "llmfoundry_lite.eval.callback")] == 1
+    assert calls[("all_reduce", "llmfoundry_lite.eval.callback")] == 1  # the start-up reference run, at Event.FIT_START
 
 
 def _instruction_rows(path, n: int) -> None:

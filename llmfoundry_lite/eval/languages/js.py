@@ -1,9 +1,14 @@
-"""JavaScript (``js``, node): MultiPL-E's layout, ``assert.deepStrictEqual`` tests, one ``node`` run.
+"""JavaScript (``js``, node): MultiPL-E's prompt, ``assert.deepEqual`` tests, one ``node`` run.
 
-A syntax error is ``failed: compile error`` as in compiled languages (see ``CHECK_THEN_RUN``). Numbers are JS numbers (int and float alike), ``None`` is ``null``, lists and tuples are
-arrays, dicts with string keys are objects. Strict deep equality, so ``"1"`` is not ``1`` and
-``0`` is not ``false``. node's V8 starts ~7 threads, so the process limit is raised to 64;
-its address space fits in 2 GiB.
+As MultiPL-E writes it: the prompt ends ``function name(params){`` (no space before the brace)
+and the first comment line has no space after ``//``; no stop token is the closing brace, so the
+completion closes the function itself and the tests begin with ``const assert = require('node:assert');``.
+Values: numbers as Python's repr, strings in double quotes (escaped here, where MultiPL-E pastes
+them raw: see ``string``), None as ``undefined``, lists and tuples as arrays, dicts as objects.
+``assert.deepEqual`` is loose (``1`` equals ``"1"``, ``null`` equals ``undefined``), as in
+MultiPL-E. A syntax error is ``failed: compile error`` as in compiled languages (see
+``CHECK_THEN_RUN``). node's V8 starts ~7 threads, so the process limit is raised to 64; its
+address space fits in 2 GiB.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import math
 from typing import Any
 
 from llmfoundry_lite.eval.languages.base import Language
-from llmfoundry_lite.eval.languages.pymodel import PyProblem, Ty, Untranslatable
+from llmfoundry_lite.eval.languages.pymodel import PyProblem, Test, Untranslatable
 from llmfoundry_lite.sandbox import Job, SandboxConfig, Step, rlimit_spec
 
 MEMORY_MB = 2048
@@ -39,51 +44,58 @@ def number(v: Any) -> str:
     return repr(f)
 
 
+def string(s: str) -> str:
+    """``"s"``: MultiPL-E's double-quoted spelling, with ``"``, ``\\`` and control characters escaped
+    (MultiPL-E escapes none of them in JS, so its tests with such strings do not parse)."""
+    plain = f'"{s}"'
+    return plain if plain == json.dumps(s, ensure_ascii=False) else json.dumps(s, ensure_ascii=False)
+
+
 class JavaScript(Language):
     name = "js"
     extension = "js"
     stop_tokens = ("\nfunction ", "\n/*", "\n//", "\nconsole.log")
-    reserved = frozenset(
-        "break case catch class const continue debugger default delete do else enum export extends "
-        "false finally for function if import in instanceof new null return super switch this throw "
-        "true try typeof var void while with yield let static implements interface package private "
-        "protected public await arguments eval"
-        .split()
-    )
+    terms = {"Python": "JavaScript", "py": "js", "array": "array", "list": "array", "tuple": "array",
+             "dictionary": "object", "None": "undefined", "True": "true", "False": "false"}  # fmt: skip
     tools = ("node",)
+    reference = ("HumanEval/53", "  return x + y;\n}\n")
 
-    def value(self, v: Any, t: Ty) -> str:
-        if t.kind == "optional":
-            return "null" if v is None else self.value(v, t.args[0])
-        if t.kind == "bool":
+    def value(self, v: Any) -> str:
+        """A Python literal as MultiPL-E spells it in JavaScript (by the value, not the declared type)."""
+        if isinstance(v, bool):
             return "true" if v else "false"
-        if t.kind == "int":
-            return str(int(v))
-        if t.kind == "float":
+        if v is None:
+            return "undefined"
+        if isinstance(v, str):
+            return string(v)
+        if isinstance(v, float):
             return number(v)
-        if t.kind == "str":
-            return json.dumps(v)
-        if t.kind in ("list", "tuple"):
-            types = t.args if t.kind == "tuple" else (t.args[0],) * len(v)
-            return "[" + ", ".join(self.value(x, xt) for x, xt in zip(v, types, strict=True)) + "]"
-        if t.kind == "dict":
-            if t.args[0].kind != "str":
-                raise Untranslatable(f"a JS object needs string keys, not {t.args[0]}")
-            return "{" + ", ".join(f"{json.dumps(k)}: {self.value(x, t.args[1])}" for k, x in v.items()) + "}"
-        raise Untranslatable(f"no JavaScript spelling for type {t}")
+        if isinstance(v, int):
+            return repr(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(self.value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{self.value(k)}: {self.value(x)}" for k, x in v.items()) + "}"
+        raise Untranslatable(f"no JavaScript spelling for {type(v).__name__}")
 
-    def signature(self, p: PyProblem) -> str:
-        return f"function {p.name}({', '.join(self.param_names(p))})"
+    def call(self, name: str, args: tuple) -> str:
+        return f"{name}({', '.join(self.value(a) for a in args)})"
 
-    def test_suite(self, p: PyProblem) -> str:
-        lines = ["", 'const assert = require("node:assert");', "", "function test() {", f"  let candidate = {p.name};"]
-        for t in p.tests:
-            call = "candidate" + self.call(p, t.args)[len(p.name):]
+    def example(self, p: PyProblem, args: tuple, expected: Any) -> tuple[str, str]:
+        return self.call(p.name, args), self.value(expected)
+
+    def prompt(self, p: PyProblem) -> str:
+        return f"{self.description(p, '//', '// ')}function {p.name}({', '.join(p.params)}){{\n"
+
+    def test_suite(self, p: PyProblem, tests: list[Test]) -> str:
+        lines = ["const assert = require('node:assert');\n", "", "function test() {", f"  let candidate = {p.name};"]
+        for t in tests:
+            call = self.call("candidate", t.args)
             if t.tolerance is None:
-                lines.append(f"  assert.deepStrictEqual({call}, {self.value(t.expected, p.return_type)});")
-            else:
+                lines.append(f"  assert.deepEqual({call},{self.value(t.expected)});")
+            else:  # MultiPL-E has no approximate tests: it drops such problems
                 lines.append(f"  assert.ok(Math.abs({call} - {number(t.expected)}) < {number(t.tolerance)});")
-        return "\n".join([*lines, "}", "", "test();", ""])
+        return "\n".join([*lines, "}", "", "test();"])
 
     def job(self, program: str, cfg: SandboxConfig) -> Job:
         timeout = cfg.timeout + STARTUP_S

@@ -63,6 +63,8 @@ class PyProblem:
     tests: list[Test]
     dropped: list[str] = field(default_factory=list)
     """Test statements that were not literal assertions, as source text (counted, not hidden)."""
+    raw_docstring: str = ""
+    """The docstring exactly as the prompt spells it (indentation kept): MultiPL-E's prompts start from it."""
 
 
 def annotation_type(node: ast.expr | None) -> Ty:

@@ -136,4 +136,6 @@ def parse_problem(problem: dict) -> PyProblem:
         require_known(t, f"parameter {name}")
     require_known(return_type, "the return value")
     docstring = ast.get_docstring(fn) or ""
-    return PyProblem(problem["task_id"], fn.name, params, param_types, return_type, docstring, tests, dropped)
+    raw = fn.body[0].value.value if fn.body and isinstance(fn.body[0], ast.Expr) and isinstance(fn.body[0].value, ast.Constant) else ""
+    return PyProblem(problem["task_id"], fn.name, params, param_types, return_type, docstring, tests, dropped,
+                     raw if isinstance(raw, str) else "")  # fmt: skip

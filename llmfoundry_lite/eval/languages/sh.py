@@ -1,11 +1,16 @@
-"""Bash (``sh``): MultiPL-E's conventions, values as text, one ``bash`` run.
+"""Bash (``sh``): MultiPL-E's prompt and ``[[ $(candidate ...) = "..." ]]`` tests, one ``bash`` run.
 
-Arguments arrive as strings: a list is space-separated, a list of lists is one line per row,
-a dict is one ``key,value`` line per item, booleans are ``true``/``false``, None is the empty
-string, floats are Python's spelling (``2.5``). The function prints its result; each test
-compares that output with ``[[ ... = ... ]]`` under ``set -e``, so the first mismatch exits
-non-zero (``bash -n`` first: a syntax error is ``failed: compile error``); approximate float tests compute ``|got - expected|`` with awk. Strings that would
-not survive this encoding (a space inside a list element) are refused as untranslatable.
+As MultiPL-E writes it: every value is a double-quoted string. Scalars are Python's repr (``2.5``),
+booleans ``true``/``false``, None ``None``, strings with ``\\ " $ !`` backslash-escaped and a newline
+as the two characters ``\\n``; a list or tuple is space-separated, a list of lists joins its rows
+with the two characters ``\\n`` (inside double quotes bash keeps them as they are), a dict is
+``key,value`` rows joined the same way. A list element with whitespace cannot be spelled: that
+test is left out (MultiPL-E skips the test case too). The prompt is ``#!/bin/bash``, the docstring
+as ``#`` comments (an example's output is the Python repr of the spelled value, as MultiPL-E
+prints it), ``#`` and one ``# $i is ...`` line per parameter, then ``name() {``. The tests begin
+with the function's ``}``, define ``candidate`` and run every test under ``set -e`` (``bash -n``
+first: a syntax error is ``failed: compile error``). Approximate float tests (which MultiPL-E
+cannot translate) compute ``|got - expected|`` with awk.
 """
 
 from __future__ import annotations
@@ -15,80 +20,109 @@ from typing import Any
 
 from llmfoundry_lite.eval.languages.base import Language
 from llmfoundry_lite.eval.languages.js import number
-from llmfoundry_lite.eval.languages.pymodel import PyProblem, Ty, Untranslatable
+from llmfoundry_lite.eval.languages.pymodel import PyProblem, Test, Ty, Untranslatable
 from llmfoundry_lite.sandbox import Job, SandboxConfig, Step, rlimit_spec
 
-DESCRIPTIONS = {"int": "an integer", "float": "a floating point", "str": "a string", "bool": "a boolean ('true'/'false')",
-                "list": "a space-separated list", "tuple": "a space-separated list", "dict": "a newline-separated list of key,value pairs"}  # fmt: skip
+DESCRIPTIONS = {"int": "an integer", "float": "a floating point", "str": "a string", "bool": "a $bool",
+                "tuple": "a space-separated list", "dict": "a two column CSV in key,value order",
+                "optional": "an argument"}  # fmt: skip
+WHITESPACE = (" ", "\t", "\n", "\r")
 
 
-def quote(text: str) -> str:
-    """A single-quoted bash word: no expansion happens inside."""
-    return "'" + text.replace("'", "'\"'\"'") + "'"
+def quoted(text: str) -> str:
+    return text if len(text) > 1 and text[0] == text[-1] == '"' else f'"{text}"'
+
+
+def unquoted(text: str) -> str:
+    return text[1:-1] if len(text) > 1 and text[0] == text[-1] == '"' else text
+
+
+def scalar(v: Any) -> str:
+    """A scalar as MultiPL-E's bash literal: quoted, strings escaped."""
+    if isinstance(v, bool):
+        return quoted(str(v).lower())
+    if v is None:
+        return quoted("None")
+    if isinstance(v, str):
+        for char, escaped in (("\\", "\\\\"), ("\n", "\\n"), ('"', '\\"'), ("$", "\\$"), ("!", "\\!")):
+            v = v.replace(char, escaped)
+        return quoted(v)
+    return quoted(repr(v))
+
+
+def spelled(v: Any) -> Any:
+    """The value with every scalar quoted, containers kept (the form MultiPL-E prints in examples)."""
+    if isinstance(v, (list, tuple)):
+        items = [spelled(x) for x in v]
+        if any(isinstance(x, str) and any(w in x for w in WHITESPACE) for x in items):
+            raise Untranslatable("a list element holds whitespace")
+        return items
+    if isinstance(v, dict):
+        pairs = {spelled(k): spelled(x) for k, x in v.items()}
+        if any(any(w in s for w in WHITESPACE) for kv in pairs.items() for s in kv if isinstance(s, str)):
+            raise Untranslatable("a dict entry holds whitespace")
+        return pairs
+    return scalar(v)
+
+
+def text(v: Any) -> str:
+    """A spelled value as one bash word: rows joined by the two characters ``\\n``, items by spaces."""
+    if isinstance(v, list):
+        if not v:
+            return '""'
+        if all(isinstance(x, dict) for x in v) or all(isinstance(y, list) for x in v for y in x):
+            raise Untranslatable("a list of dicts or of lists of lists")
+        sep = "\\n" if all(isinstance(x, list) for x in v) else " "
+        return quoted(sep.join(unquoted(text(x)) for x in v))
+    if isinstance(v, dict):
+        if not all(isinstance(x, str) for x in v.values()):
+            raise Untranslatable("a nested dict")
+        return quoted("\\n".join(f"{unquoted(k)},{unquoted(x)}" for k, x in v.items()))
+    return v
 
 
 class Bash(Language):
     name = "sh"
     extension = "sh"
     stop_tokens = ("\n}",)
-    closing_stop = "\n}"
-    comment = "#"
+    terms = {"Python": "Bash", "py": "sh", "array": "array", "list": "list", "tuple": "list", "dictionary": "CSV",
+             "None": "None", "True": "true", "False": "false"}  # fmt: skip
     tools = ("bash",)
+    reference = ("HumanEval/53", "    echo $(($1 + $2))")
 
-    def text(self, v: Any, t: Ty, depth: int = 0) -> str:
-        """The value as the text the function receives or prints."""
-        if t.kind == "optional":
-            return "" if v is None else self.text(v, t.args[0], depth)
-        if t.kind == "bool":
-            return "true" if v else "false"
-        if t.kind == "int":
-            return str(int(v))
-        if t.kind == "float":
-            return number(v)
-        if t.kind == "str":
-            if depth and (" " in v or "\n" in v):
-                raise Untranslatable(f"list element {v!r} holds a separator")
-            return v
-        if t.kind in ("list", "tuple"):
-            types = t.args if t.kind == "tuple" else (t.args[0],) * len(v)
-            if depth >= 1:
-                return " ".join(self.text(x, xt, 2) for x, xt in zip(v, types, strict=True))
-            sep = "\n" if any(x.kind in ("list", "tuple") for x in types) else " "
-            return sep.join(self.text(x, xt, 1) for x, xt in zip(v, types, strict=True))
-        if t.kind == "dict" and depth == 0:
-            return "\n".join(f"{self.text(k, t.args[0], 2)},{self.text(x, t.args[1], 2)}" for k, x in v.items())
-        raise Untranslatable(f"no bash text for type {t} at nesting depth {depth}")
+    def call(self, name: str, args: tuple) -> str:
+        return "$(" + name + " " + " ".join(text(spelled(a)) for a in args) + ")"
 
-    def value(self, v: Any, t: Ty) -> str:
-        return quote(self.text(v, t))
+    def example(self, p: PyProblem, args: tuple, expected: Any) -> tuple[str, str]:
+        return self.call(p.name, args), str(spelled(expected))
 
-    def call(self, p: PyProblem, args: tuple) -> str:
-        return " ".join([p.name, *(self.value(a, t) for a, t in zip(args, p.param_types, strict=True))])
+    def describe(self, t: Ty) -> str:
+        if t.kind == "list":
+            nested = t.args[0].kind in ("list", "tuple", "dict", "optional")
+            return "a newline-separated, space-separated list" if nested else "a space-separated list"
+        return DESCRIPTIONS[t.kind]
 
-    def example(self, p: PyProblem, args: tuple, expected: Any) -> list[str]:
-        return [f"$ {self.call(p, args)}", *self.text(expected, p.return_type).split("\n")]
+    def prompt(self, p: PyProblem) -> str:
+        params = "".join(f"# ${i} is {self.describe(t)}\n" for i, t in enumerate(p.param_types, 1))
+        return f"#!/bin/bash\n{self.description(p, '# ', '# ')}{'#' + chr(10) + params if params else ''}{p.name}() {{\n"
 
-    def header(self, p: PyProblem) -> str:
-        return "#!/bin/bash\n"
+    def unsupported(self, p: PyProblem, t: Test) -> str | None:
+        try:
+            self.assertion(t)
+        except Untranslatable as why:
+            return str(why)
+        return None
 
-    def docstring_lines(self, p: PyProblem) -> list[str]:
-        params = [f"${i} is {DESCRIPTIONS.get(t.args[0].kind if t.kind == 'optional' else t.kind, 'a value')}"
-                  for i, t in enumerate(p.param_types, 1)]  # fmt: skip
-        return [*super().docstring_lines(p), *([""] if params else []), *params]
+    def assertion(self, t: Test) -> str:
+        call = self.call("candidate", t.args)
+        if t.tolerance is None:
+            return f"    [[ {call} = {text(spelled(t.expected))} ]]"
+        check = f"BEGIN {{ d = got - {number(t.expected)}; print (d < {number(t.tolerance)} && -d < {number(t.tolerance)}) }}"
+        return f"    [[ $(awk -v got=\"{call}\" '{check}') = 1 ]]"
 
-    def signature(self, p: PyProblem) -> str:
-        return f"{p.name}()"
-
-    def test_suite(self, p: PyProblem) -> str:
-        lines = ["", "candidate() {", f'    {p.name} "$@"', "}", "", "set -e", "run_test() {"]
-        for t in p.tests:
-            call = "candidate" + self.call(p, t.args)[len(p.name):]
-            if t.tolerance is None:
-                lines.append(f"    [[ $({call}) = {self.value(t.expected, p.return_type)} ]]")
-            else:  # bash has no floats: awk computes |got - expected| < tolerance
-                check = f"BEGIN {{ d = got - {number(t.expected)}; print (d < {number(t.tolerance)} && -d < {number(t.tolerance)}) }}"
-                lines.append(f'    [[ $(awk -v got="$({call})" {quote(check)}) = 1 ]]')
-        return "\n".join([*lines, "}", "", "run_test", ""])
+    def test_suite(self, p: PyProblem, tests: list[Test]) -> str:
+        lines = ["}", "", "candidate() {", f'    {p.name} "$@"', "}", "", "set -e", "run_test() {"]
+        return "\n".join([*lines, *(self.assertion(t) for t in tests), "}", "", "run_test"])
 
     def binds(self) -> tuple[Path, ...]:
         """/etc/alternatives: Debian reaches awk, editors and more through its symlinks."""

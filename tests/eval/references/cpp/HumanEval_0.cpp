@@ -2,4 +2,3 @@
         for (size_t j = 0; j < i; j++)
             if (std::abs(numbers[i] - numbers[j]) < threshold) return true;
     return false;
-}

@@ -6,4 +6,3 @@
     std::map<std::string, long> out;
     for (const auto& [k, v] : counts) if (v == most) out[k] = v;
     return out;
-}

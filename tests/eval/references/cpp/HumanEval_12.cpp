@@ -2,4 +2,3 @@
     std::string best = strings[0];
     for (const std::string& s : strings) if (s.size() > best.size()) best = s;
     return best;
-}

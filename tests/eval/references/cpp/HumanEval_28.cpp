@@ -1,4 +1,3 @@
     std::string out;
     for (const std::string& s : strings) out += s;
     return out;
-}

@@ -4,4 +4,3 @@
         if (balance < 0) return true;
     }
     return false;
-}

@@ -1,2 +1,1 @@
     return *std::max_element(l.begin(), l.end());
-}

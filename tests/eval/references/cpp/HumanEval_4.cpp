@@ -1,7 +1,6 @@
-    double mean = 0;
-    for (double x : numbers) mean += x;
+    float mean = 0;
+    for (float x : numbers) mean += x;
     mean /= numbers.size();
-    double total = 0;
-    for (double x : numbers) total += std::abs(x - mean);
+    float total = 0;
+    for (float x : numbers) total += std::abs(x - mean);
     return total / numbers.size();
-}

@@ -1,3 +1,2 @@
     for (long& x : l) x += 1;
     return l;
-}

@@ -2,4 +2,3 @@
             for (int j = 0; j < i; j++)
                 if (Math.abs(numbers.get(i) - numbers.get(j)) < threshold) return true;
         return false;
-    }

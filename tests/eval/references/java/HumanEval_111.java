@@ -4,4 +4,3 @@
         HashMap<String, Long> out = new HashMap<>();
         counts.forEach((k, v) -> { if (v == most) out.put(k, v); });
         return out;
-    }

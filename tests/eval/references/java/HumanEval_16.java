@@ -1,2 +1,1 @@
         return string.toLowerCase().chars().distinct().count();
-    }

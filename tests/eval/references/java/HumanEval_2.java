@@ -1,2 +1,1 @@
-        return number - Math.floor(number);
-    }
+        return (float) (number - Math.floor(number));

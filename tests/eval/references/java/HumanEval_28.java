@@ -1,2 +1,1 @@
         return String.join("", strings);
-    }

@@ -1,2 +1,1 @@
         return new ArrayList<Long>(new TreeSet<Long>(l));
-    }

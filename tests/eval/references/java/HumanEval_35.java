@@ -1,2 +1,1 @@
         return Collections.max(l);
-    }

@@ -1,2 +1,1 @@
-        return a * h / 2.0;
-    }
+        return a * h / 2.0f;

@@ -1,4 +1,3 @@
         long sum = 0, prod = 1;
         for (long x : numbers) { sum += x; prod *= x; }
         return Pair.with(sum, prod);
-    }

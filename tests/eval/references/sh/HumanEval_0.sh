@@ -8,4 +8,3 @@
         done
     done
     echo false
-}

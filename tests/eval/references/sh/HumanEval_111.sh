@@ -6,6 +6,6 @@
         counts[$w]=$((${counts[$w]:-0} + 1))
         ((counts[$w] > most)) && most=${counts[$w]}
     done
-    for w in "${order[@]}"; do ((counts[$w] == most)) && echo "$w,${counts[$w]}"; done
-    return 0
-}
+    local out=""  # MultiPL-E joins a dict's rows with the two characters \n
+    for w in "${order[@]}"; do ((counts[$w] == most)) && out+="${out:+\\n}$w,${counts[$w]}"; done
+    echo "$out"

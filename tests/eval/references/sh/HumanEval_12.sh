@@ -2,5 +2,4 @@
     for s in $1; do
         if ((first)) || ((${#s} > ${#best})); then best=$s; first=0; fi
     done
-    echo "$best"
-}
+    if ((first)); then echo None; else echo "$best"; fi

@@ -1,2 +1,1 @@
     echo -n "${1,,}" | fold -w1 | sort -u | wc -l
-}

@@ -1,2 +1,1 @@
     awk -v x="$1" 'BEGIN { print x - int(x) }'
-}

@@ -3,4 +3,3 @@
         if ((n % i == 0)); then echo "$i"; return; fi
     done
     echo 1
-}

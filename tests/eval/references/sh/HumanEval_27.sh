@@ -1,2 +1,1 @@
     echo "$1" | tr "a-zA-Z" "A-Za-z"
-}

@@ -1,4 +1,3 @@
     local out="" s
     for s in $1; do out+=$s; done
     echo "$out"
-}

@@ -4,4 +4,3 @@
         if ((balance < 0)); then echo true; return; fi
     done
     echo false
-}

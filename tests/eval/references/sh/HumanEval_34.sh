@@ -1,2 +1,1 @@
     echo $(printf "%s\n" $1 | sort -n -u)
-}

@@ -1,2 +1,1 @@
     printf "%s\n" $1 | sort -n | tail -n 1
-}

@@ -1,4 +1,3 @@
     local out=() x
     for x in $1; do out+=($((x + 1))); done
     echo "${out[*]}"
-}

@@ -1,4 +1,3 @@
     local sum=0 prod=1 x
     for x in $1; do sum=$((sum + x)); prod=$((prod * x)); done
     echo "$sum $prod"
-}
