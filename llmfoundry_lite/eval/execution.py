@@ -84,14 +84,14 @@ def _execute(
 def require_working(language: str, sandbox: Sandbox) -> None:
     """Run ``language``'s known-good solution of ``REFERENCE_TASK`` (of the default problems: this checks the
     machine, whatever set is scored) the way samples run; ``InfrastructureFailure`` unless it passes."""
-    problem = load_problems()[REFERENCE_TASK]
+    problems = load_problems()
     if language == "python":
-        sample = {"task_id": REFERENCE_TASK, "completion": problem["canonical_solution"]}
-        outcome = execute_samples({REFERENCE_TASK: problem}, [sample], sandbox, 1)[0]
+        sample = {"task_id": REFERENCE_TASK, "completion": problems[REFERENCE_TASK]["canonical_solution"]}
+        outcome = execute_samples(problems, [sample], sandbox, 1)[0]
     else:
         lang = get_language(language)
         task_id, completion = lang.reference
-        translated = {task_id: lang.translate(parse_problem(load_problems()[task_id]))}
+        translated = {task_id: lang.translate(parse_problem(problems[task_id]))}
         outcome = execute_translated(translated, [{"task_id": task_id, "completion": completion}], sandbox, lang, 1)[0]
     failure = reference_failure(language, outcome)
     if failure is not None:

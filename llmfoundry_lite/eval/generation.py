@@ -58,7 +58,7 @@ def sample_texts(
     if not isinstance(prompt, EncodedPrompt):
         prompt = EncodedPrompt(list(prompt), "")
     stop = stop_when_any(tokenizer, stops, prompt.tail) if isinstance(stops, list) else stops
-    allowed = healer_for(tokenizer).constraint(prompt.tail)
+    allowed = healer_for(tokenizer).constraint(prompt.tail) if prompt.tail else None  # no vocabulary pass without a tail
     texts: list[str] = []
     for start in range(0, n, gen.batch_size):
         rows = min(gen.batch_size, n - start)
