@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps demo test test-torch-next bench lint lock clean
+.PHONY: install system-deps demo test test-torch-next bench lm-eval-check lint lock clean
 
 install: $(STAMP) system-deps
 
@@ -57,6 +57,17 @@ test-torch-next: install $(NEXT_STAMP)
 
 bench: install $(BENCH_VENV)/bin/python
 	$(PY) benchmarks/bench_all.py
+
+# lm-evaluation-harness's local-completions model against scripts/serve.py must give the log-likelihoods
+# its hf model gives on the same export (benchmarks/lm_eval_check.py). lm-eval is no dependency of the
+# package: it lives in its own venv, on the lock's torch and transformers.
+LM_EVAL_VENV := .lm-eval-venv
+$(LM_EVAL_VENV)/bin/lm_eval: | $(STAMP)
+	$(UV) venv --quiet --python $(PYTHON) $(LM_EVAL_VENV)
+	$(UV) pip install --python $(LM_EVAL_VENV)/bin/python --quiet 'lm-eval[hf,api]==0.4.13' -c requirements.lock
+
+lm-eval-check: install $(LM_EVAL_VENV)/bin/lm_eval
+	$(PY) benchmarks/lm_eval_check.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -11,6 +11,11 @@ proves that right away: it reloads ``DIR`` with ``AutoModelForCausalLM`` and
 writing the text to ``DIR/sample_generation.txt``; a fine-tuned model's export (it carries the
 chat template) also answers ``--chat-message`` through ``apply_chat_template`` (``DIR/sample_chat.txt``).
 
+``--mlflow-register NAME`` then logs the export as an MLflow model (``transformers`` flavor: weights,
+tokenizer and generation config) in a run of the tracking store (``--mlflow-tracking-uri``, default
+``$MLFLOW_TRACKING_URI``) and registers it as a new version of NAME (``models/mlflow_registry.py``);
+``scripts/serve.py --model models:/NAME/VERSION`` serves it.
+
 ``--adapter-only`` (LoRA checkpoints) writes the adapters alone in peft's format
 (``finetune/peft_export.py``) instead of the merged model, and when the HF base is known
 (``--base-hf``, or the run's ``base`` is an HF directory) proves them with transformers + peft.
@@ -62,9 +67,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--base-hf", default=None,
                    help="with --adapter-only: the HF export of the base the adapters apply to (default: the "
                         "run's base when it is an HF directory)")
+    p.add_argument("--mlflow-register", metavar="NAME", default=None,
+                   help="log the export as an MLflow transformers model and register a new version of NAME")
+    p.add_argument("--mlflow-tracking-uri", default=None,
+                   help="with --mlflow-register: the tracking and registry store (default $MLFLOW_TRACKING_URI)")
+    p.add_argument("--mlflow-experiment", default=None,
+                   help="with --mlflow-register: the run's experiment (default: MLflow's, $MLFLOW_EXPERIMENT_NAME)")
     args = p.parse_args(argv)
     if args.base_hf is not None and not args.adapter_only:
         p.error("--base-hf only applies with --adapter-only")
+    if args.mlflow_register is None and (args.mlflow_tracking_uri or args.mlflow_experiment):
+        p.error("--mlflow-tracking-uri and --mlflow-experiment only apply with --mlflow-register")
+    if args.mlflow_register is not None and args.adapter_only:
+        p.error("--mlflow-register registers a whole model; it does not apply with --adapter-only")
     return args
 
 
@@ -177,3 +192,10 @@ def export_main(args: argparse.Namespace) -> None:
         reply = chat_with_transformers(out, args.chat_message, args.max_new_tokens)
         (out / "sample_chat.txt").write_text(f"user: {args.chat_message}\nassistant: {reply}\n")
         print(f"chat through the export's template (apply_chat_template), greedy reply to {args.chat_message!r}:\n{reply}")
+    if args.mlflow_register is not None:
+        from llmfoundry_lite.models.mlflow_registry import register_export
+
+        params = {"checkpoint": str(args.checkpoint), "dtype": args.dtype, "parameters": n_params}
+        uri = register_export(out, args.mlflow_register, args.mlflow_tracking_uri, args.mlflow_experiment, params)
+        store = f"MLFLOW_TRACKING_URI={args.mlflow_tracking_uri} " if args.mlflow_tracking_uri else ""
+        print(f"registered in MLflow as {uri}; serve it with: {store}python scripts/serve.py --model {uri}")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from llmfoundry_lite.finetune.lora import load_lora_checkpoint
 from llmfoundry_lite.models.checkpoint_io import locate_checkpoint, read_run_info
 from llmfoundry_lite.models.load import load_for_inference, lora_state, run_tokenizer
 from llmfoundry_lite.models.transformer import Transformer
@@ -27,6 +26,10 @@ def load_model(path: str, device: str = "cpu") -> tuple[Transformer, Tokenizer]:
         ckpt = locate_checkpoint(p)
         finetune = lora_state(ckpt)
         if finetune is not None:
+            # Imported here: the fine-tuning config pulls in Composer (seconds of start-up), which
+            # serving and evaluation of an HF export or a pre-training checkpoint never need.
+            from llmfoundry_lite.finetune.lora import load_lora_checkpoint
+
             info = read_run_info(ckpt)
             tokenizer = run_tokenizer(info.tokenizer_json, ckpt.path)  # fail before reading any weights
             model = load_lora_checkpoint(ckpt, info.model_cfg, finetune)

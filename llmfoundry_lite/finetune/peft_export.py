@@ -26,7 +26,7 @@ HF_TARGETS = {"qkv_proj": ["q_proj", "k_proj", "v_proj"], "o_proj": ["o_proj"],
               "gate_up_proj": ["gate_proj", "up_proj"], "down_proj": ["down_proj"]}
 
 
-def _split_key(name: str) -> tuple[str, str]:
+def split_key(name: str) -> tuple[str, str]:
     """``blocks.0.attn.qkv_proj.lora_B.default.weight`` → (``blocks.0.attn.qkv_proj.weight``, ``lora_B``)."""
     parts = name.split(".")
     for i, part in enumerate(parts):
@@ -41,7 +41,7 @@ def hf_adapter_tensors(tensors: Iterable[tuple[str, torch.Tensor]], cfg: ModelCo
     """Our adapter tensors (by our parameter names) → peft's state dict for LlamaForCausalLM."""
     out: dict[str, torch.Tensor] = {}
     for name, t in tensors:
-        weight, kind = _split_key(name)
+        weight, kind = split_key(name)
         if kind == "lora_A":
             pieces = [(hf, t) for hf in hf_weight_names(weight)]
         else:

@@ -15,6 +15,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from tokenizers import Tokenizer
 
 from llmfoundry_lite.eval.generation import eos_id_of
 from llmfoundry_lite.serve.choice import Choice, Delta, decode_table
+from llmfoundry_lite.serve.errors import APIError
 from llmfoundry_lite.serve.job import EngineBusy, Job
 from llmfoundry_lite.tokenizer import load_tokenizer
 
@@ -77,9 +79,15 @@ class CT2Engine:
         self._held: list[Job] = []  # taken from the inbox, not yet batched
         self._running = 0
         self.counts: Counter[str] = Counter()
-        threading.Thread(target=self._loop, name="serving-ct2", daemon=True).start()
+        self.last_progress = time.monotonic()
+        """When the last token was generated or the thread went idle (``health``'s stuck check)."""
+        self._thread = threading.Thread(target=self._loop, name="serving-ct2", daemon=True)
+        self._thread.start()
 
     def submit(self, job: Job) -> None:
+        if job.params.echo or job.params.logprobs is not None:  # generate_batch scores no prompt tokens
+            field = "echo" if job.params.echo else "logprobs"
+            raise APIError(400, f"{field} is not supported by the ct2 backend; serve with --backend ours", field)
         if self._inbox.qsize() + len(self._held) >= self.max_waiting:
             raise EngineBusy(f"{self.max_waiting} requests are already waiting")
         self._inbox.put(job)
@@ -91,6 +99,14 @@ class CT2Engine:
         return {"running": self._running, "waiting": self._inbox.qsize() + len(self._held), "slots": self.max_batch,
                 **self.counts}  # fmt: skip
 
+    def health(self, stuck_after_s: float) -> str | None:
+        """None while the generation thread is alive and producing tokens when it has work."""
+        if not self._thread.is_alive():
+            return "engine thread ended"
+        busy = bool(self._running or self._held or self._inbox.qsize())
+        idle_s = time.monotonic() - self.last_progress
+        return f"engine busy but no token for {idle_s:.1f} s" if busy and idle_s > stuck_after_s else None
+
     @staticmethod
     def _key(job: Job) -> tuple:
         p = job.params  # one generate_batch call samples alike; a seeded request runs alone (global seed)
@@ -98,7 +114,9 @@ class CT2Engine:
 
     def _next_batch(self) -> list[Job]:
         if not self._held:
+            self.last_progress = time.monotonic()
             self._held.append(self._inbox.get())
+            self.last_progress = time.monotonic()  # waiting for work is not being stuck
         while not self._inbox.empty():
             self._held.append(self._inbox.get_nowait())
         key, batch, rows = self._key(self._held[0]), [], 0
@@ -136,6 +154,7 @@ class CT2Engine:
 
         def on_token(step) -> bool:  # True stops this row
             job, choice = rows[step.batch_id]
+            self.last_progress = time.monotonic()
             if job.cancelled or choice.finish_reason is not None:
                 return True
             job.sink(choice.push(step.token_id))

@@ -11,9 +11,10 @@ import torch
 
 from llmfoundry_lite.eval.generation import eos_id_of
 from llmfoundry_lite.finetune.load import load_model
-from llmfoundry_lite.serve.app import Engine
+from llmfoundry_lite.serve.adapters import MultiLora, read_adapters
 from llmfoundry_lite.serve.config import ServeConfig
 from llmfoundry_lite.serve.protocol import ServedModel
+from llmfoundry_lite.serve.request import Engine
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,11 @@ def build_ours(cfg: ServeConfig) -> tuple[Engine, ServedModel]:
 
     device, dtype = pick_device(cfg.device)
     model, tokenizer = load_model(cfg.model, device=device)
+    adapters = read_adapters(cfg.lora_specs(), model, cfg.model)  # before the cast: hashes of weights as saved
     model = model.to(dtype)
     log.info("serving %s on %s in %s", cfg.model, device, dtype)
-    engine = ContinuousEngine(model, tokenizer, cfg.max_batch, cfg.max_waiting)
+    lora = MultiLora(model, adapters, cfg.max_batch) if adapters else None
+    engine = ContinuousEngine(model, tokenizer, cfg.max_batch, cfg.max_waiting, cfg.speculation(), lora)
     return engine, served_model(cfg, tokenizer, model.cfg.max_seq_len)
 
 
@@ -56,5 +59,25 @@ BACKENDS: dict[str, Callable[[ServeConfig], tuple[Engine, ServedModel]]] = {"our
 def served_model(cfg: ServeConfig, tokenizer, max_seq_len: int) -> ServedModel:
     """What the API says about the model: its name (``--model-name`` or the directory's), limits and EOS."""
     name = cfg.model_name or Path(cfg.model).resolve().name
-    return ServedModel(name, tokenizer, max_seq_len, eos_id_of(tokenizer), cfg.max_batch)
+    if name in cfg.lora_specs():
+        raise ValueError(f"--lora {name}=... has the base model's name; give the adapter another name")
+    return ServedModel(name, tokenizer, max_seq_len, eos_id_of(tokenizer), cfg.max_batch, tuple(cfg.lora_specs()),
+                       fim_template=cfg.fim_template)
 
+
+def fetch_model(cfg: ServeConfig) -> ServeConfig:
+    """``cfg`` itself, or for ``--model models:/NAME/VERSION`` (or ``models:/NAME@alias``) the same settings
+    pointing at that version's HF export, downloaded from the MLflow registry (``MLFLOW_TRACKING_URI``) into a
+    temporary directory removed at exit. The model is served as NAME unless ``--model-name`` says otherwise."""
+    from llmfoundry_lite.models.mlflow_registry import fetch_registered, is_registry_uri
+
+    if not is_registry_uri(cfg.model):
+        return cfg
+    import atexit
+    import dataclasses
+    import shutil
+
+    fetched = fetch_registered(cfg.model)
+    atexit.register(shutil.rmtree, fetched.root, ignore_errors=True)
+    log.info("%s is version %s of %s, fetched to %s", cfg.model, fetched.version, fetched.name, fetched.path)
+    return dataclasses.replace(cfg, model=str(fetched.path), model_name=cfg.model_name or fetched.name)

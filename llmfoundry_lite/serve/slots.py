@@ -39,8 +39,11 @@ class SlotCache:
 
 
 @torch.inference_mode()
-def prefill(model: Transformer, cache: SlotCache, prompts: list[list[int]], slots: list[int]) -> torch.Tensor:
-    """Run each prompt into its slot; logits (B, V) after each prompt's last token."""
+def prefill(model: Transformer, cache: SlotCache, prompts: list[list[int]], slots: list[int], *,
+            every_position: bool = False) -> torch.Tensor:
+    """Run each prompt into its slot; logits (B, V) after each prompt's last token, or with
+    ``every_position`` (B, T, V) after every token (rows past a prompt's end are padding): what
+    scoring an echoed prompt needs."""
     device = cache.k.device
     lengths = [len(p) for p in prompts]
     T = max(lengths)
@@ -56,6 +59,8 @@ def prefill(model: Transformer, cache: SlotCache, prompts: list[list[int]], slot
         x_BTC = block.finish(x_BTC, attend(q_BHTD, k_BKTD, v_BKTD, None, True))
     for slot, n in zip(slots, lengths, strict=True):
         cache.lengths[slot] = n
+    if every_position:
+        return model.logits(x_BTC)
     last_BC = x_BTC[torch.arange(len(prompts), device=device), torch.tensor(lengths, device=device) - 1]
     return model.logits(last_BC)
 
@@ -86,3 +91,40 @@ def decode(model: Transformer, cache: SlotCache, tokens: list[int | None]) -> to
     for slot, t in enumerate(tokens):
         cache.lengths[slot] += t is not None
     return model.logits(x_BTC[:, 0])
+
+
+@torch.inference_mode()
+def verify(model: Transformer, cache: SlotCache, rows: list[list[int] | None]) -> torch.Tensor:
+    """Several tokens for each of slots 0..len(rows)-1, from each slot's own length on; logits (B, T, V).
+
+    Row b's tokens take positions ``lengths[b]``, ``lengths[b] + 1``, ...; each sees its slot's keys up
+    to its own position, so logits[b, t] is what ``decode`` would give after feeding the row's
+    tokens one at a time. Keys and values are written for every given token but ``lengths`` do
+    not move: the caller advances each slot over the tokens it keeps (``speculate``), and later
+    writes overwrite the rest. Shorter rows are padded to T; padding is neither written nor seen
+    by a real token. ``None`` marks a free slot, as in ``decode``.
+    """
+    device = cache.k.device
+    B, T, S_max = len(rows), max(len(r) for r in rows if r), cache.k.shape[3]
+    real = [[] if r is None else r for r in rows]
+    start = [cache.lengths[b] if r else 0 for b, r in enumerate(real)]
+    if any(s + len(r) > S_max for s, r in zip(start, real, strict=True)):
+        raise ValueError(f"verify would write past the context window ({S_max} tokens)")
+    pos = [[min(s + t, S_max - 1) for t in range(T)] for s in start]  # padding: a RoPE position only
+    pos_BT = torch.tensor(pos, dtype=torch.long, device=device)
+    S = max(p[-1] for p in pos) + 1
+    cos_BTE, sin_BTE = model.rope_at(pos_BT)
+    mask_B1TS = (torch.arange(S, device=device)[None, None, :] <= pos_BT[:, :, None])[:, None]
+    written = [(b, s + t) for b, (s, r) in enumerate(zip(start, real, strict=True)) for t in range(len(r))]
+    row_N = torch.tensor([b for b, _ in written], dtype=torch.long, device=device)
+    pos_N = torch.tensor([p for _, p in written], dtype=torch.long, device=device)
+    real_BT = torch.tensor([[t < len(r) for t in range(T)] for r in real], device=device)
+    ids_BT = torch.tensor([r + [0] * (T - len(r)) for r in real], dtype=torch.long, device=device)
+    x_BTC = model.embed(ids_BT)
+    for i, block in enumerate(model.blocks):
+        q_BHTD, k_BKTD, v_BKTD = block.qkv(x_BTC, cos_BTE, sin_BTE)
+        cache.k[i][row_N, :, pos_N] = k_BKTD.transpose(1, 2)[real_BT]  # (N, K, D)
+        cache.v[i][row_N, :, pos_N] = v_BKTD.transpose(1, 2)[real_BT]
+        y_BHTD = attend(q_BHTD, cache.k[i, :B, :, :S], cache.v[i, :B, :, :S], mask_B1TS, False)
+        x_BTC = block.finish(x_BTC, y_BHTD)
+    return model.logits(x_BTC)
