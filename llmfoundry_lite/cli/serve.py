@@ -29,7 +29,6 @@ def main(argv: list[str]) -> None:
 
     from llmfoundry_lite.serve.app import build_app
     from llmfoundry_lite.serve.auth import resolve_api_key, warn_if_open
-    from llmfoundry_lite.serve.limits import OpsSettings
     from llmfoundry_lite.serve.server import BACKENDS, fetch_model
 
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -37,8 +36,7 @@ def main(argv: list[str]) -> None:
         api_key = resolve_api_key(cfg.api_key)
         engine, served = BACKENDS[cfg.backend](fetch_model(cfg))
     warn_if_open(cfg.host, api_key)
-    ops = OpsSettings(api_key, cfg.max_request_bytes, cfg.request_timeout_s, cfg.stuck_after_s, cfg.log_prompts)
-    app = build_app(engine, served, ops)
+    app = build_app(engine, served, cfg.ops(api_key))
 
     class DrainingServer(uvicorn.Server):
         def handle_exit(self, sig, frame) -> None:

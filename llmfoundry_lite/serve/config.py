@@ -6,6 +6,7 @@ import argparse
 from dataclasses import dataclass, fields
 
 from llmfoundry_lite.serve.fim import AUTO, FIM_TEMPLATES
+from llmfoundry_lite.serve.limits import OpsSettings
 from llmfoundry_lite.serve.speculate import Speculation
 
 BACKEND_NAMES = ("ours", "ct2")
@@ -59,11 +60,11 @@ class ServeConfig:
     api_key: str | None = None
     """Bearer token every route but ``/health`` requires; None reads ``$LLMFOUNDRY_API_KEY``, and
     without either the API is open (a warning is logged when ``--host`` is not a loopback address)."""
-    max_request_bytes: int = 4 * 2**20
+    max_request_bytes: int = OpsSettings.max_request_bytes
     """Largest request body accepted (413 beyond): checked on ``Content-Length`` and while reading."""
-    request_timeout_s: float = 600.0
+    request_timeout_s: float = OpsSettings.request_timeout_s
     """Wall-clock limit of one request from arrival; past it the request is cancelled (504)."""
-    stuck_after_s: float = 30.0
+    stuck_after_s: float = OpsSettings.stuck_after_s
     """``/health`` answers 503 when work is waiting or running and no engine step finished this long."""
     drain_timeout_s: float = 60.0
     """On SIGTERM: stop accepting, let in-flight requests finish this long, then cancel the rest and exit."""
@@ -96,6 +97,10 @@ class ServeConfig:
         self.lora_specs()  # checks every --lora NAME=PATH
         if self.fim_template != AUTO and self.fim_template not in FIM_TEMPLATES:
             raise ValueError(f"unknown --fim-template {self.fim_template!r}; choose from {[AUTO, *FIM_TEMPLATES]}")
+
+    def ops(self, api_key: str | None) -> OpsSettings:
+        """The app's operational limits; ``api_key`` is ``--api-key`` already resolved against the environment."""
+        return OpsSettings(api_key, self.max_request_bytes, self.request_timeout_s, self.stuck_after_s, self.log_prompts)
 
     def speculation(self) -> Speculation | None:
         """The drafting settings for ``engine.ContinuousEngine``; None with ``--speculative none``."""
