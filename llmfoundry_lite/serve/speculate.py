@@ -3,16 +3,17 @@ same n-gram earlier in the sequence (prompt + generated), then let one forward c
 
 Code completion often copies: an edit repeats the function above it, a test repeats the call it
 tests. Where the sequence's last n tokens appeared before, the tokens that followed them then are
-a cheap guess of what follows now. The engine feeds the last token plus up to ``max_draft``
-guesses through one forward (``slots.verify``), keeps the longest prefix of guesses equal to the
-model's own argmax, and adds the argmax after it, so the output is exactly what plain greedy
-decoding gives, only in fewer forwards when the guesses are right. Sampled requests are never
+a cheap guess of what follows now; where that copy reaches the present (the text is repeating
+with a period shorter than the draft) it goes on repeating. The engine feeds the last token plus
+up to ``max_draft`` guesses through one forward (``slots.verify``), keeps the longest prefix of
+guesses equal to the model's own argmax, and adds the argmax after it, so the output is exactly
+what plain greedy decoding gives, only in fewer forwards when the guesses are right. Sampled requests are never
 drafted: accepting a draft token there would need rejection sampling to keep the distribution.
 
 ``NgramDrafter`` keeps, for every n-gram of length ``min_ngram..max_ngram``, where the token after
 its latest occurrence sits, so adding a token costs ``max_ngram`` dictionary writes and a draft
 costs ``max_ngram`` lookups, however long the sequence is. A wider forward is not free (on a CPU
-a small model's forward over 9 tokens a row costs about 2.5 times one over 1), so each sequence
+a small model's forward over 9 tokens a row costs about twice one over 1), so each sequence
 sizes its drafts by how the last one went: kept whole, the next may be twice as long (up to
 ``max_draft``); cut short after ``a`` kept tokens, the next is ``a + 1`` long; missed entirely, the
 sequence also stops drafting for 1, 3, 7, ... steps (up to ``max_backoff``) until a draft is kept.
@@ -72,7 +73,8 @@ class NgramDrafter:
 
     def draft(self, limit: int) -> list[int]:
         """Up to ``limit`` tokens that followed the latest earlier occurrence of the longest matching
-        suffix (``max_ngram`` down to ``min_ngram``); empty when no suffix occurred before."""
+        suffix (``max_ngram`` down to ``min_ngram``), copied on as a repetition where that copy
+        reaches the present (``repeat_from``); empty when no suffix occurred before."""
         seq = self.tokens
         if self._pause > 0:
             self._pause -= 1
@@ -83,7 +85,7 @@ class NgramDrafter:
         for n in range(min(self.spec.max_ngram, len(seq)), self.spec.min_ngram - 1, -1):
             start = self._next.get(tuple(seq[len(seq) - n :]))
             if start is not None:
-                return seq[start : start + limit]
+                return repeat_from(seq, start, limit)
         return []
 
     def kept(self, accepted: int, drafted: int) -> None:
@@ -93,3 +95,16 @@ class NgramDrafter:
         self._size = min(2 * self._size, self.spec.max_draft) if whole else accepted + 1
         self._misses = 0 if accepted else self._misses + 1
         self._pause = min(2**self._misses - 1, self.spec.max_backoff)
+
+
+def repeat_from(seq: list[int], start: int, limit: int) -> list[int]:
+    """``limit`` tokens copied from ``seq[start:]``, going on with the copy itself once it reaches the
+    end of ``seq``: if what follows position ``start`` follows the end too, the text repeats with
+    period ``len(seq) - start``. The latest occurrence of a suffix inside a loop (``x = [0, 0, 0, ...``,
+    a function body emitted again and again) is one period back, often fewer tokens than a draft
+    holds; stopping the copy at the end would cap every draft there at the period."""
+    out = seq[start : start + limit]
+    period = len(seq) - start
+    while len(out) < limit:
+        out.append(out[len(out) - period])
+    return out

@@ -92,6 +92,17 @@ def test_drafter_copies_what_followed_the_latest_longest_match():
         Speculation(max_ngram=2, min_ngram=3)
 
 
+def test_a_copy_that_reaches_the_present_goes_on_repeating():
+    # Inside a loop the latest occurrence of the suffix is one period back: the copy runs into the
+    # present after 3 tokens and goes on with itself, so the draft is as long as asked.
+    d = NgramDrafter(Speculation(max_draft=8, max_ngram=2, min_ngram=2), [7, 1, 2, 3, 1, 2, 3, 1, 2])
+    assert d.draft(8) == [3, 1, 2, 3, 1, 2, 3, 1]
+    d = NgramDrafter(Speculation(max_draft=8, max_ngram=3, min_ngram=1), [5, 0, 0])  # period 1
+    assert d.draft(5) == [0, 0, 0, 0, 0]
+    d = NgramDrafter(Speculation(max_draft=8, max_ngram=2, min_ngram=2), [4, 1, 2, 8, 9, 1, 2])
+    assert d.draft(8) == [8, 9, 1, 2, 8, 9, 1, 2]  # period 4, from further back
+
+
 def test_drafter_sizes_drafts_by_the_last_outcome_and_backs_off_after_whole_misses():
     d = NgramDrafter(Speculation(max_draft=4, max_ngram=2, min_ngram=1, max_backoff=5), [1, 2, 3, 4, 5, 1, 2])
     assert d.draft(9) == [3, 4, 5, 1]
