@@ -12,11 +12,14 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP) system-deps
 
-# bubblewrap isolates model-written code in eval/humaneval.py (Debian package; needs root or sudo).
+# bubblewrap isolates model-written code in eval/humaneval.py; PostgreSQL is the feedback store several
+# server replicas share, and Chromium renders the feedback dashboard in its test (Debian packages; root or sudo).
+SYSTEM_PACKAGES := bubblewrap postgresql chromium
 system-deps:
-	@command -v bwrap >/dev/null || { echo "==> installing bubblewrap (sandbox for code execution)"; \
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  [ -z "$$missing" ] || { echo "==> installing Debian packages:" $$missing; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq bubblewrap >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; }
 
 $(STAMP): requirements.lock pyproject.toml
 	@echo "==> installing the pinned environment into $(VENV) (first run or lock changed)"
@@ -30,8 +33,11 @@ $(STAMP): requirements.lock pyproject.toml
 demo: install
 	$(PY) scripts/demo.py
 
+# The suite on TEST_WORKERS pytest-xdist workers; tests of one Spark cluster or one tiny server share a
+# worker (tests/conftest.py). TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 # Every benchmarks/bench_*.py with CPU-sized settings; one digest of ratios against their peers.
 # llm-foundry (MPT, the training benchmark's peer) pins streaming<0.13 and transformers<4.52, so it

@@ -21,6 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("llmfoundry_lite.cli.export", "export a checkpoint to Hugging Face format and reload it"),
     "convert": ("llmfoundry_lite.cli.convert", "turn a sharded checkpoint into one file"),
     "serve": ("llmfoundry_lite.cli.serve", "serve a model over an OpenAI-style completions API"),
+    "feedback_export": ("llmfoundry_lite.cli.feedback_export", "the server's feedback store as Parquet"),
+    "feedback_report": ("llmfoundry_lite.cli.feedback_report", "the feedback dashboard as a file, A/B p-values"),
+    "feedback_to_train": ("llmfoundry_lite.cli.feedback_to_train", "SFT rows and preference pairs from user feedback"),
+    "feedback_loop": ("llmfoundry_lite.cli.feedback_loop", "simulated editors -> A/B -> DPO -> A/B (repository checkout)"),
     "replay_spike": ("llmfoundry_lite.cli.replay_spike", "replay a recorded loss spike sample by sample"),
     "demo": ("llmfoundry_lite.cli.demo", "the whole pipeline on the local corpus (from a repository checkout)"),
 }

@@ -9,6 +9,35 @@ import pytest
 from llmfoundry_lite.eval.problems import load_problems
 from llmfoundry_lite.sandbox import Sandbox, SandboxConfig
 
+SHARED_ON_ONE_WORKER = {"spark_cluster": "spark", "server": "serve"}
+"""Session fixtures that stand for a whole service (a Spark cluster of JVMs, a serving engine), by the
+pytest-xdist group of the tests that use them."""
+
+
+def pytest_collection_modifyitems(config, items):
+    """``make test`` runs the suite on pytest-xdist workers with ``--dist loadgroup``: every test that
+    uses one of ``SHARED_ON_ONE_WORKER``'s fixtures (directly or through another fixture) joins that
+    fixture's group, so a run starts one Spark cluster and one tiny server, on one worker, as a
+    single-process run does; everything else is spread over the workers."""
+    if not config.pluginmanager.hasplugin("xdist"):  # ``-p no:xdist``: no groups, and no marker to name them
+        return
+    for item in items:
+        for fixture, group in SHARED_ON_ONE_WORKER.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                join_group(item, group)
+                break
+
+
+def join_group(item: pytest.Item, group: str) -> None:
+    """Put ``item`` in xdist group ``group``. loadgroup schedules by a ``@group`` suffix of the node id,
+    which pytest-xdist 3.8 writes to ``item._nodeid``; pytest 9 reads the id from ``item._id`` instead,
+    so there the suffix is written here (checked in the suite's xdist run: a group's tests share a worker)."""
+    item.add_marker(pytest.mark.xdist_group(group))
+    if hasattr(item, "_id") and not item.nodeid.endswith(f"@{group}"):
+        from _pytest.nodeid import coerce_node_id
+
+        item._id = coerce_node_id(f"{item.nodeid}@{group}")
+
 
 @pytest.fixture(scope="session")
 def spark_cluster(tmp_path_factory):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from pathlib import Path
 
 from llmfoundry_lite.cli.common import user_errors
 from llmfoundry_lite.serve.config import parse_args
@@ -36,7 +37,11 @@ def main(argv: list[str]) -> None:
         api_key = resolve_api_key(cfg.api_key)
         engine, served = BACKENDS[cfg.backend](fetch_model(cfg))
     warn_if_open(cfg.host, api_key)
-    app = build_app(engine, served, cfg.ops(api_key))
+    feedback = open_feedback(cfg)
+    if cfg.ab and feedback is None:
+        log.warning("--ab with --feedback-db none: the variants are served, but nothing records how they do")
+    with user_errors(ValueError):  # an --ab variant this server does not serve
+        app = build_app(engine, served, cfg.ops(api_key), feedback, cfg.split())
 
     class DrainingServer(uvicorn.Server):
         def handle_exit(self, sig, frame) -> None:
@@ -53,3 +58,32 @@ def main(argv: list[str]) -> None:
     close = getattr(engine, "close", None)
     if close is not None:
         close()
+    if feedback is not None:
+        feedback.store.close()
+
+
+def open_feedback(cfg):  # -> FeedbackRecorder | None
+    """``--log-dir``'s request log file, and the feedback store the server records into (None: ``--feedback-db none``)."""
+    from llmfoundry_lite.serve.feedback import FeedbackRecorder
+    from llmfoundry_lite.serve.feedback_store import FeedbackStore
+
+    log_dir = Path(cfg.log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_dir / "requests.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logging.getLogger("llmfoundry_lite.serve.requests").addHandler(handler)
+    url = cfg.feedback_url()
+    if url is None:
+        return None
+    with user_errors(ValueError):
+        store = FeedbackStore(url, cfg.feedback_retention_days or None)
+    log.info("recording completions and feedback in %s%s", store_label(url),
+             " (texts PII-scrubbed)" if cfg.feedback_texts else "")
+    return FeedbackRecorder(store, cfg.feedback_texts)
+
+
+def store_label(url: str) -> str:
+    """``url`` without its password, for the log."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,4 +1,5 @@
-"""Typed schema of ``composer train.py yamls/finetune/<name>.yaml``: a base model, instruction data, LoRA or not.
+"""Typed schema of ``composer train.py yamls/finetune/<name>.yaml``: a base model, instruction or preference
+data, LoRA or not, and the objective (``sft``, or preference tuning with ``dpo`` / ``kto``).
 
 The same entry point as pretraining; a config with a top-level ``base:`` is a fine-tuning run.
 The optimizer, scheduler, logger, callback and FSDP sections are pretraining's own.
@@ -20,6 +21,8 @@ from llmfoundry_lite.training.config import (
 from llmfoundry_lite.training.sections import CallbacksConfig, FSDPConfig, LoggersConfig
 
 LORA_TARGETS = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
+OBJECTIVES = ("sft", "dpo", "kto")
+"""sft: the response loss on instruction rows; dpo, kto: preference tuning (``finetune/preference.py``)."""
 
 
 @dataclass
@@ -47,6 +50,26 @@ class LoraConfig:
 
 
 @dataclass
+class PreferenceConfig:
+    """DPO / KTO settings (``objective: dpo`` or ``kto``; ``finetune/preference.py`` has the losses)."""
+
+    beta: float = 0.1
+    """How far the policy may move from the reference: the log-ratios are scaled by beta (both papers' β)."""
+    desirable_weight: float = 1.0
+    """KTO's λ_D, the weight of a desirable completion's loss."""
+    undesirable_weight: float = 1.0
+    """KTO's λ_U; the paper advises λ_D·n_D / (λ_U·n_U) in [1, 4/3] (n: completions of each kind)."""
+    reference_cache: str | None = None
+    """A directory for the reference model's log-probs (one file per data + base hash), so a rerun or
+    resume skips the reference pass; null keeps them in memory only."""
+
+    def __post_init__(self) -> None:
+        for key in ("beta", "desirable_weight", "undesirable_weight"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"preference.{key} must be positive, got {getattr(self, key)}")
+
+
+@dataclass
 class FinetuneConfig:
     """Everything a fine-tuning run needs (``composer train.py yamls/finetune/<name>.yaml``)."""
 
@@ -64,6 +87,11 @@ class FinetuneConfig:
     """Held-out examples: the response loss is measured before training (step 0) and at every eval."""
     lora: LoraConfig | None = None
     """LoRA adapters; null = full fine-tuning of every weight."""
+    objective: str = "sft"
+    """sft (instruction rows, response loss), dpo (paired preference rows) or kto (unpaired or paired rows);
+    preference rows are completion-style (``finetune/preference_data.py``)."""
+    preference: PreferenceConfig = field(default_factory=PreferenceConfig)
+    """beta, KTO's weights and the reference cache, for objective dpo and kto."""
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(lr=2.0e-4))
     scheduler: SchedulerConfig = field(default_factory=lambda: SchedulerConfig(t_warmup="10ba"))
     global_train_batch_size: int = 8
@@ -111,6 +139,16 @@ class FinetuneConfig:
         for key in ("max_duration", "eval_interval", "save_interval"):
             check_time(key, getattr(self, key))
         check_microbatch(self.device_train_microbatch_size, self.global_train_batch_size)
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; choose from {list(OBJECTIVES)}")
+        if self.objective != "sft":
+            # Each continuation is scored as one sequence: packing and the response targets do not apply.
+            needed = (("packing", "false"), ("target_prompts", "false"), ("target_responses", "all"))
+            wrong = [f"{name}.{key}: {value}" for name in ("train_loader", "eval_loader") for key, value in needed
+                     if getattr(self, name) is not None and str(getattr(getattr(self, name), key)).lower() != value]
+            if wrong:
+                raise ValueError(f"objective {self.objective} scores each continuation as one sequence; "
+                                 f"set {', '.join(wrong)}")
 
     def device_batch_size(self, world_size: int) -> int:
         """Per-process batch: the global batch split evenly over ``world_size`` processes."""

@@ -1,4 +1,5 @@
-"""Build the Composer Trainer of a fine-tuning run: base weights, instruction rows, LoRA or full weights.
+"""Build the Composer Trainer of a fine-tuning run: base weights, instruction rows, LoRA or full weights;
+with ``objective: dpo`` or ``kto``, preference rows and ``preference.PreferenceDecoder`` instead.
 
 Everything that decides correctness at scale is pretraining's own (``training/parallel.py``): the
 loss is the token mean over the global batch's trained tokens (response tokens by default), DDP or
@@ -18,7 +19,7 @@ from typing import Any
 
 import torch
 from composer import Trainer
-from composer.core import Callback, Evaluator
+from composer.core import Callback, DataSpec, Evaluator
 from composer.utils import dist, reproducibility
 from torch.utils.data import DataLoader
 
@@ -33,6 +34,14 @@ from llmfoundry_lite.finetune.data import FinetuneDataConfig, FinetuneDataset, c
 from llmfoundry_lite.finetune.fsdp import AdapterCheckpointFSDP2Config
 from llmfoundry_lite.finetune.hf_chat import JinjaChat
 from llmfoundry_lite.finetune.lora import apply_lora, drop_frozen_weights
+from llmfoundry_lite.finetune.preference import (
+    PreferenceDecoder,
+    attach_reference,
+    describe_heldout,
+    heldout_preference,
+)
+from llmfoundry_lite.finetune.preference_data import PreferenceDataset, count_items
+from llmfoundry_lite.finetune.preference_data import check_full_batch as check_full_preference_batch
 from llmfoundry_lite.models.composer_model import ComposerDecoder
 from llmfoundry_lite.models.loss import token_sum_loss
 from llmfoundry_lite.models.transformer import Transformer
@@ -75,15 +84,28 @@ class FinetuneInfo(Callback):
 
 
 def _loader(cfg: FinetuneDataConfig, tokenizer: Any, chat: JinjaChat | None, batch_size: int, shuffle: bool,
-            seed: int, train: bool = True) -> DataLoader:
-    dataset = FinetuneDataset(cfg, tokenizer, chat)
+            seed: int, train: bool = True, objective: str = "sft") -> DataLoader:
+    if objective == "sft":
+        dataset, check, collate = FinetuneDataset(cfg, tokenizer, chat), check_full_batch, None
+    else:
+        dataset = PreferenceDataset(cfg, tokenizer, objective)
+        check, collate = check_full_preference_batch, dataset.collate
     if train:  # the partial batch is dropped: an epoch without a full one would loop at step 0 forever
-        check_full_batch(dataset, batch_size, dist.get_world_size())
+        check(dataset, batch_size, dist.get_world_size())
     sampler = dist.get_sampler(dataset, shuffle=shuffle, drop_last=train, seed=seed)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=train)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=train, collate_fn=collate)
 
 
-def _describe(name: str, dataset: FinetuneDataset) -> str:
+def _data_spec(dataloader: DataLoader) -> DataSpec:
+    """Instruction rows weigh by trained tokens (``training/parallel.py``), preference items by items."""
+    if isinstance(dataloader.dataset, PreferenceDataset):
+        return DataSpec(dataloader, get_num_tokens_in_batch=count_items)
+    return parallel.token_data_spec(dataloader)
+
+
+def _describe(name: str, dataset: FinetuneDataset | PreferenceDataset) -> str:
+    if isinstance(dataset, PreferenceDataset):
+        return dataset.describe(name)
     s = dataset.summary()
     dropped = ", ".join(f"{k} {v}" for k, v in sorted(s["dropped_by_reason"].items())) or "none"
     return (f"{name}: {s['rows_read']:,} rows -> {s['examples']:,} examples in {s['packed_rows']:,} rows of "
@@ -137,7 +159,8 @@ def build_finetune_trainer(cfg: FinetuneConfig) -> Trainer:
         # Packed rows need per-example attention; the flag changes the mask only, not the weights.
         model_cfg = dataclasses.replace(model_cfg, doc_mask=True)
         transformer.cfg = model_cfg
-    model = ComposerDecoder.around(transformer)
+    model = (ComposerDecoder.around(transformer) if cfg.objective == "sft"
+             else PreferenceDecoder.wrap(transformer, cfg.objective, cfg.preference))
     trainable, total = (apply_lora(transformer, cfg.lora) if cfg.lora is not None
                         else (sum(p.numel() for p in transformer.parameters()),) * 2)
     # The base's tokenizer beside the checkpoints (RunInfo stores it in them). Every rank writes the same
@@ -148,10 +171,16 @@ def build_finetune_trainer(cfg: FinetuneConfig) -> Trainer:
     tokenizer.save(str(tmp))
     os.replace(tmp, tok_dir / "tokenizer.json")
     chat = base_chat_template(cfg.base)  # an HF base's own template, else ours (chat.py)
-    train_dl = _loader(cfg.train_loader, tokenizer, chat, per_device, shuffle=cfg.train_loader.shuffle, seed=cfg.seed)
+    train_dl = _loader(cfg.train_loader, tokenizer, chat, per_device, shuffle=cfg.train_loader.shuffle, seed=cfg.seed,
+                       objective=cfg.objective)
     eval_dl = (_loader(cfg.eval_loader, tokenizer, chat, cfg.device_eval_batch_size, shuffle=False, seed=cfg.seed,
-                       train=False)
+                       train=False, objective=cfg.objective)
                if cfg.eval_loader is not None else None)
+    reference = []
+    if cfg.objective != "sft":  # the base's log-probs, once, before any step (preference.py)
+        datasets = {"train_loader": train_dl.dataset, **({"eval_loader": eval_dl.dataset} if eval_dl else {})}
+        reference = attach_reference(transformer, datasets, cfg, pin.sha256, precision, cfg.device_eval_batch_size,
+                                     all_ranks=parallel.model_init_device(cfg.fsdp_config) != "meta")
     if dist.get_global_rank() == 0:
         print(f"parallelism: {parallel.describe(cfg.fsdp_config, dist.get_world_size(), dist.get_local_world_size())}")
         print(shared)
@@ -160,6 +189,8 @@ def build_finetune_trainer(cfg: FinetuneConfig) -> Trainer:
         print(_describe("train_loader", train_dl.dataset))
         if eval_dl is not None:
             print(_describe("eval_loader", eval_dl.dataset))
+        for line in reference:
+            print(line)
     params = [p for p in transformer.parameters() if p.requires_grad]
     optimizer = OPTIMIZERS[cfg.optimizer.name](params, cfg.optimizer)
     callbacks = [RunInfo(model_cfg, tok_dir), FinetuneInfo(cfg.base, pin, cfg.lora, chat.template if chat else CHAT_TEMPLATE), parallel.ShardingReport(),
@@ -167,10 +198,10 @@ def build_finetune_trainer(cfg: FinetuneConfig) -> Trainer:
                  *build_callbacks(cfg)]
     if cfg.grad_clip_norm > 0:
         callbacks.append(GlobalGradClip(cfg.grad_clip_norm))
-    evaluator = Evaluator(label="eval", dataloader=parallel.token_data_spec(eval_dl)) if eval_dl is not None else None
+    evaluator = Evaluator(label="eval", dataloader=_data_spec(eval_dl)) if eval_dl is not None else None
     return Trainer(
         run_name=cfg.run_name, model=model, seed=cfg.seed,
-        train_dataloader=parallel.token_data_spec(train_dl), eval_dataloader=evaluator,
+        train_dataloader=_data_spec(train_dl), eval_dataloader=evaluator,
         eval_interval=cfg.eval_interval, eval_subset_num_batches=cfg.eval_subset_num_batches,
         max_duration=cfg.max_duration, optimizers=optimizer, schedulers=build_scheduler(cfg.scheduler),
         step_schedulers_every_batch=True, precision=precision, accumulate_train_batch_on_tokens=True,
@@ -213,25 +244,45 @@ def response_loss(trainer: Trainer) -> float | None:
 
 
 def finetune(trainer: Trainer, cfg: FinetuneConfig) -> dict:
-    """Measure the held-out response loss, train, measure again; write and return train_summary.json."""
+    """Measure the held-out response loss (preference objectives: the held-out preference loss and
+    accuracies), train, measure again; write and return train_summary.json."""
     from llmfoundry_lite.config import save_config
     from llmfoundry_lite.training.trainer import flat_config
 
-    folder = Path(cfg.save_folder)
     if dist.get_global_rank() == 0:
-        save_config(cfg, folder / "config.yaml")
+        save_config(cfg, Path(cfg.save_folder) / "config.yaml")
     trainer.logger.log_hyperparameters(flat_config(cfg))
+    if cfg.objective != "sft":
+        return _finetune_preference(trainer, cfg)
     before = response_loss(trainer) if int(trainer.state.timestamp.batch) == 0 else None
     trainer.fit()
     after = response_loss(trainer)
-    ts = trainer.state.timestamp
-    counter = next(c for c in trainer.state.callbacks if isinstance(c, StreamCounter))
-    summary = {"base": cfg.base, "lora": dataclasses.asdict(cfg.lora) if cfg.lora else None,
-               "batches": int(ts.batch), "samples_trained": int(ts.sample), "tokens_trained": int(ts.token),
-               "samples_by_stream": counter.samples_by_stream(),
+    summary = {**_run_summary(trainer, cfg),
                "heldout_response_loss_before": before, "heldout_response_loss_after": after}
     if dist.get_global_rank() == 0:
-        (folder / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (Path(cfg.save_folder) / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         if before is not None and after is not None:
             print(f"held-out response loss {before:.4f} -> {after:.4f} nats/token")
+    return summary
+
+
+def _run_summary(trainer: Trainer, cfg: FinetuneConfig) -> dict:
+    ts = trainer.state.timestamp
+    counter = next(c for c in trainer.state.callbacks if isinstance(c, StreamCounter))
+    return {"base": cfg.base, "objective": cfg.objective, "lora": dataclasses.asdict(cfg.lora) if cfg.lora else None,
+            "batches": int(ts.batch), "samples_trained": int(ts.sample), "tokens_trained": int(ts.token),
+            "samples_by_stream": counter.samples_by_stream()}
+
+
+def _finetune_preference(trainer: Trainer, cfg: FinetuneConfig) -> dict:
+    """``finetune`` for dpo / kto: the held-out preference terms (``preference.heldout_preference``)."""
+    before = heldout_preference(trainer, cfg) if int(trainer.state.timestamp.batch) == 0 else None
+    trainer.fit()
+    after = heldout_preference(trainer, cfg)
+    summary = {**_run_summary(trainer, cfg), "preference": dataclasses.asdict(cfg.preference),
+               "heldout_before": before, "heldout_after": after}
+    if dist.get_global_rank() == 0:
+        (Path(cfg.save_folder) / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if after is not None:
+            print(describe_heldout(before, after))
     return summary

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, fields
+from pathlib import Path
 
+from llmfoundry_lite.serve.ab import ABSplit, parse_ab
 from llmfoundry_lite.serve.fim import AUTO, FIM_TEMPLATES
 from llmfoundry_lite.serve.limits import OpsSettings
 from llmfoundry_lite.serve.speculate import Speculation
@@ -73,6 +75,22 @@ class ServeConfig:
     fim_template: str = AUTO
     """How ``suffix`` requests are laid out: ``auto`` picks the family whose FIM special tokens the tokenizer
     has (``serve/fim.py``); a family name forces it, and one whose tokens the tokenizer lacks fails at start-up."""
+    log_dir: str = "logs/serve"
+    """Where the server writes ``requests.log`` (one line per request) and, by default, its feedback store."""
+    feedback_db: str | None = None
+    """Where completions and feedback are recorded: a SQLAlchemy URL (``sqlite:///PATH``, or
+    ``postgresql+psycopg://...`` for several replicas sharing one store); None means
+    ``sqlite:///<log-dir>/feedback.sqlite``; ``none`` records nothing (and ``/v1/feedback`` is a 404)."""
+    feedback_texts: bool = False
+    """Also record prompt, suffix and completion texts and edits' kept text, PII-scrubbed (the filter
+    stage's scrub): what ``data_prep/feedback_to_train.py`` needs. Off: counts, timings and ids only."""
+    feedback_retention_days: float = 0.0
+    """Records older than this are deleted (at start-up, then hourly); 0 keeps them forever."""
+    ab: tuple[str, ...] = ()
+    """``--ab NAME=WEIGHT``, repeatable: split requests that name no model, or the base's name, among
+    these variants (the base and ``--lora`` adapters), sticky per ``user`` (``serve/ab.py``)."""
+    ab_experiment: str = "ab"
+    """Salt of the sticky user → variant hash; a new name reassigns every user."""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKEND_NAMES:
@@ -95,12 +113,29 @@ class ServeConfig:
             raise ValueError(f"unknown --speculative {self.speculative!r}; choose from {list(SPECULATIVE_METHODS)}")
         self.speculation()  # checks the --speculative-* numbers
         self.lora_specs()  # checks every --lora NAME=PATH
+        if self.feedback_retention_days < 0:
+            raise ValueError(f"--feedback-retention-days must be 0 (keep) or positive, got {self.feedback_retention_days}")
+        if self.feedback_texts and self.feedback_url() is None:
+            raise ValueError("--feedback-texts needs a feedback store; drop --feedback-db none")
+        self.split()  # checks every --ab NAME=WEIGHT
         if self.fim_template != AUTO and self.fim_template not in FIM_TEMPLATES:
             raise ValueError(f"unknown --fim-template {self.fim_template!r}; choose from {[AUTO, *FIM_TEMPLATES]}")
 
     def ops(self, api_key: str | None) -> OpsSettings:
         """The app's operational limits; ``api_key`` is ``--api-key`` already resolved against the environment."""
         return OpsSettings(api_key, self.max_request_bytes, self.request_timeout_s, self.stuck_after_s, self.log_prompts)
+
+    def feedback_url(self) -> str | None:
+        """The feedback store's URL; None when recording is off (``--feedback-db none``)."""
+        if self.feedback_db is None:
+            return f"sqlite:///{Path(self.log_dir).resolve() / 'feedback.sqlite'}"
+        return None if self.feedback_db.strip().lower() == "none" else self.feedback_db
+
+    def split(self) -> ABSplit | None:
+        """The ``--ab`` split; None without ``--ab``. Which names are served is checked when the app is built."""
+        if not self.ab:
+            return None
+        return ABSplit(parse_ab(self.ab), self.ab_experiment)
 
     def speculation(self) -> Speculation | None:
         """The drafting settings for ``engine.ContinuousEngine``; None with ``--speculative none``."""
@@ -136,6 +171,10 @@ def parse_args(argv: list[str]) -> ServeConfig:
             p.add_argument("--lora", action="append", default=[], metavar="NAME=PATH",
                            help="serve a LoRA adapter of the base as model NAME; repeatable")
             continue
+        if name == "ab":
+            p.add_argument("--ab", action="append", default=[], metavar="NAME=WEIGHT",
+                           help="A/B split of requests naming no model among served variants; repeatable")
+            continue
         flag = f"--{name.replace('_', '-')}"
         if f.type in ("bool", bool):
             p.add_argument(flag, action="store_true", help=f"default {f.default}")
@@ -150,7 +189,7 @@ def parse_args(argv: list[str]) -> ServeConfig:
                        help=f"default {f.default}")
     args = p.parse_args(argv)
     try:
-        return ServeConfig(**{**vars(args), "lora": tuple(args.lora)})
+        return ServeConfig(**{**vars(args), "lora": tuple(args.lora), "ab": tuple(args.ab)})
     except ValueError as err:
         p.error(str(err))
         raise  # unreachable: p.error exits

@@ -40,7 +40,9 @@ class CompletionRequest(BaseModel):
     """The body of ``POST /v1/completions`` (strict types: ``"16"`` is not a number)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    model: str
+    model: str | None = None
+    """The model or LoRA adapter to use; omitted (or the server's own name), ``--ab`` splits the request
+    among the variants, and without a split the base serves it."""
     prompt: str | list[str] | list[int] | list[list[int]]
     suffix: str | None = None
     max_tokens: int | None = DEFAULT_MAX_TOKENS
@@ -52,7 +54,11 @@ class CompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     seed: int | None = None
     user: str | None = None
-    """An end-user id for the caller's logs; it changes nothing."""
+    """An opaque end-user id: ``--ab`` keeps each user on one variant by it, and the feedback store keeps
+    it hashed with the completion (``POST /v1/feedback`` takes the same id)."""
+    language: str | None = None
+    """Extension field: the language of the file being edited (``python``, or a file name such as
+    ``main.rs``), for acceptance rates by language; omitted, it is guessed (``serve/language.py``)."""
     echo: bool | None = None
     logprobs: int | None = None
     best_of: int | None = None

@@ -26,6 +26,8 @@ from llmfoundry_lite.serve.errors import APIError, error_body
 from llmfoundry_lite.serve.job import Job
 from llmfoundry_lite.serve.protocol import choice_body, completion_body, usage_body
 
+DONE = "data: [DONE]\n\n"
+"""A stream's last event."""
 LIVENESS_POLL_S = 1.0
 """How often a request waiting for tokens checks that the engine thread is still alive."""
 
@@ -199,7 +201,7 @@ class Pending:
                         yield _sse(completion_body(self.id, self.created, self.model, chunk, None))
             if include_usage:
                 yield _sse(completion_body(self.id, self.created, self.model, [], self.usage()))
-            yield "data: [DONE]\n\n"
+            yield DONE
             outcome = "ok"
         finally:
             if not self.done:  # the client left, the send failed, or the deadline passed: free the slots now

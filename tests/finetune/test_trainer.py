@@ -23,21 +23,6 @@ PAIRS = [("Write a function that adds two numbers.", "def add(a, b):\n    return
 
 
 @pytest.fixture(scope="module")
-def base_checkpoint(tiny_shards, tmp_path_factory):
-    """A 2-layer decoder pretrained for 2 steps on the fixture shards: its save folder."""
-    from llmfoundry_lite.training.config import TrainConfig
-    from llmfoundry_lite.training.trainer import build_trainer
-
-    save = tmp_path_factory.mktemp("base")
-    cfg = load_config(TrainConfig, ROOT / "yamls/code-tiny.yaml",
-                      tiny_overrides(tiny_shards, save, max_duration="2ba", eval_interval="2ba", save_interval="2ba"))
-    trainer = build_trainer(cfg)
-    trainer.fit()
-    trainer.close()
-    return save
-
-
-@pytest.fixture(scope="module")
 def instructions(tmp_path_factory):
     path = tmp_path_factory.mktemp("sft") / "train.jsonl"
     rows = [{"prompt": p, "response": r} for p, r in PAIRS * 8]

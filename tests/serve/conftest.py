@@ -19,6 +19,7 @@ from llmfoundry_lite.models.hf_export import export_hf
 from llmfoundry_lite.models.transformer import Transformer
 from llmfoundry_lite.serve.app import build_app
 from llmfoundry_lite.serve.engine import ContinuousEngine
+from llmfoundry_lite.serve.feedback import FeedbackRecorder
 from llmfoundry_lite.serve.limits import OpsSettings
 from llmfoundry_lite.serve.protocol import ServedModel
 from llmfoundry_lite.tokenizer import load_tokenizer
@@ -74,12 +75,12 @@ def live_server(app) -> Iterator[str]:
 
 
 @contextmanager
-def serving(model, tokenizer, max_batch: int = 8, max_waiting: int = 256,
-            ops: OpsSettings | None = None) -> Iterator[tuple[str, ContinuousEngine, FastAPI]]:
+def serving(model, tokenizer, max_batch: int = 8, max_waiting: int = 256, ops: OpsSettings | None = None,
+            feedback: FeedbackRecorder | None = None) -> Iterator[tuple[str, ContinuousEngine, FastAPI]]:
     """``model`` behind a ``ContinuousEngine`` and the app, live on 127.0.0.1: (base URL, engine, app)."""
     engine = ContinuousEngine(model, tokenizer, max_batch=max_batch, max_waiting=max_waiting)
     served = ServedModel(MODEL_NAME, tokenizer, model.cfg.max_seq_len, engine.eos_id, max_batch)
-    app = build_app(engine, served, ops)
+    app = build_app(engine, served, ops, feedback)
     try:
         with live_server(app) as url:
             yield url, engine, app
