@@ -102,10 +102,10 @@ def simulate_round(args: argparse.Namespace, prompts: Path, db: Path, variant: s
         start = time.monotonic()
         tally = simulate(f"http://127.0.0.1:{args.port}", load_prompts([prompts]), population)
         print(f"round {round_no}: {sum(tally.shown.values())} choices judged in {time.monotonic() - start:.0f} s, "
-              f"{tally.failed_requests} failed requests", flush=True)  # fmt: skip
+              f"{tally.failed_requests} refused ({dict(tally.failures) or 'none'})", flush=True)  # fmt: skip
     finally:
         stop(proc)
-    return {"population": asdict(population), "failed_requests": tally.failed_requests,
+    return {"population": asdict(population), "refused_requests": dict(tally.failures),
             "verdicts": {"/".join(k): v for k, v in sorted(tally.reasons.items())}}  # fmt: skip
 
 

@@ -26,8 +26,8 @@ or text is ``empty_text``. Then each output, in the candidates' order (completio
 and choice), goes through the filter stage's benchmark decontamination (``filtering/decontam.py`` over
 ``prompt + text``, as the model saw it) and its exact and near dedup (``filtering/dedup.py`` over the
 prompt and the row's texts, clustered as the filter stage's pass 2 does: the first of a cluster is kept).
-Near dedup is MinHash over the whole row, so with long prompts and short completions the rows of one prompt
-can be near-duplicates of each other; ``dedup.near=false`` keeps them.
+Exact dedup compares whole rows; near dedup (MinHash) compares the texts after the prompt among the rows
+of one prompt, since a long prompt would make every answer to it look like every other.
 """
 
 from __future__ import annotations
@@ -230,18 +230,27 @@ def judge(completions: pa.Table, feedback: pa.Table, scrub: _Scrubber) -> tuple[
     return judged, report
 
 
-def duplicates(texts: list[str], cfg: DedupConfig) -> dict[int, str]:
+def duplicates(texts: list[str], cfg: DedupConfig, prompts: list[str] | None = None) -> dict[int, str]:
     """Index -> ``exact_duplicate`` / ``near_duplicate`` for the texts dedup drops: the filter stage's pass-2 rule
-    (``dedup_pass.local_dedup``): exact clusters, then near clusters of the rest, the smallest index kept."""
+    (``dedup_pass.local_dedup``): exact clusters of the whole texts, then near clusters of the rest, the
+    smallest index kept. With ``prompts`` (each text starting with its prompt and ``SEP``), near clusters form
+    only among one prompt's rows and compare what follows the prompt: a long prompt would otherwise make every
+    answer to it a near-duplicate of every other, and different prompts' rows are different examples."""
     ordinals = np.arange(len(texts), dtype=np.int64)
     exact = exact_clusters(ordinals, [content_hash(t) for t in texts]) if cfg.exact else {}
     near: dict[int, list[int]] = {}
     if cfg.near:
         gone = {m for members in exact.values() for m in members[1:]}
-        signed = [(i, s) for i, t in enumerate(texts) if i not in gone and (s := minhash_signature(t, cfg)) is not None]
-        if signed:
-            near = near_clusters_local(np.array([i for i, _ in signed], dtype=np.int64),
-                                       np.stack([s for _, s in signed]), cfg)
+        groups: dict[str, list[int]] = {}
+        for i in range(len(texts)):
+            if i not in gone:
+                groups.setdefault(prompts[i] if prompts is not None else "", []).append(i)
+        for prompt, members in groups.items():
+            skip = len(prompt) + len(SEP) if prompts is not None else 0
+            signed = [(i, s) for i in members if (s := minhash_signature(texts[i][skip:], cfg)) is not None]
+            if len(signed) > 1:
+                near.update(near_clusters_local(np.array([i for i, _ in signed], dtype=np.int64),
+                                                np.stack([s for _, s in signed]), cfg))
     return {i: reason for i, (reason, _, _) in decisions(exact, near).items()}
 
 
@@ -258,7 +267,7 @@ def clean(candidates: list[_Candidate], cfg: FeedbackToTrainConfig, tally: Tally
                 tally.dropped["decontaminated"] += 1
                 tally.by_benchmark[hit.benchmark] += 1
         candidates = kept
-    dropped = duplicates([c.dedup_text for c in candidates], cfg.dedup)
+    dropped = duplicates([c.dedup_text for c in candidates], cfg.dedup, [str(c.row["prompt"]) for c in candidates])
     tally.dropped.update(dropped.values())
     return [c for i, c in enumerate(candidates) if i not in dropped]
 

@@ -95,7 +95,8 @@ class Tally:
     accepted: Counter = field(default_factory=Counter)
     reasons: Counter = field(default_factory=Counter)
     """(variant, language, verdict) → choices."""
-    failed_requests: int = 0
+    failures: Counter = field(default_factory=Counter)
+    """Requests the server refused, by ``status error-code`` (a prompt too long for the context is 400)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, variant: str, language: str, why: str) -> None:
@@ -104,9 +105,17 @@ class Tally:
             self.accepted[variant, language] += why == "accepted"
             self.reasons[variant, language, why] += 1
 
-    def failed(self) -> None:
+    @property
+    def failed_requests(self) -> int:
+        return sum(self.failures.values())
+
+    def failed(self, response: httpx.Response) -> None:
+        try:
+            code = response.json()["error"]["code"] or response.json()["error"]["param"]
+        except (ValueError, KeyError, TypeError):
+            code = "?"
         with self._lock:
-            self.failed_requests += 1
+            self.failures[f"{response.status_code} {code}"] += 1
 
 
 def simulate(url: str, problems: list[dict], population: Population, api_key: str | None = None) -> Tally:
@@ -127,7 +136,7 @@ def simulate(url: str, problems: list[dict], population: Population, api_key: st
                     "user": name, "language": STACK_NAMES[problem["language"]].lower(),
                     "seed": rng.randrange(2**31)})  # fmt: skip
                 if r.status_code != 200:
-                    tally.failed()
+                    tally.failed(r)
                     continue
                 body = r.json()
                 for choice in body["choices"]:
@@ -147,11 +156,12 @@ PYTHON_STOPS = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n@", "\n#"]
 """Where a Python function's completion ends (HumanEval's stop sequences, as the harness uses them)."""
 
 
-def corpus_prompts(kept: Path, per_language: int, seed: int = 0) -> list[dict]:
+def corpus_prompts(kept: Path, per_language: int, seed: int = 0, max_chars: int = 1200) -> list[dict]:
     """HumanEval-style prompts (imports, signature, docstring → body) from the documented functions of
     a filtered corpus (``data/filtered/kept``): Python and JavaScript, up to ``per_language`` each,
     drawn at random (seeded) from all the corpus holds. Prompts, not HumanEval's problems, so the
-    feedback they earn survives decontamination against the evaluation sets."""
+    feedback they earn survives decontamination against the evaluation sets. Prompts longer than
+    ``max_chars`` are left out: with the completion they would not fit a small model's context."""
     import pyarrow.parquet as pq
 
     from llmfoundry_lite.synth.extract import extract_functions
@@ -174,6 +184,7 @@ def corpus_prompts(kept: Path, per_language: int, seed: int = 0) -> list[dict]:
                                  "stop_tokens": ["\n}"]} for f in extract_javascript(text, path)
                                 if not f.inline and not f.expression_body and not f.trivial]  # fmt: skip
     rng = random.Random(seed)
+    found = {language: [r for r in rows if len(r["prompt"]) <= max_chars] for language, rows in found.items()}
     prompts = []
     for rows in found.values():
         rng.shuffle(rows)

@@ -247,3 +247,19 @@ def test_cli_reads_the_store(tmp_path):
     assert read_jsonl(tmp_path / "out" / "preferences.jsonl") == [
         {"prompt": ADD, "chosen": "    return a + b\n", "rejected": "    return b\n"}]
     assert read_jsonl(tmp_path / "out" / "sft.jsonl") == [{"prompt": ADD, "response": "    return a + b\n"}]
+
+
+def test_near_dedup_compares_answers_to_one_prompt_not_the_prompt():
+    # A long prompt and short, different answers: whole-row MinHash would call all of them near-duplicates
+    # (the prompt is nearly all of each row); the answers themselves differ, so every row is kept. Two
+    # answers that differ in one token are near-duplicates of each other and one goes.
+    prompt = "def summarize(values):\n    \"\"\"" + " ".join(f"word{i}" for i in range(120)) + "\"\"\"\n"
+    texts = ["    return sorted(values)[len(values) // 2] if values else None\n",
+             "    total = 0\n    for v in values:\n        total += v\n    return total\n",
+             LONG, LONG_EDIT]
+    comps = [completion(f"c{i}", float(i), prompt, [t]) for i, t in enumerate(texts)]
+    events = [event(f"c{i}", 0, "accepted") for i in range(len(texts))]
+    out = feedback_to_rows(pa.Table.from_pylist(comps, schema=COMPLETIONS),
+                           pa.Table.from_pylist(events, schema=FEEDBACK), config())
+    assert [r["response"] for r in out.sft] == texts[:3]
+    assert out.report["outputs"]["sft"]["dropped_by_reason"] == {"near_duplicate": 1}
