@@ -145,9 +145,19 @@ def table(out: Path, rounds: dict[int, Path]) -> str:
     return "\n".join(lines + [""] + tests)
 
 
+def check_inputs(args: argparse.Namespace) -> None:
+    """Every input the loop reads exists, before anything is written or removed."""
+    paths = {"--base": args.base, "--variant": args.variant.partition("=")[2] or args.variant,
+             "--corpus": args.corpus, "--dpo-yaml": args.dpo_yaml}  # fmt: skip
+    for flag, path in paths.items():
+        if not (ROOT / path).exists():
+            fail(f"error: {flag} {path} does not exist (the loop needs `make demo`'s outputs)")
+
+
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     os.chdir(ROOT)
+    check_inputs(args)
     out = ROOT / args.out
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)

@@ -44,11 +44,19 @@ def subprocess_cases(out: Path) -> dict[str, Case]:
         "replay_spike/missing": (["scripts/replay_spike.py", f"{MISSING}-run"], f"{MISSING}-run"),
         "replay_spike/flag": (["scripts/replay_spike.py", "runs/x", "--bogus"], "--bogus"),
         "demo/flag": (["scripts/demo.py", "--bogus"], "--bogus"),  # the demo takes no path
+        "feedback_export/missing": (["scripts/feedback_export.py", "--db", f"sqlite:///{MISSING}-store.sqlite",
+                                     "--output", str(out / "fx")], f"{MISSING}-store.sqlite"),
+        "feedback_export/flag": (["scripts/feedback_export.py", "--db", "sqlite:///x", "--output", "o", "--bogus"],
+                                 "--bogus"),
+        "feedback_loop/missing": (["scripts/feedback_loop.py", "--base", f"{MISSING}-base", "--out", str(out / "loop")],
+                                  f"{MISSING}-base"),
+        "feedback_loop/flag": (["scripts/feedback_loop.py", "--bogus"], "--bogus"),
         "python -m/missing": (["-m", "llmfoundry_lite", "filter", "--input", f"{MISSING}-m", "--output", str(out / "m")],
                               f"{MISSING}-m"),
     }
     io_commands = {"filter": "data_prep/filter_stack.py", "tokenizer": "data_prep/train_tokenizer.py",
-                   "synthesize": "data_prep/synthesize_instruct.py"}
+                   "synthesize": "data_prep/synthesize_instruct.py", "feedback_report": "scripts/feedback_report.py",
+                   "feedback_to_train": "data_prep/feedback_to_train.py"}
     for name, script in io_commands.items():
         args = [script, "--input", f"{MISSING}-{name}", "--output", str(out / name)]
         found[f"{name}/missing"] = (args, f"{MISSING}-{name}")
