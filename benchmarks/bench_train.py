@@ -1,6 +1,7 @@
 """Training-step speed on this machine: our Composer step vs a bare PyTorch loop vs llm-foundry's MPT.
 
     .venv/bin/python benchmarks/bench_train.py [--d-model 256 --n-layers 4 --seq-len 512 --batch 2 --steps 4]
+    .venv/bin/python benchmarks/bench_train.py --activation-health [--rounds 3]   # the monitor's cost only
 
 The defaults are code-tiny's shape (d_model 256, 4 layers, vocab 8192, seq 512).
 
@@ -92,9 +93,10 @@ def mpt_worker(args: argparse.Namespace) -> None:
 
 
 def composer_step_times(cfg, batches: list[dict[str, torch.Tensor]], compile_model: bool = False,
-                        precision: str = "fp32", microbatch: int | None = None) -> list[float]:
+                        precision: str = "fp32", microbatch: int | None = None, callbacks: list | None = None) -> list[float]:
     """Per-batch seconds (BATCH_START → BATCH_END, CUDA synchronised) of our model in Composer's
-    Trainer, built as train.py builds it; on the GPU when there is one (``gpu_check.py`` uses it)."""
+    Trainer, built as train.py builds it; on the GPU when there is one (``gpu_check.py`` uses it).
+    ``callbacks`` are added after the timer and the clip (the monitor under test)."""
     from composer import Trainer
     from composer.core import Callback
     from torch.utils.data import DataLoader
@@ -127,7 +129,7 @@ def composer_step_times(cfg, batches: list[dict[str, torch.Tensor]], compile_mod
     timer = Timer()
     trainer = Trainer(model=model, train_dataloader=token_data_spec(loader), max_duration=f"{len(batches)}ba",
                       optimizers=FusedDecoupledAdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95)),
-                      callbacks=[timer, GlobalGradClip(1.0)], progress_bar=False, log_to_console=False,
+                      callbacks=[timer, GlobalGradClip(1.0), *(callbacks or [])], progress_bar=False, log_to_console=False,
                       precision=precision, loggers=[], accumulate_train_batch_on_tokens=True,
                       device_train_microbatch_size=microbatch, compile_config={} if compile_model else None)
     trainer.fit()
@@ -175,10 +177,14 @@ def main(argv: list[str]) -> None:
     p.add_argument("--compile-warmup", type=int, default=3, help="extra warm-up steps of the compiled run")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--mpt-python", default=DEFAULT_MPT_PYTHON)
+    p.add_argument("--activation-health", action="store_true",
+                   help="only time our Composer step with and without the activation-health monitor")
     p.add_argument("--worker", choices=["mpt"], default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker == "mpt":
         return mpt_worker(args)
+    if args.activation_health:
+        return activation_health_report(args)
     report(args)
 
 
@@ -223,6 +229,56 @@ def report(args: argparse.Namespace) -> None:
         print(f"MPT (llm-foundry): skipped: {mpt}")
     print(f"ours vs bare loop (tokens/s, best step): {ref / min(ours):.2f}x")
     print(f"ours compiled vs ours eager (tokens/s, best step): {min(ours) / min(compiled):.2f}x")
+
+
+def activation_health_report(args: argparse.Namespace) -> None:
+    """The activation-health monitor's cost at its default interval, two ways, per round on the same
+    batches, the order of the three runs rotating between rounds:
+
+    direct   our Composer step without and with the monitor, ``warmup + interval`` steps each, so
+             every measured window holds exactly one sampled step (step 1 is in the warm-up):
+             mean step time with / without - 1. Honest but noisy: one sampled step in ``interval``.
+    paired   the monitor at interval 2, so odd steps run no hook and even steps are sampled: the
+             median over neighbouring (unsampled, sampled) pairs of their difference is the extra time of
+             a sampled step, each pair seeing the same machine load; spread over ``interval`` steps and
+             divided by the median step without the monitor it is the projected overhead. Unsampled steps
+             run no hook, only the callback's step-number check.
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from llmfoundry_lite.callbacks.activation_health import ActivationHealthMonitor
+    from llmfoundry_lite.models.config import ModelConfig
+
+    torch.set_num_threads(args.threads)
+    interval = ActivationHealthMonitor().interval  # the default
+    cfg = ModelConfig(d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads, vocab_size=args.vocab,
+                      max_seq_len=args.seq_len)
+    off, on, on_plain, extra = [], [], [], []
+    for r in range(args.rounds):
+        batches = next_token_batches(cfg, args.warmup + interval, args.batch)
+        order = ("off", "on", "paired")
+        for run in order[r % 3:] + order[: r % 3]:  # each run takes each place in turn: machine drift cancels
+            if run == "off":
+                off += composer_step_times(cfg, batches)[args.warmup:]
+            elif run == "on":
+                times = composer_step_times(cfg, batches, callbacks=[ActivationHealthMonitor(interval)])[args.warmup:]
+                on += times
+                on_plain += [t for i, t in enumerate(times) if (args.warmup + i + 1) % interval]  # not sampled
+            else:
+                t = composer_step_times(cfg, batches[: 2 + 2 * args.steps], callbacks=[ActivationHealthMonitor(2)])
+                extra += [t[i + 1] - t[i] for i in range(2, len(t) - 1, 2)]  # steps 3 (plain), 4 (sampled), ...
+    step = statistics.median(off)
+    direct = statistics.mean(on) / statistics.mean(off) - 1
+    paired = statistics.median(extra) / interval / step
+    print(f"model: d_model {cfg.d_model}, {cfg.n_layers} layers, {cfg.n_heads} heads, vocab {cfg.vocab_size}; "
+          f"batch {args.batch} x seq {args.seq_len}; {args.threads} threads; fp32; monitor interval {interval}; "
+          f"{args.rounds} rounds: {interval} measured steps without and with it, {args.steps} step pairs at interval 2")
+    print(f"step without monitor: median {step * 1000:.1f} ms, mean {statistics.mean(off) * 1000:.1f} ms; with it: "
+          f"mean {statistics.mean(on) * 1000:.1f} ms, median of unsampled steps {statistics.median(on_plain) * 1000:.1f} ms "
+          f"({statistics.median(on_plain) / step - 1:+.2%})")
+    print(f"sampled step extra time: median {statistics.median(extra) * 1000:.1f} ms over {len(extra)} pairs "
+          f"({statistics.median(extra) / step:.1%} of a step)")
+    print(f"activation-health overhead at interval {interval}: {paired:+.2%} (paired), {direct:+.2%} (direct); goal <= 3%")
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])

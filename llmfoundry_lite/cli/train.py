@@ -7,6 +7,7 @@ batch split) end in one line too. The run itself is never wrapped: an error ther
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from llmfoundry_lite.cli.common import user_errors
@@ -26,11 +27,16 @@ def main(argv: list[str]) -> None:
     print(to_yaml(cfg), end="")
     summary = cfg.summary()
     print(f"model: {summary['params']:,} parameters; {summary['tokens_per_step']:,} tokens per optimizer step")
+    from llmfoundry_lite.callbacks.rollback import TrainingUnstable
     from llmfoundry_lite.training.trainer import build_trainer, fit  # heavy imports only after validation
 
     with user_errors(ValueError):
         trainer = build_trainer(cfg)
-    fit(trainer, cfg)
+    try:
+        fit(trainer, cfg)
+    except TrainingUnstable as e:  # every rank stops here together; the report is in the save folder
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(3) from None
 
 
 def is_finetune(yaml_path: str | None, overrides: list[str]) -> bool:

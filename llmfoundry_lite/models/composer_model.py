@@ -10,7 +10,7 @@ from composer.metrics.nlp import LanguageCrossEntropy, LanguagePerplexity
 from composer.models import ComposerModel
 
 from llmfoundry_lite.models.config import ModelConfig
-from llmfoundry_lite.models.loss import lm_loss
+from llmfoundry_lite.models.loss import POISON_KEY, lm_loss, poisoned_lm_loss
 from llmfoundry_lite.models.transformer import Block, Transformer
 
 
@@ -56,6 +56,8 @@ class ComposerDecoder(ComposerModel):
         return self.model(batch["input_ids"], segment_ids_BT=batch.get("segment_ids"), prefix_len_B=batch.get("prefix_len"))  # (B, T, V)
 
     def loss(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor], *args: Any, **kwargs: Any) -> torch.Tensor:
+        if POISON_KEY in batch:  # the fault-injection drill's poisoned batch (callbacks/fault_injection.py)
+            return poisoned_lm_loss(outputs, batch["labels"], batch[POISON_KEY])
         return lm_loss(outputs, batch["labels"])
 
     def eval_forward(self, batch: dict[str, torch.Tensor], outputs: Any | None = None) -> torch.Tensor:

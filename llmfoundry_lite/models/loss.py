@@ -46,3 +46,22 @@ def lm_loss(logits_BTV: torch.Tensor, labels_BT: torch.Tensor) -> torch.Tensor:
     """
     total, count = token_sum_loss(logits_BTV, labels_BT)
     return total / count.clamp(min=1)
+
+
+POISON_KEY = "poison_B"
+"""Batch key of the fault-injection drill (``training/config.py`` ``fault_injection``): a per-sample
+factor on the loss — NaN poisons a sample's loss, S > 1 scales it into a spike. Absent in real runs."""
+
+
+def poisoned_lm_loss(logits_BTV: torch.Tensor, labels_BT: torch.Tensor, poison_B: torch.Tensor) -> torch.Tensor:
+    """``lm_loss`` with each sample's token losses multiplied by ``poison_B`` (a drill, never a real run).
+
+    ``torch.where`` rather than a product keeps the ignored positions at 0: 0 × NaN would poison them too.
+    """
+    B, T, V = logits_BTV.shape
+    target_BT = shifted_labels(labels_BT)
+    ce_BT = F.cross_entropy(logits_BTV.reshape(-1, V).float(), target_BT.reshape(-1), ignore_index=IGNORE_INDEX,
+                            reduction="none").view(B, T)
+    keep_BT = target_BT != IGNORE_INDEX
+    total = torch.where(keep_BT, ce_BT * poison_B.to(ce_BT.dtype)[:, None], torch.zeros_like(ce_BT)).sum()
+    return total / keep_BT.sum().clamp(min=1)

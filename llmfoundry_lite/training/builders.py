@@ -21,9 +21,12 @@ from composer.optim import (
     LinearWithWarmupScheduler,
 )
 
+from llmfoundry_lite.callbacks.activation_health import ActivationHealthMonitor
+from llmfoundry_lite.callbacks.fault_injection import FaultInjector
 from llmfoundry_lite.callbacks.loss_spike import LossSpikeDetector
 from llmfoundry_lite.callbacks.metrics_file import JSONLinesLogger
 from llmfoundry_lite.callbacks.numerical_health import NumericalHealthMonitor
+from llmfoundry_lite.callbacks.rollback import RollbackGuard
 from llmfoundry_lite.callbacks.speed import measure_matmul_flops
 from llmfoundry_lite.callbacks.wandb_logger import WandBLogger
 from llmfoundry_lite.training.adamw import FusedDecoupledAdamW
@@ -107,7 +110,14 @@ def _loss_spike(cfg: TrainConfig) -> Callback:
 
 def _numerical_health(cfg: TrainConfig) -> Callback:
     nh = cfg.callbacks.numerical_health
-    return NumericalHealthMonitor(interval=nh.interval, underflow_warn=nh.underflow_warn, trend_window=nh.trend_window)
+    return NumericalHealthMonitor(interval=nh.interval, underflow_warn=nh.underflow_warn, trend_window=nh.trend_window,
+                                  skip_warn=nh.skip_warn, skip_window=nh.skip_window)
+
+
+def _activation_health(cfg: TrainConfig) -> Callback:
+    ah = cfg.callbacks.activation_health
+    return ActivationHealthMonitor(interval=ah.interval, fp16_margin=ah.fp16_margin, growth_factor=ah.growth_factor,
+                                   history=ah.history)
 
 
 def _humaneval(cfg: TrainConfig) -> Callback:
@@ -124,12 +134,14 @@ CALLBACKS: dict[str, Callable[[TrainConfig], Callback]] = {
     "memory_monitor": lambda cfg: MemoryMonitor(),
     "loss_spike": _loss_spike,
     "numerical_health": _numerical_health,
+    "activation_health": _activation_health,
     "humaneval": _humaneval,
 }
 
 
-def build_callbacks(cfg: TrainConfig) -> list[Callback]:
-    """Every callback whose section is set (not null / not false); memory_monitor only on GPU."""
+def build_callbacks(cfg: TrainConfig, record_spikes: bool = True) -> list[Callback]:
+    """Every callback whose section is set (not null / not false); memory_monitor only on GPU.
+    ``record_spikes=False`` leaves out the loss-spike recorder: the rollback guard records them itself."""
     out = []
     for name, build in CALLBACKS.items():
         setting = getattr(cfg.callbacks, name)
@@ -137,5 +149,28 @@ def build_callbacks(cfg: TrainConfig) -> list[Callback]:
             continue
         if name == "memory_monitor" and not torch.cuda.is_available():
             continue
+        if name == "loss_spike" and not record_spikes:
+            continue
         out.append(build(cfg))
+    return out
+
+
+def build_guards(cfg: TrainConfig, precision: str) -> list[Callback]:
+    """The fault-injection drill (if configured) and the rollback guard (if enabled), in that order.
+
+    The trainer puts them after every callback that reads raw gradients and before gradient clipping:
+    the guard drops a bad batch's gradients before the clip and the optimizer step see them."""
+    out: list[Callback] = []
+    fi = cfg.fault_injection
+    if fi is not None:
+        out.append(FaultInjector(cfg.save_folder, fi.nan_at_batch, fi.spike_at_batch, fi.spike_scale))
+    rb = cfg.rollback
+    if rb.enabled:
+        ls = cfg.callbacks.loss_spike
+        spike = None if ls is None else {"window": ls.window, "min_history": ls.min_history,
+                                         "z_threshold": ls.z_threshold, "ratio_threshold": ls.ratio_threshold}
+        out.append(RollbackGuard(cfg.save_folder, max_rollbacks=rb.max_rollbacks, snapshot_interval=rb.snapshot_interval,
+                                 snapshot_device=rb.snapshot_device, lr_scale=rb.lr_scale,
+                                 lr_scale_batches=rb.lr_scale_batches, save_restored=rb.save_restored, spike=spike,
+                                 streams=list(cfg.train_loader.stream_dirs()), fp16=precision == "amp_fp16"))
     return out

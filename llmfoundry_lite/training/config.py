@@ -13,7 +13,13 @@ from typing import Any
 
 from llmfoundry_lite.models.config import ModelConfig
 from llmfoundry_lite.objectives.config import ObjectiveConfig
-from llmfoundry_lite.training.sections import CallbacksConfig, FSDPConfig, LoggersConfig
+from llmfoundry_lite.training.sections import (
+    CallbacksConfig,
+    FaultInjectionConfig,
+    FSDPConfig,
+    LoggersConfig,
+    RollbackConfig,
+)
 
 __all__ = ["ModelConfig", "LoaderConfig", "OptimizerConfig", "SchedulerConfig", "TrainConfig", "check_time"]
 
@@ -246,6 +252,10 @@ class TrainConfig:
     position, RNG), continuing that run; ``max_duration`` then counts from its start."""
     loggers: LoggersConfig = field(default_factory=LoggersConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    rollback: RollbackConfig = field(default_factory=RollbackConfig)
+    """Roll back and skip on loss spikes and non-finite losses or gradients (off by default; on in the GPU presets)."""
+    fault_injection: FaultInjectionConfig | None = None
+    """A drill that poisons one batch's loss (NaN or a spike) to prove ``rollback``; null (default) = off."""
     check_manifest: bool = True
     """Check the shards' manifest.json against the tokenizer and model before training."""
     dist_timeout: float = 300.0
@@ -266,12 +276,25 @@ class TrainConfig:
         if self.load_training_state and not self.load_path:
             raise ValueError("load_training_state=true restores a checkpoint's training state; give load_path too")
         check_microbatch(self.device_train_microbatch_size, self.global_train_batch_size)
+        self._check_rollback()
         if self.device_train_microbatch_size == "auto" and self.fsdp_config is not None:
             # Composer 0.32.1 sizes microbatches automatically only under FSDP1 ("Auto microbatching is
             # not supported outside of FSDP1"); we shard with FSDP2 (FSDP1 hard-codes CUDA devices).
             raise ValueError("device_train_microbatch_size=auto is not supported with fsdp_config (FSDP2) in "
                              "Composer 0.32.1; give an integer (the loss is token-weighted, so the microbatch "
                              "size changes memory, not the objective)")
+
+    def _check_rollback(self) -> None:
+        """A checkpoint newer than the newest snapshot would resume, after a crash, on the timeline a
+        rollback discarded: checkpoints must fall on snapshot boundaries."""
+        rb = self.rollback
+        if not rb.enabled or not self.save_interval.endswith("ba"):
+            return
+        every = int(self.save_interval[:-2])
+        if every % rb.snapshot_interval:
+            raise ValueError(f"save_interval={self.save_interval} is not a multiple of rollback.snapshot_interval="
+                             f"{rb.snapshot_interval}; a checkpoint must never be newer than the snapshot a rollback "
+                             f"returns to: use a save_interval that is a multiple of {rb.snapshot_interval}ba")
 
     def device_batch_size(self, world_size: int) -> int:
         """Per-process batch: the global batch split evenly over ``world_size`` processes."""

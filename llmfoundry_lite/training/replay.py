@@ -1,4 +1,9 @@
-"""Replay a loss spike: rebuild the exact batch a spike record names and score it per sample."""
+"""Replay a loss spike or a rollback: rebuild the exact samples a record names and score each one.
+
+A spike record names its batch; a rollback record (``callbacks/rollback.py``) also names the skipped
+window and the weights it restored (``rollbacks/rollback-<n>-ba<step>.pt``): the window's samples are
+scored with exactly those weights, each named by stream and shard file (the shards carry tokens only,
+no source path or document id, so a decoded snippet stands in for them)."""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import re
 from pathlib import Path
 
 import torch
+from streaming import StreamingDataset
 from torch.utils.data import default_collate
 
 from llmfoundry_lite.config import load_config
@@ -37,32 +43,69 @@ def checkpoint_before(save_folder: str | Path, step: int) -> Path:
     return found[max(usable)]
 
 
-def rebuild_batch(cfg: TrainConfig, sample_indices: list[int], epoch: int) -> dict[str, torch.Tensor]:
-    """The training batch made of these global sample indices, through the run's objective."""
+def replay_dataset(cfg: TrainConfig, epoch: int) -> ObjectiveDataset:
+    """The run's training samples by global index (same streams, same objective draws for ``epoch``)."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(Path(cfg.tokenizer) / "tokenizer.json"))
     objective = build_objective(cfg.objective, tokenizer, cfg.model.max_seq_len)
-    lc = cfg.train_loader
-    dataset = ObjectiveDataset(objective=objective, shuffle=False, batch_size=1, **dataset_sources(lc, weighted=False))
+    dataset = ObjectiveDataset(objective=objective, shuffle=False, batch_size=1,
+                               **dataset_sources(cfg.train_loader, weighted=False))
     dataset._epoch = epoch
+    return dataset
+
+
+def rebuild_batch(cfg: TrainConfig, sample_indices: list[int], epoch: int) -> dict[str, torch.Tensor]:
+    """The training batch made of these global sample indices, through the run's objective."""
+    dataset = replay_dataset(cfg, epoch)
     return default_collate([dataset.get_item(i) for i in sample_indices])
 
 
+def describe_samples(cfg: TrainConfig, sample_indices: list[int], epoch: int) -> dict[int, dict[str, str]]:
+    """Where each sample comes from: its stream, its shard file and the start of its text."""
+    from tokenizers import Tokenizer
+
+    dataset = replay_dataset(cfg, epoch)
+    tokenizer = Tokenizer.from_file(str(Path(cfg.tokenizer) / "tokenizer.json"))
+    names = list(cfg.train_loader.stream_dirs())
+    out = {}
+    for i in sample_indices:
+        shard_id, _ = dataset.spanner[i]
+        stream = names[int(dataset.stream_per_shard[shard_id])]
+        shard = dataset.shards[shard_id].file_pairs[0][0].basename
+        tokens = StreamingDataset.get_item(dataset, i)["tokens"][:48].tolist()
+        text = " ".join(tokenizer.decode(tokens).split())[:70]
+        out[i] = {"stream": stream, "shard": f"{cfg.train_loader.split}/{shard}", "text": text}
+    return out
+
+
 def replay_spike(save_folder: str | Path, spike: int = -1) -> dict:
-    """Per-sample loss of the spiking batch under the checkpoint preceding the spike."""
+    """Per-sample loss of a spike's batch under the checkpoint preceding it; for a rollback, of the whole
+    skipped window under the weights the rollback restored."""
     record = read_spikes(save_folder)[spike]
     cfg = load_config(TrainConfig, Path(save_folder) / "config.yaml")
-    batch = rebuild_batch(cfg, record["sample_indices"], record["epoch"])
-    ckpt = checkpoint_before(save_folder, record["step"])
+    rb = record.get("rollback")
+    indices = rb["skipped_sample_indices"] if rb else record["sample_indices"]
+    if rb and rb.get("restored_weights") and (Path(save_folder) / rb["restored_weights"]).is_file():
+        ckpt = Path(save_folder) / rb["restored_weights"]
+    else:
+        ckpt = checkpoint_before(save_folder, rb["restored_step"] if rb else record["step"])
     model, _ = load_for_inference(str(ckpt))
+    per_sample: dict[int, float] = {}
+    for start in range(0, len(indices), 8):  # a window can be many batches long: score it in pieces
+        chunk = indices[start:start + 8]
+        per_sample.update(score(model, rebuild_batch(cfg, chunk, record["epoch"]), chunk))
+    return {"record": record, "checkpoint": str(ckpt), "per_sample_loss": per_sample,
+            "samples": describe_samples(cfg, indices, record["epoch"])}
+
+
+def score(model: torch.nn.Module, batch: dict[str, torch.Tensor], sample_indices: list[int]) -> dict[int, float]:
+    """Mean next-token loss of each sample of ``batch`` (its loss-generating tokens)."""
     with torch.no_grad():
         logits_BTV = model(batch["input_ids"], segment_ids_BT=batch.get("segment_ids"), prefix_len_B=batch.get("prefix_len"))
         V = logits_BTV.shape[-1]
         per_token = torch.nn.functional.cross_entropy(
             logits_BTV[:, :-1].reshape(-1, V), batch["labels"][:, 1:].reshape(-1), reduction="none", ignore_index=-100,
-        ).view(len(record["sample_indices"]), -1)
+        ).view(len(sample_indices), -1)
         counts = (batch["labels"][:, 1:] != -100).sum(dim=1).clamp(min=1)
-        per_sample = (per_token.sum(dim=1) / counts).tolist()
-    return {"record": record, "checkpoint": str(ckpt),
-            "per_sample_loss": dict(zip(record["sample_indices"], per_sample, strict=True))}
+        return dict(zip(sample_indices, (per_token.sum(dim=1) / counts).tolist(), strict=True))

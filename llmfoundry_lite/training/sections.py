@@ -160,6 +160,36 @@ class NumericalHealthConfig:
     """Warn when this fraction of (non-embedding) gradient elements is exactly zero."""
     trend_window: int = 5
     """Warn also when the zero fraction rose over this many consecutive collections."""
+    skip_warn: float = 0.05
+    """amp_fp16 only: warn when more than this share of the last ``skip_window`` steps were skipped
+    by the grad scaler for overflow (the start's calibration skips are counted but not judged)."""
+    skip_window: int = 100
+    """amp_fp16 only: steps over which skipped steps are judged."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.skip_warn < 1 or self.skip_window < 1:
+            raise ValueError(f"callbacks.numerical_health: skip_warn={self.skip_warn} must be in [0, 1) and "
+                             f"skip_window={self.skip_window} >= 1")
+
+
+@dataclass
+class ActivationHealthConfig:
+    """Per-block max |activation| (residual stream, attention logits, MLP output) and the share of values
+    beyond fp16 / near bf16's limit, sampled every ``interval`` steps (``callbacks/activation_health.py``)."""
+
+    interval: int = 50
+    """Collect on step 1 and every N optimizer steps; other steps run no hook."""
+    fp16_margin: float = 0.5
+    """Warn when a block's absmax exceeds this fraction of fp16's max (65504)."""
+    growth_factor: float = 8.0
+    """Warn when a block's absmax exceeds this multiple of the median of its last ``history`` readings."""
+    history: int = 10
+    """Readings per quantity kept for the growth rule (it needs at least min(3, history) of them)."""
+
+    def __post_init__(self) -> None:
+        for key in ("interval", "fp16_margin", "growth_factor", "history"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"callbacks.activation_health.{key} must be positive, got {getattr(self, key)}")
 
 
 @dataclass
@@ -173,5 +203,73 @@ class CallbacksConfig:
     """Log accelerator memory (GPU only; ignored on CPU)."""
     loss_spike: LossSpikeConfig | None = field(default_factory=LossSpikeConfig)
     numerical_health: NumericalHealthConfig | None = field(default_factory=NumericalHealthConfig)
+    activation_health: ActivationHealthConfig | None = field(default_factory=ActivationHealthConfig)
     humaneval: dict[str, Any] | None = None
     """Options of llmfoundry_lite.eval.callback.HumanEvalCallback; null = off."""
+
+
+SNAPSHOT_DEVICES = ("cpu", "device")
+
+
+@dataclass
+class RollbackConfig:
+    """Roll back and skip on a loss spike or a non-finite loss/gradient (``callbacks/rollback.py``).
+
+    Every ``snapshot_interval`` batches the model's parameters and the optimizer's state are copied
+    (``snapshot_device``): per rank, the bytes of its parameters (its shard under FSDP) plus its optimizer
+    state — 3× the parameter bytes for AdamW, 2× for Lion (the run prints the figure at its first batch).
+    When the guard fires (checked after backward, before the optimizer step, agreed by all ranks) the
+    trigger's step is not applied, the snapshot is restored, and the batches since it are skipped: the
+    data position moves on past them and they are written to ``loss_spikes.jsonl``. The clock is not
+    rewound: Composer computes the learning rate from it, and skipped batches count as spent."""
+
+    enabled: bool = False
+    """Turn the guard on (on in the GPU presets). With it on, it records spikes itself: the separate
+    ``callbacks.loss_spike`` recorder is not attached, its thresholds (window, z, ratio) are the guard's."""
+    max_rollbacks: int = 5
+    """Rollbacks allowed in the run; the next event stops it with a report (0 = stop at the first event)."""
+    snapshot_interval: int = 50
+    """Batches between snapshots: the most batches one rollback skips. ``save_interval`` (in batches) must be
+    a multiple, so no checkpoint is ever newer than the snapshot a rollback returns to."""
+    snapshot_device: str = "cpu"
+    """Where snapshots live: cpu (host memory, pinned on GPU machines; no accelerator memory) or device
+    (fastest copy, costs accelerator memory)."""
+    lr_scale: float = 1.0
+    """Multiply the learning rate by this for ``lr_scale_batches`` batches after a rollback (1.0 = off)."""
+    lr_scale_batches: int = 0
+    """How many batches the lowered learning rate lasts."""
+    save_restored: bool = True
+    """Write the restored weights to ``<save_folder>/rollbacks/rollback-<n>-ba<step>.pt`` so
+    ``scripts/replay_spike.py`` can score the skipped samples with exactly those weights."""
+
+    def __post_init__(self) -> None:
+        if self.max_rollbacks < 0 or self.snapshot_interval <= 0 or self.lr_scale_batches < 0:
+            raise ValueError("rollback.max_rollbacks and rollback.lr_scale_batches must be >= 0 and "
+                             "rollback.snapshot_interval > 0")
+        if self.snapshot_device not in SNAPSHOT_DEVICES:
+            raise ValueError(f"rollback.snapshot_device={self.snapshot_device!r}; choose from {sorted(SNAPSHOT_DEVICES)}")
+        if not 0 < self.lr_scale <= 1:
+            raise ValueError(f"rollback.lr_scale={self.lr_scale} must be in (0, 1] (it lowers the learning rate)")
+
+
+@dataclass
+class FaultInjectionConfig:
+    """A drill, off by default: poison the samples of one batch (by its 0-based index in the run) to prove
+    the rollback guard on any machine (``callbacks/fault_injection.py``). Never set it in a real run."""
+
+    nan_at_batch: int | None = None
+    """Batch whose samples get a NaN loss."""
+    spike_at_batch: int | None = None
+    """Batch whose samples' loss is multiplied by ``spike_scale``."""
+    spike_scale: float = 100.0
+    """Factor of the spike."""
+
+    def __post_init__(self) -> None:
+        for key in ("nan_at_batch", "spike_at_batch"):
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise ValueError(f"fault_injection.{key} must be >= 0, got {value}")
+        if self.nan_at_batch is not None and self.nan_at_batch == self.spike_at_batch:
+            raise ValueError("fault_injection: nan_at_batch and spike_at_batch name the same batch; pick two")
+        if self.spike_scale <= 1:
+            raise ValueError(f"fault_injection.spike_scale must be > 1, got {self.spike_scale}")

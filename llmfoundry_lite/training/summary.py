@@ -34,7 +34,16 @@ def run_summary(trainer: Trainer, metrics_path: Path) -> dict:
         "final_eval_loss": float(trainer.state.eval_metrics["eval"]["LanguageCrossEntropy"].compute()),
         "unigram_entropy": unigram_entropy(dataset, dataset.objective.special.pad),
         "samples_by_stream": _samples_by_stream(trainer),
+        "rollbacks": _rollbacks(trainer),
     }
+
+
+def _rollbacks(trainer: Trainer) -> list[dict]:
+    """The rollback guard's events (step, trigger, loss, samples skipped); empty without the guard."""
+    from llmfoundry_lite.callbacks.rollback import RollbackGuard
+
+    guards = [c for c in trainer.state.callbacks if isinstance(c, RollbackGuard)]
+    return list(guards[0].events) if guards else []
 
 
 def _samples_by_stream(trainer: Trainer) -> dict[str, int]:

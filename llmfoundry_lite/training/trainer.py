@@ -23,7 +23,13 @@ from llmfoundry_lite.objectives import ObjectiveConfig, build_objective
 from llmfoundry_lite.shards.manifest import check_shards_manifest, load_shards_manifest
 from llmfoundry_lite.tokenizer import load_tokenizer
 from llmfoundry_lite.training import parallel
-from llmfoundry_lite.training.builders import build_callbacks, build_loggers, build_optimizer, build_scheduler
+from llmfoundry_lite.training.builders import (
+    build_callbacks,
+    build_guards,
+    build_loggers,
+    build_optimizer,
+    build_scheduler,
+)
 from llmfoundry_lite.training.config import LoaderConfig, TrainConfig
 from llmfoundry_lite.training.data import build_dataloader, describe_mixture
 from llmfoundry_lite.training.shared_fs import check_shared_save_folder
@@ -121,7 +127,8 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     eval_dl = _loader(cfg, cfg.eval_loader, ObjectiveConfig(), tokenizer, cfg.device_eval_batch_size)
     optimizer = build_optimizer(model, cfg.optimizer)
     callbacks = [RunInfo(cfg.model, cfg.tokenizer), parallel.ShardingReport(),
-                 StreamCounter(list(cfg.train_loader.stream_dirs())), *build_callbacks(cfg)]
+                 StreamCounter(list(cfg.train_loader.stream_dirs())), *build_callbacks(cfg, record_spikes=not cfg.rollback.enabled),
+                 *build_guards(cfg, precision)]
     if cfg.grad_clip_norm > 0:  # last: the health monitor reads the gradients before they are clipped
         callbacks.append(GlobalGradClip(cfg.grad_clip_norm))
     # save_overwrite with autoresume: a SIGKILL during a save leaves a newer, unfinished file that
@@ -184,6 +191,11 @@ def final_report(summary: dict) -> str:
     line = (f"final eval loss {eval_loss:.4f} nats/token; unigram entropy of the eval split {entropy:.4f} "
             f"nats/token (best context-free loss); ratio {eval_loss / entropy:.3f}; "
             f"{summary['tokens_trained']:,} tokens in {summary['batches']} batches")
+    if summary.get("rollbacks"):
+        events = summary["rollbacks"]
+        where = ", ".join(f"{e['trigger']} at step {e['step']}" for e in events)
+        skipped = sum(e["skipped_samples"] for e in events)
+        line += f"\nrollbacks: {len(events)} ({where}); {skipped:,} samples skipped (loss_spikes.jsonl)"
     streams = summary.get("samples_by_stream", {})
     if len(streams) > 1:
         line += "\nsamples by stream: " + ", ".join(f"{name} {n:,}" for name, n in streams.items())

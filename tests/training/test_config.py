@@ -89,3 +89,24 @@ def test_typo_fails_fast_without_importing_torch():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert "exit 2 False False" in proc.stdout
     assert "unknown config key 'optimizer.lrr'" in proc.stderr
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["rollback.enabled=true", "rollback.snapshot_interval=30"], r"save_interval=50ba is not a multiple of rollback"),
+    (["rollback.lr_scale=2"], r"rollback.lr_scale=2.0 must be in \(0, 1\]"),
+    (["rollback.snapshot_device=gpu"], r"rollback.snapshot_device='gpu'; choose from \['cpu', 'device'\]"),
+    (["rollback.max_rollbacks=-1"], r"rollback.max_rollbacks .* must be >= 0"),
+    (["rollback.snapshots=3"], r"snapshots"),
+    (["fault_injection={nan_at_batch: 3, spike_at_batch: 3}"], r"name the same batch"),
+    (["fault_injection={spike_at_batch: 3, spike_scale: 0.5}"], r"spike_scale must be > 1"),
+])
+def test_rollback_and_fault_injection_settings_are_checked(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(TrainConfig, ROOT / "yamls/code-tiny.yaml", overrides)
+
+
+def test_rollback_is_on_in_the_gpu_presets_with_checkpoints_on_snapshots():
+    for name in ("code-125m", "code-350m", "code-1b", "code-3b"):
+        cfg = load_config(TrainConfig, ROOT / f"yamls/{name}.yaml")
+        assert cfg.rollback.enabled and int(cfg.save_interval[:-2]) % cfg.rollback.snapshot_interval == 0
+    assert not load_config(TrainConfig, ROOT / "yamls/code-tiny.yaml").rollback.enabled

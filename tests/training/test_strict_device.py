@@ -54,6 +54,7 @@ def test_the_harness_rejects_a_host_tensor_and_accepts_a_placed_one(strict):
 def test_every_callback_of_a_pretraining_run_reduces_device_tensors(strict, tiny_shards, tmp_path):
     from composer.callbacks import LRMonitor, SpeedMonitor
 
+    from llmfoundry_lite.callbacks.activation_health import ActivationHealthMonitor
     from llmfoundry_lite.callbacks.console import CompactConsoleLogger
     from llmfoundry_lite.callbacks.grad_clip import GlobalGradClip
     from llmfoundry_lite.callbacks.loss_spike import LossSpikeDetector
@@ -66,12 +67,13 @@ def test_every_callback_of_a_pretraining_run_reduces_device_tensors(strict, tiny
     from llmfoundry_lite.training.trainer import build_trainer
 
     shipped = {CompactConsoleLogger, JSONLinesLogger, RunInfo, ShardingReport, StreamCounter, SpeedMonitor, LRMonitor,
-               LossSpikeDetector, NumericalHealthMonitor, HumanEvalCallback, GlobalGradClip}
+               LossSpikeDetector, NumericalHealthMonitor, ActivationHealthMonitor, HumanEvalCallback, GlobalGradClip}
 
     humaneval = "{every_n_batches: 3, n_problems: 1, max_new_tokens: 4, workers: 1}"
     cfg = load_config(TrainConfig, ROOT / "yamls/code-tiny.yaml", [
         *tiny_overrides(tiny_shards, tmp_path / "run", max_duration="3ba", eval_interval="3ba", save_interval="3ba"),
-        "fsdp_config={}", "callbacks.numerical_health.interval=1", f"callbacks.humaneval={humaneval}",
+        "fsdp_config={}", "callbacks.numerical_health.interval=1", "callbacks.activation_health.interval=1",
+        f"callbacks.humaneval={humaneval}",
         "callbacks.loss_spike.min_history=1", "callbacks.loss_spike.z_threshold=-1e9",
         "callbacks.loss_spike.ratio_threshold=0", "grad_clip_norm=1.0"])
     trainer = build_trainer(cfg)
@@ -85,6 +87,7 @@ def test_every_callback_of_a_pretraining_run_reduces_device_tensors(strict, tiny
     assert spikes == 2  # batch 0 is the history, 1 and 2 "spike"
     assert calls[("all_reduce", "llmfoundry_lite.callbacks.streams")] == 3  # one per batch
     assert calls[("all_reduce", "llmfoundry_lite.callbacks.numerical_health")] == 3 * 3  # sum, min, max per step
+    assert calls[("all_reduce", "llmfoundry_lite.callbacks.activation_health")] == 3 * 2  # max, sum per step
     assert calls[("all_gather_object", "llmfoundry_lite.callbacks.loss_spike")] == spikes
     assert calls[("all_gather_object", "llmfoundry_lite.eval.callback")] == 1
     assert calls[("all_reduce", "llmfoundry_lite.eval.callback")] == 1  # the start-up reference run, at Event.FIT_START

@@ -77,7 +77,12 @@ def test_trains_on_an_objective_mixture_with_prefix_lm(tiny_shards, tmp_path):
 def test_callbacks_dispatch_follows_the_config():
     from llmfoundry_lite.training.builders import CALLBACKS, build_callbacks
 
-    assert sorted(CALLBACKS) == ["humaneval", "loss_spike", "lr_monitor", "memory_monitor", "numerical_health", "speed_monitor"]
+    assert sorted(CALLBACKS) == ["activation_health", "humaneval", "loss_spike", "lr_monitor", "memory_monitor",
+                                 "numerical_health", "speed_monitor"]
     cfg = load_config(TrainConfig, ROOT / "yamls/code-tiny.yaml", ["callbacks.loss_spike=null", "callbacks.speed_monitor.peak_flops=1e11"])
     names = [type(c).__name__ for c in build_callbacks(cfg)]
-    assert names == ["SpeedMonitor", "LRMonitor", "NumericalHealthMonitor"]  # no memory monitor without a GPU
+    assert names == ["SpeedMonitor", "LRMonitor", "NumericalHealthMonitor", "ActivationHealthMonitor"]  # no memory monitor without a GPU
+    # With the rollback guard on, the guard records spikes itself: the trainer leaves the recorder out.
+    cfg = load_config(TrainConfig, ROOT / "yamls/code-tiny.yaml", ["callbacks.speed_monitor.peak_flops=1e11"])
+    assert "LossSpikeDetector" in [type(c).__name__ for c in build_callbacks(cfg)]
+    assert "LossSpikeDetector" not in [type(c).__name__ for c in build_callbacks(cfg, record_spikes=False)]
