@@ -88,6 +88,10 @@ class RollbackGuard(Callback):
             self.window = []
             self._report_size()
         self.window.append((batch, state.batch["sample_index"].tolist(), state.batch["stream"].tolist()))
+
+    def before_train_batch(self, state: State, logger: Logger) -> None:
+        # Composer runs this at the start of every attempt at the batch: an attempt that ran out of memory
+        # (device_train_microbatch_size: auto) is retried, and its microbatches' losses must not count.
         self._loss_sum = self._tokens = None
 
     def _report_size(self) -> None:

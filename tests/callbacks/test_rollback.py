@@ -9,6 +9,7 @@ import shutil
 import pytest
 import torch
 
+from llmfoundry_lite.callbacks.metrics_file import read_metrics
 from llmfoundry_lite.callbacks.rollback import RollbackGuard
 from llmfoundry_lite.callbacks.snapshot import Snapshot
 from llmfoundry_lite.models.checkpoint_io import iter_model_state, locate_checkpoint
@@ -57,6 +58,8 @@ def assert_rolled_back_over_the_poison(save, stepped: list[list[int]], batches: 
         assert sorted(rb["skipped_sample_indices"]) == sorted(poisoned[e["step"]]) == sorted(e["sample_indices"])
         assert rb["skipped_by_stream"] == {"default": len(poisoned[e["step"]])}
     assert events[1]["loss"] > 50 * events[1]["baseline_mean"]  # the spike, scaled 100x, as the guard saw it
+    # The guard's own reduction (microbatches and ranks, weighted by tokens) gives Composer's logged batch loss.
+    assert events[1]["loss"] == pytest.approx(read_metrics(save / "metrics.jsonl", "loss/train/total")[20], rel=1e-5)
     applied = {i for batch in stepped for i in batch}
     assert not applied & {i for ids in poisoned.values() for i in ids}
     assert len(stepped) == batches - 2
@@ -73,7 +76,7 @@ def clean_eval_loss(tiny_shards, tmp_path_factory) -> float:
 
 
 def test_one_rank_rolls_back_a_nan_and_a_spike_and_ends_like_a_clean_run(tiny_shards, clean_eval_loss, tmp_path):
-    result = run(tmp_path, overrides(tiny_shards, tmp_path / "run", 30, INJECT))
+    result = run(tmp_path, overrides(tiny_shards, tmp_path / "run", 30, INJECT, "device_train_microbatch_size=2"))
     save = tmp_path / "run"
     assert_rolled_back_over_the_poison(save, result["stepped"], 30)
     calls = [tuple(c) for c in result["calls"] if c[1] == "llmfoundry_lite.callbacks.rollback"]
@@ -92,7 +95,8 @@ def test_two_ranks_roll_back_together_under_fsdp2_with_sharded_checkpoints_and_d
                                                                                     tmp_path):
     shards = tmp_path / "shards"  # streaming refuses two live jobs on one directory
     shutil.copytree(tiny_shards, shards)
-    for name, extra in (("fsdp", ["fsdp_config={state_dict_type: sharded}"]), ("ddp", [])):
+    microbatches = "device_train_microbatch_size=1"  # two per rank: the guard sums them like Composer
+    for name, extra in (("fsdp", ["fsdp_config={state_dict_type: sharded}", microbatches]), ("ddp", [microbatches])):
         out = tmp_path / name
         out.mkdir()
         launch_ranks(2, ["-m", "tests.callbacks.rollback_rank", str(out), *overrides(shards, out / "run", 30, INJECT, *extra)])
