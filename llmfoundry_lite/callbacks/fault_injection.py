@@ -9,7 +9,6 @@ the guard skipped.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -19,6 +18,7 @@ from composer.core import Callback, State
 from composer.loggers import Logger
 from composer.utils import dist
 
+from llmfoundry_lite.callbacks.metrics_file import append_json_line
 from llmfoundry_lite.models.loss import POISON_KEY
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,5 @@ class FaultInjector(Callback):
         state.batch[POISON_KEY] = torch.full((len(indices),), factor, dtype=torch.float32)
         poisoned = [i for part in dist.all_gather_object(indices.tolist()) for i in part]
         log.warning("fault injection: %s in the loss of batch %d (%d samples)", kind, batch, len(poisoned))
-        if dist.get_global_rank() == 0:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a") as f:
-                f.write(json.dumps({"batch": batch, "kind": kind, "factor": None if math.isnan(factor) else factor,
-                                    "sample_indices": poisoned}) + "\n")
+        append_json_line(self.path, {"batch": batch, "kind": kind, "factor": None if math.isnan(factor) else factor,
+                                     "sample_indices": poisoned})

@@ -3,7 +3,6 @@ exactly which samples were in that batch, so the spike can be replayed and diagn
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 from collections import deque
@@ -14,6 +13,8 @@ import torch
 from composer.core import Callback, State
 from composer.loggers import Logger
 from composer.utils import dist
+
+from llmfoundry_lite.callbacks.metrics_file import append_json_line
 
 log = logging.getLogger(__name__)
 LOSS = "loss/train/total"
@@ -81,7 +82,4 @@ class LossSpikeDetector(Callback):
         logger.log_metrics({"loss_spike/count": self.num_spikes, "loss_spike/loss": loss})
         log.warning("loss spike at step %d: %.4f vs baseline %.4f; batch samples written to %s",
                     record["step"], loss, record["baseline_mean"], self.path)
-        if dist.get_global_rank() == 0:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+        append_json_line(self.path, record)

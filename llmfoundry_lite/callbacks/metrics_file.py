@@ -29,11 +29,17 @@ class JSONLinesLogger(LoggerDestination):
         self.path = Path(path)
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        if dist.get_global_rank() != 0:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
-            f.write(json.dumps({"step": step, **{k: _plain(v) for k, v in metrics.items()}}) + "\n")
+        append_json_line(self.path, {"step": step, **{k: _plain(v) for k, v in metrics.items()}})
+
+
+def append_json_line(path: Path, row: dict[str, Any]) -> None:
+    """Append ``row`` as one JSON line to ``path`` on rank 0 (other ranks do nothing), creating its folder:
+    the one writer of the run's ``*.jsonl`` files (metrics, loss spikes and rollbacks, fault injection)."""
+    if dist.get_global_rank() != 0:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def read_metrics(path: str | Path, name: str) -> dict[int, float]:

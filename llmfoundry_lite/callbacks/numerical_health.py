@@ -17,6 +17,8 @@ from composer.loggers import Logger
 from torch.amp.grad_scaler import GradScaler, OptState
 from torch.distributed.tensor import DTensor, Shard
 
+from llmfoundry_lite.callbacks.snapshot import local
+
 log = logging.getLogger(__name__)
 
 
@@ -37,10 +39,6 @@ and round-to-nearest-even sends the halfway point 2**-25 down to 0 (larger value
 
 _SUMS = ("sumsq", "zeros", "nan", "inf", "numel", "fp16_flush")
 _UNLOGGED = {"numel", "fp16_flush", "nonzero_finite"}  # raw counts, kept for exact totals over layers
-
-
-def _local(g: torch.Tensor) -> torch.Tensor:
-    return g.to_local() if isinstance(g, DTensor) else g
 
 
 def _shard_groups(grads: list[torch.Tensor]) -> list[Any]:
@@ -71,7 +69,7 @@ def grad_stats(named_params: Iterable[tuple[str, torch.nn.Parameter]]) -> dict[s
         return {}
     sums, mins, maxs = [], [], []
     for grads in layers.values():
-        g = torch.cat([_local(x).float().reshape(-1) for x in grads])
+        g = torch.cat([local(x).float().reshape(-1) for x in grads])
         finite = torch.isfinite(g)
         clean = torch.where(finite, g, torch.zeros_like(g))
         # NaN and ±inf compare False with the threshold, so the flush count holds finite values only.

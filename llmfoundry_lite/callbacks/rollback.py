@@ -34,6 +34,7 @@ from composer.loggers import Logger
 from composer.utils import dist
 
 from llmfoundry_lite.callbacks.loss_spike import is_spike
+from llmfoundry_lite.callbacks.metrics_file import append_json_line
 from llmfoundry_lite.callbacks.snapshot import Snapshot, local
 from llmfoundry_lite.callbacks.weights_file import save_full_weights
 from llmfoundry_lite.models.loss import loss_token_count
@@ -216,10 +217,7 @@ class RollbackGuard(Callback):
             metrics.update({"rollback/restored_step": rb["restored_step"], "rollback/skipped_samples": rb["skipped_samples"],
                             **{f"rollback/skipped/{name}": n for name, n in rb["skipped_by_stream"].items()}})
         logger.log_metrics(metrics)
-        if dist.get_global_rank() == 0:
-            self.out.mkdir(parents=True, exist_ok=True)
-            with (self.out / "loss_spikes.jsonl").open("a") as f:
-                f.write(json.dumps(record) + "\n")
+        append_json_line(self.out / "loss_spikes.jsonl", record)
 
     def _stop(self, record: dict[str, Any], logger: Logger) -> None:
         record["action"] = "stop"

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "not_found_error",
@@ -23,6 +24,18 @@ class APIError(Exception):
     def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
+
+
+def field_error(err: ValidationError, unknown: Callable[[str | None], str]) -> APIError:
+    """The 400 for a request body pydantic refused, naming its first bad field: ``unknown(field)`` is the
+    message for a field the model does not have; a body that is not JSON gets code ``invalid_json``."""
+    first = err.errors()[0]
+    param = str(first["loc"][0]) if first["loc"] else None
+    if first["type"] == "extra_forbidden":
+        return APIError(400, unknown(param), param)
+    if first["type"] == "json_invalid":
+        return APIError(400, f"request body is not valid JSON: {first['msg']}", None, "invalid_json")
+    return APIError(400, f"{param}: {first['msg']}", param)
 
 
 def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> dict:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from llmfoundry_lite.filtering.pii import PIIConfig, scrub_pii
-from llmfoundry_lite.serve.errors import APIError
+from llmfoundry_lite.serve.errors import APIError, field_error
 from llmfoundry_lite.serve.feedback_store import (
     EVENTS,
     BadFeedback,
@@ -59,14 +59,7 @@ def parse_feedback(raw: bytes) -> FeedbackRequest:
     try:
         req = FeedbackRequest.model_validate_json(raw)
     except ValidationError as err:
-        first = err.errors()[0]
-        param = str(first["loc"][0]) if first["loc"] else None
-        if first["type"] == "extra_forbidden":
-            raise APIError(400, f"unknown field {param!r}; feedback takes {sorted(FeedbackRequest.model_fields)}",
-                           param) from err  # fmt: skip
-        if first["type"] == "json_invalid":
-            raise APIError(400, f"request body is not valid JSON: {first['msg']}", None, "invalid_json") from err
-        raise APIError(400, f"{param}: {first['msg']}", param) from err
+        raise field_error(err, lambda p: f"unknown field {p!r}; feedback takes {sorted(FeedbackRequest.model_fields)}") from err
     if req.event not in EVENTS:
         raise APIError(400, f"event must be one of {list(EVENTS)}, got {req.event!r}", "event")
     if req.event == "edited" and req.text is None:

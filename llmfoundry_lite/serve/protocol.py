@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from tokenizers import Tokenizer
 
-from llmfoundry_lite.serve.errors import APIError
+from llmfoundry_lite.serve.errors import APIError, field_error
 from llmfoundry_lite.serve.fim import AUTO, Fim, no_fim_message, resolve_fim
 from llmfoundry_lite.serve.job import SamplingParams
 from llmfoundry_lite.tokenizer.io import clean_text, encode_texts
@@ -112,12 +112,8 @@ def parse_request(raw: bytes) -> CompletionRequest:
     try:
         req = CompletionRequest.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        param = str(first["loc"][0]) if first["loc"] else None
-        if first["type"] == "extra_forbidden":
-            known = sorted(CompletionRequest.model_fields)
-            raise APIError(400, f"unknown or unsupported field {param!r}; this server accepts {known}", param) from err
-        raise APIError(400, f"{param}: {first['msg']}", param) from err
+        known = sorted(CompletionRequest.model_fields)
+        raise field_error(err, lambda p: f"unknown or unsupported field {p!r}; this server accepts {known}") from err
     for name, allowed in NO_OP.items():
         if getattr(req, name) not in allowed:
             raise APIError(400, f"{name}={getattr(req, name)!r} is not supported by this server; omit it", name)

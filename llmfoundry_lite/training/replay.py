@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from streaming import StreamingDataset
+from tokenizers import Tokenizer
 from torch.utils.data import default_collate
 
 from llmfoundry_lite.config import load_config
@@ -43,11 +44,8 @@ def checkpoint_before(save_folder: str | Path, step: int) -> Path:
     return found[max(usable)]
 
 
-def replay_dataset(cfg: TrainConfig, epoch: int) -> ObjectiveDataset:
+def replay_dataset(cfg: TrainConfig, tokenizer: Tokenizer, epoch: int) -> ObjectiveDataset:
     """The run's training samples by global index (same streams, same objective draws for ``epoch``)."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(Path(cfg.tokenizer) / "tokenizer.json"))
     objective = build_objective(cfg.objective, tokenizer, cfg.model.max_seq_len)
     dataset = ObjectiveDataset(objective=objective, shuffle=False, batch_size=1,
                                **dataset_sources(cfg.train_loader, weighted=False))
@@ -55,18 +53,9 @@ def replay_dataset(cfg: TrainConfig, epoch: int) -> ObjectiveDataset:
     return dataset
 
 
-def rebuild_batch(cfg: TrainConfig, sample_indices: list[int], epoch: int) -> dict[str, torch.Tensor]:
-    """The training batch made of these global sample indices, through the run's objective."""
-    dataset = replay_dataset(cfg, epoch)
-    return default_collate([dataset.get_item(i) for i in sample_indices])
-
-
-def describe_samples(cfg: TrainConfig, sample_indices: list[int], epoch: int) -> dict[int, dict[str, str]]:
+def describe_samples(dataset: ObjectiveDataset, tokenizer: Tokenizer, cfg: TrainConfig,
+                     sample_indices: list[int]) -> dict[int, dict[str, str]]:
     """Where each sample comes from: its stream, its shard file and the start of its text."""
-    from tokenizers import Tokenizer
-
-    dataset = replay_dataset(cfg, epoch)
-    tokenizer = Tokenizer.from_file(str(Path(cfg.tokenizer) / "tokenizer.json"))
     names = list(cfg.train_loader.stream_dirs())
     out = {}
     for i in sample_indices:
@@ -91,12 +80,14 @@ def replay_spike(save_folder: str | Path, spike: int = -1) -> dict:
     else:
         ckpt = checkpoint_before(save_folder, rb["restored_step"] if rb else record["step"])
     model, _ = load_for_inference(str(ckpt))
+    tokenizer = Tokenizer.from_file(str(Path(cfg.tokenizer) / "tokenizer.json"))
+    dataset = replay_dataset(cfg, tokenizer, record["epoch"])  # built once: a window can be many batches long
     per_sample: dict[int, float] = {}
-    for start in range(0, len(indices), 8):  # a window can be many batches long: score it in pieces
+    for start in range(0, len(indices), 8):  # scored in pieces of 8 samples
         chunk = indices[start:start + 8]
-        per_sample.update(score(model, rebuild_batch(cfg, chunk, record["epoch"]), chunk))
+        per_sample.update(score(model, default_collate([dataset.get_item(i) for i in chunk]), chunk))
     return {"record": record, "checkpoint": str(ckpt), "per_sample_loss": per_sample,
-            "samples": describe_samples(cfg, indices, record["epoch"])}
+            "samples": describe_samples(dataset, tokenizer, cfg, indices)}
 
 
 def score(model: torch.nn.Module, batch: dict[str, torch.Tensor], sample_indices: list[int]) -> dict[int, float]:
